@@ -1,0 +1,23 @@
+//! Kernel Telemetry Module (KTM) for BanyanDB's FODC sidecar.
+//!
+//! The eBPF programs are assembled in Rust at run time ([`insn`]), loaded with raw `bpf()`
+//! syscalls ([`sys`], [`load`]) and attached through whichever mechanism the running kernel
+//! accepts ([`attach`]), so building the crate needs no clang, no bpf-linker and no BTF
+//! toolchain.
+
+pub mod attach;
+pub mod btf;
+pub mod collector;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod insn;
+pub mod load;
+pub mod maps;
+pub mod metrics;
+pub mod programs;
+pub mod prometheus;
+pub mod recorder;
+pub mod sys;
+
+pub use error::{Error, Result};
