@@ -24,12 +24,18 @@ pub enum Error {
 impl Error {
     /// Wraps the current `errno` with a description of the failed call.
     pub fn last_os(what: impl Into<String>) -> Self {
-        Error::Sys { what: what.into(), source: io::Error::last_os_error() }
+        Error::Sys {
+            what: what.into(),
+            source: io::Error::last_os_error(),
+        }
     }
 
     /// Wraps an [`io::Error`] with a description of the failed operation.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
     }
 
     /// The OS error number behind this error, if there is one.
