@@ -17,6 +17,10 @@ pub enum Error {
     Sys { what: String, source: io::Error },
     /// Malformed input from a file the kernel or the user provided.
     Parse { what: String, detail: String },
+    /// The kernel's verifier rejected a program.
+    Verifier(Box<crate::load::VerifierError>),
+    /// A program could not be assembled (a builder mistake found without a kernel).
+    Asm(crate::insn::AsmError),
     /// Anything else, with a human explanation.
     Other(String),
 }
@@ -42,6 +46,7 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Sys { source, .. } => source.raw_os_error(),
+            Error::Verifier(v) => Some(v.errno),
             _ => None,
         }
     }
@@ -50,7 +55,17 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Sys { what, source } => write!(f, "{what}: {source}"),
+            Error::Sys { what, source } => {
+                write!(f, "{what}: {source}")?;
+                if source.raw_os_error() == Some(libc::EPERM) {
+                    f.write_str(
+                        " (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)",
+                    )?;
+                }
+                Ok(())
+            }
+            Error::Verifier(v) => v.fmt(f),
+            Error::Asm(e) => write!(f, "cannot assemble program: {e}"),
             Error::Parse { what, detail } => write!(f, "cannot parse {what}: {detail}"),
             Error::Other(s) => f.write_str(s),
         }
@@ -61,7 +76,14 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Sys { source, .. } => Some(source),
+            Error::Asm(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<crate::insn::AsmError> for Error {
+    fn from(e: crate::insn::AsmError) -> Self {
+        Error::Asm(e)
     }
 }

@@ -19,5 +19,6 @@ pub mod programs;
 pub mod prometheus;
 pub mod recorder;
 pub mod sys;
+pub mod workload;
 
 pub use error::{Error, Result};

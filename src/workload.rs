@@ -1,0 +1,288 @@
+//! A workload child that performs exactly the I/O it is told to.
+//!
+//! Tests and the demo need a target process whose syscalls are known to the call. The child
+//! takes commands over a Unix socket, which it reads with recv(2): reading them with read(2)
+//! would add reads of its own to the very counters being checked.
+
+use crate::{Error, Result};
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// `posix_fadvise` advice values, in the kernel's numbering.
+pub const ADVICE: [(&str, i32); 6] = [
+    ("normal", 0),
+    ("random", 1),
+    ("sequential", 2),
+    ("willneed", 3),
+    ("dontneed", 4),
+    ("noreuse", 5),
+];
+
+/// A running workload child. Dropping it kills the child.
+#[derive(Debug)]
+pub struct Workload {
+    child: Child,
+    sock: UnixStream,
+    out: BufReader<ChildStdout>,
+}
+
+impl Workload {
+    /// Starts `bin workload --comm COMM` and, when `cgroup` is given, moves it into that cgroup
+    /// v2 directory before it does anything.
+    pub fn spawn(bin: &Path, comm: &str, cgroup: Option<&Path>) -> Result<Workload> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+        let mut child = Command::new(bin)
+            .args(["workload", "--comm", comm])
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(format!("spawn {} workload", bin.display()), e))?;
+        let out = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| Error::Other("workload has no stdout".into()))?,
+        );
+        let mut w = Workload {
+            child,
+            sock: ours,
+            out,
+        };
+        if let Some(cg) = cgroup {
+            w.move_to(cg)?;
+        }
+        w.run("ping")?;
+        Ok(w)
+    }
+
+    /// The child's pid (also its thread id: it is single-threaded).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Moves the child into another cgroup v2 directory.
+    pub fn move_to(&mut self, cgroup: &Path) -> Result<()> {
+        let procs = cgroup.join("cgroup.procs");
+        std::fs::write(&procs, self.pid().to_string())
+            .map_err(|e| Error::io(format!("write {}", procs.display()), e))
+    }
+
+    /// Sends one command line and waits for its reply; returns the reply's value.
+    pub fn run(&mut self, command: &str) -> Result<String> {
+        self.sock
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| Error::io("send to workload", e))?;
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .map_err(|e| Error::io("read from workload", e))?;
+        match line
+            .trim_end()
+            .split_once(' ')
+            .unwrap_or((line.trim_end(), ""))
+        {
+            ("ok", v) => Ok(v.to_string()),
+            ("err", why) => Err(Error::Other(format!("workload `{command}`: {why}"))),
+            _ => Err(Error::Other(format!(
+                "workload `{command}`: died or answered {line:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sets the calling thread's comm (what `/proc/PID/comm` and `bpf_get_current_comm` show).
+pub fn set_comm(comm: &str) -> Result<()> {
+    let c = CString::new(comm).map_err(|_| Error::Other("comm contains NUL".into()))?;
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of up to 16 bytes.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(Error::last_os("prctl(PR_SET_NAME)"));
+    }
+    Ok(())
+}
+
+/// The child's main loop: `ktm workload --comm NAME`, commands on fd 0 (a socket).
+pub fn child_main(comm: &str) -> i32 {
+    if let Err(e) = set_comm(comm) {
+        eprintln!("workload: {e}");
+        return 1;
+    }
+    // SAFETY: fd 0 is the socket the parent passed and nothing else in this process uses it.
+    let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
+    let mut commands = BufReader::new(sock);
+    let stdout = std::io::stdout();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match commands.read_line(&mut line) {
+            Ok(0) | Err(_) => return 0,
+            Ok(_) => {}
+        }
+        let reply = match execute(line.trim()) {
+            Ok(Some(v)) => format!("ok {v}\n"),
+            Ok(None) => return 0,
+            Err(e) => format!("err {e}\n"),
+        };
+        let mut out = stdout.lock();
+        if out
+            .write_all(reply.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            return 0;
+        }
+    }
+}
+
+fn num<T: std::str::FromStr>(args: &[&str], i: usize, what: &str) -> Result<T> {
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Other(format!("missing or bad {what}")))
+}
+
+fn open(path: &str, flags: libc::c_int) -> Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| Error::Other("path contains NUL".into()))?;
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(Error::last_os(format!("open {path}")));
+    }
+    // SAFETY: open just returned this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn advice(name: &str) -> Result<i32> {
+    ADVICE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .or_else(|| name.parse().ok())
+        .ok_or_else(|| Error::Other(format!("unknown advice {name}")))
+}
+
+/// Runs one command. `Ok(None)` means exit.
+fn execute(line: &str) -> Result<Option<String>> {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let Some((&cmd, rest)) = args.split_first() else {
+        return Ok(Some(String::new()));
+    };
+    let path = || {
+        rest.first()
+            .copied()
+            .ok_or_else(|| Error::Other("missing path".into()))
+    };
+    match cmd {
+        "ping" => Ok(Some(std::process::id().to_string())),
+        "exit" => Ok(None),
+        // pread PATH COUNT SIZE: COUNT pread64 calls of SIZE bytes at offset 0.
+        "pread" => {
+            let (count, size): (u64, usize) = (num(rest, 1, "count")?, num(rest, 2, "size")?);
+            let fd = open(path()?, libc::O_RDONLY)?;
+            let mut buf = vec![0u8; size];
+            let mut bytes = 0i64;
+            for _ in 0..count {
+                // SAFETY: buf is writable for size bytes.
+                let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), size, 0) };
+                bytes += n as i64;
+            }
+            Ok(Some(bytes.to_string()))
+        }
+        // read PATH COUNT SIZE: COUNT read calls, rewinding with lseek at end of file.
+        "read" => {
+            let (count, size): (u64, usize) = (num(rest, 1, "count")?, num(rest, 2, "size")?);
+            let fd = open(path()?, libc::O_RDONLY)?;
+            let mut buf = vec![0u8; size];
+            let mut bytes = 0i64;
+            for _ in 0..count {
+                // SAFETY: buf is writable for size bytes.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), size) };
+                if n == 0 {
+                    // SAFETY: plain lseek on our fd.
+                    unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) };
+                }
+                bytes += n as i64;
+            }
+            Ok(Some(bytes.to_string()))
+        }
+        // readall PATH SIZE: read the file to its end in SIZE chunks; replies the read() count.
+        "readall" => {
+            let size: usize = num(rest, 1, "size")?;
+            let fd = open(path()?, libc::O_RDONLY)?;
+            let mut buf = vec![0u8; size];
+            let mut calls = 0u64;
+            loop {
+                calls += 1;
+                // SAFETY: buf is writable for size bytes.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), size) };
+                if n <= 0 {
+                    break;
+                }
+            }
+            Ok(Some(calls.to_string()))
+        }
+        // fadvise PATH ADVICE COUNT; PATH "-" uses a bad fd (-1), so every call fails with EBADF.
+        "fadvise" => {
+            let (adv, count): (i32, u64) = (
+                advice(rest.get(1).copied().unwrap_or(""))?,
+                num(rest, 2, "count")?,
+            );
+            let fd = if path()? == "-" {
+                None
+            } else {
+                Some(open(path()?, libc::O_RDONLY)?)
+            };
+            let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+            let mut ok = 0u64;
+            for _ in 0..count {
+                // SAFETY: fadvise on an fd (possibly invalid, which the kernel rejects).
+                if unsafe { libc::posix_fadvise(raw, 0, 0, adv) } == 0 {
+                    ok += 1;
+                }
+            }
+            Ok(Some(ok.to_string()))
+        }
+        // write PATH BYTES: buffered writes of BYTES in 64 KiB chunks, no fsync.
+        "write" => {
+            let bytes: usize = num(rest, 1, "bytes")?;
+            let fd = open(path()?, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?;
+            let buf = vec![0x5au8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(buf.len());
+                // SAFETY: buf is readable for n bytes.
+                let w = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), n) };
+                if w <= 0 {
+                    return Err(Error::last_os(format!("write {}", path()?)));
+                }
+                left -= w as usize;
+            }
+            Ok(Some(bytes.to_string()))
+        }
+        // getppid COUNT: an unrelated syscall.
+        "getppid" => {
+            let count: u64 = num(rest, 0, "count")?;
+            for _ in 0..count {
+                // SAFETY: no arguments.
+                unsafe { libc::getppid() };
+            }
+            Ok(Some(count.to_string()))
+        }
+        _ => Err(Error::Other(format!("unknown command {cmd}"))),
+    }
+}
+
+/// Path of the `ktm` binary for spawning workloads: `KTM_BIN` if set (the QEMU guests set
+/// it), else `default`.
+pub fn ktm_bin(default: &str) -> PathBuf {
+    std::env::var_os("KTM_BIN").map_or_else(|| PathBuf::from(default), PathBuf::from)
+}

@@ -1,0 +1,319 @@
+//! Privileged tests of the BPF toolkit: real programs counting a real child's syscalls.
+
+mod common;
+
+use ktm::attach::{self, attach_plan, features, Alternative, AttachPoint, Mechanism, Plan, Policy};
+use ktm::insn::{Asm, Helper, MapRef, Program, R0, R1, R10, R2, R6};
+use ktm::load::{self, ProgramSpec};
+use ktm::maps::{Array, PerCpuArray};
+use ktm::sys::bpf;
+use ktm::sys::AsRawFd;
+use ktm::workload::Workload;
+use std::path::Path;
+
+const CONFIG: MapRef = MapRef("config");
+const COUNTER: MapRef = MapRef("counter");
+
+/// `if (tgid != config[0]) return 0; [if (syscall_nr != nr) return 0;] counter[0]++ (this CPU)`.
+///
+/// With `syscall_nr`, the program sits on raw tracepoint `sys_enter`, whose second argument is
+/// the syscall number.
+fn counter_program(syscall_nr: Option<i64>) -> ktm::Result<Program> {
+    let mut a = Asm::new();
+    let out = a.label("out");
+    a.mov64(R6, R1); // ctx
+    if let Some(nr) = syscall_nr {
+        a.ldx_dw(R2, R6, 8); // args[1]: syscall id
+        a.jne(R2, nr as i32, out);
+    }
+    a.call(Helper::GetCurrentPidTgid);
+    a.rsh64(R0, 32);
+    a.ld_map_value(R1, CONFIG, 0);
+    a.ldx_w(R1, R1, 0);
+    a.jne(R0, R1, out);
+    a.st_w(R10, -4, 0);
+    a.mov64(R2, R10);
+    a.add64(R2, -4);
+    a.ld_map_fd(R1, COUNTER);
+    a.call(Helper::MapLookupElem);
+    a.jeq(R0, 0, out);
+    a.mov64(R1, 1);
+    a.atomic_add64(R0, 0, R1);
+    a.bind(out);
+    a.mov64(R0, 0);
+    a.exit();
+    Ok(a.finish()?)
+}
+
+struct Maps {
+    config: Array<u32>,
+    counter: PerCpuArray<u64>,
+}
+
+impl Maps {
+    fn new() -> Maps {
+        Maps {
+            config: Array::create("config", 1).unwrap(),
+            counter: PerCpuArray::create("counter", 1).unwrap(),
+        }
+    }
+
+    fn fd_of(&self) -> impl Fn(MapRef) -> Option<i32> + '_ {
+        move |m| match m {
+            CONFIG => Some(self.config.map().as_raw_fd()),
+            COUNTER => Some(self.counter.map().as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.counter.get(0).unwrap().sum()
+    }
+}
+
+fn file_of(dir: &Path, bytes: usize) -> String {
+    let p = dir.join("data");
+    std::fs::write(&p, vec![7u8; bytes]).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn count_preads(point: AttachPoint, program: Program, test: &str) {
+    let maps = Maps::new();
+    let spec = ProgramSpec {
+        name: "ktm_test_count".into(),
+        prog_type: point.prog_type(),
+        program,
+        attach: None,
+    };
+    let prog = load::load(&spec, maps.fd_of()).unwrap();
+    let attachment = attach::attach(&prog, &point).unwrap();
+    let dir = common::scratch();
+    let file = file_of(dir.path(), 4096);
+    let mut child = Workload::spawn(&common::ktm_bin(), "ktmtest", None).unwrap();
+    maps.config.set(0, &child.pid()).unwrap();
+
+    const N: u64 = 1000;
+    child.run(&format!("pread {file} {N} 4096")).unwrap();
+    assert_eq!(maps.count(), N, "{test}: preads counted by {point}");
+    // Other processes' preads (ours) are filtered out.
+    let f = std::fs::File::open(&file).unwrap();
+    for _ in 0..10 {
+        std::os::unix::fs::FileExt::read_at(&f, &mut [0u8; 16], 0).unwrap();
+    }
+    assert_eq!(
+        maps.count(),
+        N,
+        "{test}: a non-target's preads were counted"
+    );
+
+    // Detaching stops the counting.
+    drop(attachment);
+    child.run(&format!("pread {file} 50 4096")).unwrap();
+    assert_eq!(
+        maps.count(),
+        N,
+        "{test}: counting went on after the attachment was dropped"
+    );
+
+    // Once everything is dropped, nothing of ours is left in the kernel.
+    let (prog_id, map_ids) = (prog.id(), [maps.config.map().id(), maps.counter.map().id()]);
+    drop(prog);
+    drop(maps);
+    assert!(
+        common::gone(|| bpf::prog_fd_by_id(prog_id)),
+        "{test}: program {prog_id} still in the kernel"
+    );
+    for id in map_ids {
+        assert!(
+            common::gone(|| bpf::map_fd_by_id(id)),
+            "{test}: map {id} still in the kernel"
+        );
+    }
+    common::matrix(&format!("toolkit:{}", point.mechanism()), "pass");
+}
+
+#[test]
+fn tracepoint_counts_exact_preads() {
+    if !common::privileged("tracepoint_counts_exact_preads") {
+        return;
+    }
+    count_preads(
+        AttachPoint::tracepoint("syscalls", "sys_enter_pread64"),
+        counter_program(None).unwrap(),
+        "tracepoint",
+    );
+}
+
+#[test]
+fn raw_tracepoint_counts_exact_preads() {
+    if !common::privileged("raw_tracepoint_counts_exact_preads") {
+        return;
+    }
+    count_preads(
+        AttachPoint::raw_tracepoint("sys_enter"),
+        counter_program(Some(libc::SYS_pread64)).unwrap(),
+        "raw tracepoint",
+    );
+}
+
+#[test]
+fn verifier_rejection_names_message_and_instruction() {
+    if !common::privileged("verifier_rejection_names_message_and_instruction") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.mov64(R1, 0);
+    a.ldx_dw(R0, R1, 0); // dereferences a plain number
+    a.exit();
+    let program = a.finish().unwrap();
+    let spec = ProgramSpec {
+        name: "ktm_bad".into(),
+        prog_type: ktm::sys::bpf::ProgType::RawTracepoint,
+        program,
+        attach: None,
+    };
+    let err = load::load(&spec, |_| None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("invalid mem access"),
+        "verifier message missing: {text}"
+    );
+    assert!(
+        text.contains("at instruction 1"),
+        "failing instruction missing: {text}"
+    );
+    assert!(
+        text.contains("tests/toolkit.rs:"),
+        "builder call site missing: {text}"
+    );
+    match err {
+        ktm::Error::Verifier(v) => {
+            assert_eq!(v.insn_index, Some(1));
+            assert!(v.log.contains("invalid mem access"));
+        }
+        other => panic!("expected a verifier error, got {other:?}"),
+    }
+}
+
+/// Each CPU's slot of a per-CPU array is written only from that CPU, and the sum is exact.
+#[test]
+fn per_cpu_array_sums_over_pinned_threads() {
+    if !common::privileged("per_cpu_array_sums_over_pinned_threads") {
+        return;
+    }
+    let maps = Maps::new();
+    maps.config.set(0, &std::process::id()).unwrap();
+    let point = AttachPoint::tracepoint("syscalls", "sys_enter_getppid");
+    let spec = ProgramSpec {
+        name: "ktm_test_percpu".into(),
+        prog_type: point.prog_type(),
+        program: counter_program(None).unwrap(),
+        attach: None,
+    };
+    let prog = load::load(&spec, maps.fd_of()).unwrap();
+    let _a = attach::attach(&prog, &point).unwrap();
+    let cpus = ktm::sys::online_cpus().unwrap();
+    let per_cpu_calls = |cpu: usize| 100 + 37 * cpu as u64;
+    std::thread::scope(|s| {
+        for &cpu in &cpus {
+            s.spawn(move || {
+                let set = {
+                    let mut set = nix::sched::CpuSet::new();
+                    set.set(cpu).unwrap();
+                    set
+                };
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+                for _ in 0..per_cpu_calls(cpu) {
+                    unsafe { libc::getppid() };
+                }
+            });
+        }
+    });
+    let values = maps.counter.get(0).unwrap();
+    assert_eq!(values.0.len(), ktm::sys::possible_cpus().unwrap());
+    for &cpu in &cpus {
+        assert_eq!(values.0[cpu], per_cpu_calls(cpu), "slot of CPU {cpu}");
+    }
+    assert_eq!(
+        values.sum(),
+        cpus.iter().map(|&c| per_cpu_calls(c)).sum::<u64>()
+    );
+}
+
+/// The example chain: fentry, kprobe, then tracepoint on the page-cache lookup.
+#[test]
+fn fallback_chain_reports_each_step() {
+    if !common::privileged("fallback_chain_reports_each_step") {
+        return;
+    }
+    let maps = Maps::new();
+    let plan = Plan {
+        name: "ktm_read_batch".into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::fentry("filemap_get_read_batch", false), || {
+                counter_program(None)
+            }),
+            Alternative::new(AttachPoint::kprobe("filemap_get_read_batch", false), || {
+                counter_program(None)
+            }),
+            Alternative::new(
+                AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"),
+                || counter_program(None),
+            ),
+        ],
+    };
+    let fd_of = maps.fd_of();
+    let (attached, report) = attach_plan(&plan, &Policy::from_env(), &fd_of);
+    println!("{report}");
+    let features = features::features();
+    // Every step that failed says why; a step failed only where the feature probe also failed
+    // (or where the symbol or tracepoint is missing on this kernel).
+    for (point, why) in &report.failures {
+        assert!(!why.is_empty(), "{point} failed without a reason");
+        let m = point.mechanism();
+        if features.get(m).is_ok() && Policy::from_env().forbids(m).is_none() {
+            assert!(
+                why.contains("does not exist") || why.contains("no BTF"),
+                "{point} failed although {m} works here: {why}"
+            );
+        }
+    }
+    // On a kernel without kprobes (the dev/CI host), the kprobe step names that.
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        let kp = report
+            .failures
+            .iter()
+            .find(|(p, _)| p.mechanism() == Mechanism::Kprobe)
+            .expect("kprobe step tried");
+        assert!(
+            kp.1.contains("no kprobes") || kp.1.contains("KTM_DISABLE_KPROBE"),
+            "{}",
+            kp.1
+        );
+    }
+    let Some(attached) = attached else {
+        // Only a kernel with none of the three (5.10: no such symbol, no such tracepoint) may
+        // end with nothing attached.
+        let tp = attach::tracefs_root()
+            .unwrap()
+            .join("events/filemap/mm_filemap_get_pages");
+        assert!(
+            !tp.exists(),
+            "tracepoint exists but the chain attached nothing: {report}"
+        );
+        common::matrix("toolkit:chain", "unavailable");
+        return;
+    };
+    let mech = report.attached.as_ref().unwrap().mechanism();
+    // Exact counting through whichever mechanism won: one cached single-page pread = one
+    // page-cache batch lookup.
+    let dir = common::scratch();
+    let file = file_of(dir.path(), 4096);
+    let mut child = Workload::spawn(&common::ktm_bin(), "ktmtest", None).unwrap();
+    child.run(&format!("pread {file} 1 4096")).unwrap(); // now cached
+    maps.config.set(0, &child.pid()).unwrap();
+    child.run(&format!("pread {file} 500 4096")).unwrap();
+    assert_eq!(maps.count(), 500, "cached preads seen by {mech}");
+    drop(attached);
+    common::matrix("toolkit:chain", &format!("{mech} pass"));
+}
