@@ -28,17 +28,20 @@ pub enum Error {
 impl Error {
     /// Wraps the current `errno` with a description of the failed call.
     pub fn last_os(what: impl Into<String>) -> Self {
-        Error::Sys {
-            what: what.into(),
-            source: io::Error::last_os_error(),
-        }
+        Error::Sys { what: what.into(), source: io::Error::last_os_error() }
     }
 
     /// Wraps an [`io::Error`] with a description of the failed operation.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Sys {
-            what: what.into(),
-            source,
+        Error::Sys { what: what.into(), source }
+    }
+
+    /// Prefixes the message with what was being done (keeps OS errors' errno).
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Sys { what: w, source } => Error::Sys { what: format!("{what}: {w}"), source },
+            Error::Other(s) => Error::Other(format!("{what}: {s}")),
+            other => Error::Other(format!("{what}: {other}")),
         }
     }
 
@@ -58,9 +61,7 @@ impl fmt::Display for Error {
             Error::Sys { what, source } => {
                 write!(f, "{what}: {source}")?;
                 if source.raw_os_error() == Some(libc::EPERM) {
-                    f.write_str(
-                        " (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)",
-                    )?;
+                    f.write_str(" (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")?;
                 }
                 Ok(())
             }

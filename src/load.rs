@@ -94,28 +94,12 @@ impl VerifierError {
     /// The verifier's own verdict: the last non-empty lines of its log, without the
     /// instruction-by-instruction trace.
     pub fn message(&self) -> String {
-        let lines: Vec<&str> = self
-            .log
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let lines: Vec<&str> = self.log.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
         // The verdict follows the last traced instruction ("N: (..) ...").
-        let start = lines
-            .iter()
-            .rposition(|l| parse_insn_line(l).is_some())
-            .map_or(0, |i| i + 1);
-        let tail: Vec<&str> = lines[start..]
-            .iter()
-            .copied()
-            .filter(|l| !l.starts_with("processed "))
-            .collect();
+        let start = lines.iter().rposition(|l| parse_insn_line(l).is_some()).map_or(0, |i| i + 1);
+        let tail: Vec<&str> = lines[start..].iter().copied().filter(|l| !l.starts_with("processed ")).collect();
         if tail.is_empty() {
-            lines
-                .last()
-                .copied()
-                .unwrap_or("(the verifier gave no log)")
-                .to_string()
+            lines.last().copied().unwrap_or("(the verifier gave no log)").to_string()
         } else {
             tail.join("; ")
         }
@@ -125,12 +109,7 @@ impl VerifierError {
 impl fmt::Display for VerifierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let err = std::io::Error::from_raw_os_error(self.errno);
-        write!(
-            f,
-            "the kernel rejected program `{}` ({err}): {}",
-            self.program,
-            self.message()
-        )?;
+        write!(f, "the kernel rejected program `{}` ({err}): {}", self.program, self.message())?;
         if let (Some(i), Some(text)) = (self.insn_index, &self.insn_text) {
             write!(f, "; at instruction {i}: {text}")?;
         }
@@ -157,10 +136,7 @@ const LOG_START: usize = 64 * 1024;
 const LOG_MAX: usize = 16 * 1024 * 1024;
 
 /// Loads `spec` with its map references resolved by `fd_of`.
-pub fn load(
-    spec: &ProgramSpec,
-    fd_of: impl Fn(insn::MapRef) -> Option<i32>,
-) -> Result<LoadedProgram> {
+pub fn load(spec: &ProgramSpec, fd_of: impl Fn(insn::MapRef) -> Option<i32>) -> Result<LoadedProgram> {
     let raw = spec.program.resolve(fd_of)?;
     let bytes = insn::to_bytes(&raw);
     let p = ProgLoad {
@@ -174,9 +150,7 @@ pub fn load(
         Ok(fd) => fd,
         Err(first) => match first.errno() {
             // Only these come from verification; others (EPERM, E2BIG, ENOENT...) have no log to add.
-            Some(libc::EACCES) | Some(libc::EINVAL) => {
-                return Err(explain(spec, &p, &bytes, first))
-            }
+            Some(libc::EACCES) | Some(libc::EINVAL) => return Err(explain(spec, &p, &bytes, first)),
             _ => return Err(first),
         },
     };
@@ -238,10 +212,7 @@ mod tests {
 
     #[test]
     fn trace_lines_are_recognised() {
-        assert_eq!(
-            parse_insn_line("12: (85) call bpf_map_lookup_elem#1"),
-            Some(12)
-        );
+        assert_eq!(parse_insn_line("12: (85) call bpf_map_lookup_elem#1"), Some(12));
         assert_eq!(parse_insn_line("0: (b7) r0 = 0"), Some(0));
         assert_eq!(parse_insn_line("R1 type=ctx expected=fp"), None);
         assert_eq!(parse_insn_line("from 3 to 5: R0=..."), None);

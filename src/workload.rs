@@ -13,14 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// `posix_fadvise` advice values, in the kernel's numbering.
-pub const ADVICE: [(&str, i32); 6] = [
-    ("normal", 0),
-    ("random", 1),
-    ("sequential", 2),
-    ("willneed", 3),
-    ("dontneed", 4),
-    ("noreuse", 5),
-];
+pub const ADVICE: [(&str, i32); 6] =
+    [("normal", 0), ("random", 1), ("sequential", 2), ("willneed", 3), ("dontneed", 4), ("noreuse", 5)];
 
 /// A running workload child. Dropping it kills the child.
 #[derive(Debug)]
@@ -41,17 +35,8 @@ impl Workload {
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io(format!("spawn {} workload", bin.display()), e))?;
-        let out = BufReader::new(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| Error::Other("workload has no stdout".into()))?,
-        );
-        let mut w = Workload {
-            child,
-            sock: ours,
-            out,
-        };
+        let out = BufReader::new(child.stdout.take().ok_or_else(|| Error::Other("workload has no stdout".into()))?);
+        let mut w = Workload { child, sock: ours, out };
         if let Some(cg) = cgroup {
             w.move_to(cg)?;
         }
@@ -67,29 +52,18 @@ impl Workload {
     /// Moves the child into another cgroup v2 directory.
     pub fn move_to(&mut self, cgroup: &Path) -> Result<()> {
         let procs = cgroup.join("cgroup.procs");
-        std::fs::write(&procs, self.pid().to_string())
-            .map_err(|e| Error::io(format!("write {}", procs.display()), e))
+        std::fs::write(&procs, self.pid().to_string()).map_err(|e| Error::io(format!("write {}", procs.display()), e))
     }
 
     /// Sends one command line and waits for its reply; returns the reply's value.
     pub fn run(&mut self, command: &str) -> Result<String> {
-        self.sock
-            .write_all(format!("{command}\n").as_bytes())
-            .map_err(|e| Error::io("send to workload", e))?;
+        self.sock.write_all(format!("{command}\n").as_bytes()).map_err(|e| Error::io("send to workload", e))?;
         let mut line = String::new();
-        self.out
-            .read_line(&mut line)
-            .map_err(|e| Error::io("read from workload", e))?;
-        match line
-            .trim_end()
-            .split_once(' ')
-            .unwrap_or((line.trim_end(), ""))
-        {
+        self.out.read_line(&mut line).map_err(|e| Error::io("read from workload", e))?;
+        match line.trim_end().split_once(' ').unwrap_or((line.trim_end(), "")) {
             ("ok", v) => Ok(v.to_string()),
             ("err", why) => Err(Error::Other(format!("workload `{command}`: {why}"))),
-            _ => Err(Error::Other(format!(
-                "workload `{command}`: died or answered {line:?}"
-            ))),
+            _ => Err(Error::Other(format!("workload `{command}`: died or answered {line:?}"))),
         }
     }
 }
@@ -134,20 +108,14 @@ pub fn child_main(comm: &str) -> i32 {
             Err(e) => format!("err {e}\n"),
         };
         let mut out = stdout.lock();
-        if out
-            .write_all(reply.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
+        if out.write_all(reply.as_bytes()).and_then(|_| out.flush()).is_err() {
             return 0;
         }
     }
 }
 
 fn num<T: std::str::FromStr>(args: &[&str], i: usize, what: &str) -> Result<T> {
-    args.get(i)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::Other(format!("missing or bad {what}")))
+    args.get(i).and_then(|s| s.parse().ok()).ok_or_else(|| Error::Other(format!("missing or bad {what}")))
 }
 
 fn open(path: &str, flags: libc::c_int) -> Result<OwnedFd> {
@@ -176,11 +144,7 @@ fn execute(line: &str) -> Result<Option<String>> {
     let Some((&cmd, rest)) = args.split_first() else {
         return Ok(Some(String::new()));
     };
-    let path = || {
-        rest.first()
-            .copied()
-            .ok_or_else(|| Error::Other("missing path".into()))
-    };
+    let path = || rest.first().copied().ok_or_else(|| Error::Other("missing path".into()));
     match cmd {
         "ping" => Ok(Some(std::process::id().to_string())),
         "exit" => Ok(None),
@@ -232,15 +196,8 @@ fn execute(line: &str) -> Result<Option<String>> {
         }
         // fadvise PATH ADVICE COUNT; PATH "-" uses a bad fd (-1), so every call fails with EBADF.
         "fadvise" => {
-            let (adv, count): (i32, u64) = (
-                advice(rest.get(1).copied().unwrap_or(""))?,
-                num(rest, 2, "count")?,
-            );
-            let fd = if path()? == "-" {
-                None
-            } else {
-                Some(open(path()?, libc::O_RDONLY)?)
-            };
+            let (adv, count): (i32, u64) = (advice(rest.get(1).copied().unwrap_or(""))?, num(rest, 2, "count")?);
+            let fd = if path()? == "-" { None } else { Some(open(path()?, libc::O_RDONLY)?) };
             let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
             let mut ok = 0u64;
             for _ in 0..count {

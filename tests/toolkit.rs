@@ -52,10 +52,7 @@ struct Maps {
 
 impl Maps {
     fn new() -> Maps {
-        Maps {
-            config: Array::create("config", 1).unwrap(),
-            counter: PerCpuArray::create("counter", 1).unwrap(),
-        }
+        Maps { config: Array::create("config", 1).unwrap(), counter: PerCpuArray::create("counter", 1).unwrap() }
     }
 
     fn fd_of(&self) -> impl Fn(MapRef) -> Option<i32> + '_ {
@@ -79,12 +76,7 @@ fn file_of(dir: &Path, bytes: usize) -> String {
 
 fn count_preads(point: AttachPoint, program: Program, test: &str) {
     let maps = Maps::new();
-    let spec = ProgramSpec {
-        name: "ktm_test_count".into(),
-        prog_type: point.prog_type(),
-        program,
-        attach: None,
-    };
+    let spec = ProgramSpec { name: "ktm_test_count".into(), prog_type: point.prog_type(), program, attach: None };
     let prog = load::load(&spec, maps.fd_of()).unwrap();
     let attachment = attach::attach(&prog, &point).unwrap();
     let dir = common::scratch();
@@ -100,34 +92,20 @@ fn count_preads(point: AttachPoint, program: Program, test: &str) {
     for _ in 0..10 {
         std::os::unix::fs::FileExt::read_at(&f, &mut [0u8; 16], 0).unwrap();
     }
-    assert_eq!(
-        maps.count(),
-        N,
-        "{test}: a non-target's preads were counted"
-    );
+    assert_eq!(maps.count(), N, "{test}: a non-target's preads were counted");
 
     // Detaching stops the counting.
     drop(attachment);
     child.run(&format!("pread {file} 50 4096")).unwrap();
-    assert_eq!(
-        maps.count(),
-        N,
-        "{test}: counting went on after the attachment was dropped"
-    );
+    assert_eq!(maps.count(), N, "{test}: counting went on after the attachment was dropped");
 
     // Once everything is dropped, nothing of ours is left in the kernel.
     let (prog_id, map_ids) = (prog.id(), [maps.config.map().id(), maps.counter.map().id()]);
     drop(prog);
     drop(maps);
-    assert!(
-        common::gone(|| bpf::prog_fd_by_id(prog_id)),
-        "{test}: program {prog_id} still in the kernel"
-    );
+    assert!(common::gone(|| bpf::prog_fd_by_id(prog_id)), "{test}: program {prog_id} still in the kernel");
     for id in map_ids {
-        assert!(
-            common::gone(|| bpf::map_fd_by_id(id)),
-            "{test}: map {id} still in the kernel"
-        );
+        assert!(common::gone(|| bpf::map_fd_by_id(id)), "{test}: map {id} still in the kernel");
     }
     common::matrix(&format!("toolkit:{}", point.mechanism()), "pass");
 }
@@ -174,18 +152,9 @@ fn verifier_rejection_names_message_and_instruction() {
     };
     let err = load::load(&spec, |_| None).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.contains("invalid mem access"),
-        "verifier message missing: {text}"
-    );
-    assert!(
-        text.contains("at instruction 1"),
-        "failing instruction missing: {text}"
-    );
-    assert!(
-        text.contains("tests/toolkit.rs:"),
-        "builder call site missing: {text}"
-    );
+    assert!(text.contains("invalid mem access"), "verifier message missing: {text}");
+    assert!(text.contains("at instruction 1"), "failing instruction missing: {text}");
+    assert!(text.contains("tests/toolkit.rs:"), "builder call site missing: {text}");
     match err {
         ktm::Error::Verifier(v) => {
             assert_eq!(v.insn_index, Some(1));
@@ -234,10 +203,7 @@ fn per_cpu_array_sums_over_pinned_threads() {
     for &cpu in &cpus {
         assert_eq!(values.0[cpu], per_cpu_calls(cpu), "slot of CPU {cpu}");
     }
-    assert_eq!(
-        values.sum(),
-        cpus.iter().map(|&c| per_cpu_calls(c)).sum::<u64>()
-    );
+    assert_eq!(values.sum(), cpus.iter().map(|&c| per_cpu_calls(c)).sum::<u64>());
 }
 
 /// The example chain: fentry, kprobe, then tracepoint on the page-cache lookup.
@@ -250,16 +216,9 @@ fn fallback_chain_reports_each_step() {
     let plan = Plan {
         name: "ktm_read_batch".into(),
         alternatives: vec![
-            Alternative::new(AttachPoint::fentry("filemap_get_read_batch", false), || {
-                counter_program(None)
-            }),
-            Alternative::new(AttachPoint::kprobe("filemap_get_read_batch", false), || {
-                counter_program(None)
-            }),
-            Alternative::new(
-                AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"),
-                || counter_program(None),
-            ),
+            Alternative::new(AttachPoint::fentry("filemap_get_read_batch", false), || counter_program(None)),
+            Alternative::new(AttachPoint::kprobe("filemap_get_read_batch", false), || counter_program(None)),
+            Alternative::new(AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"), || counter_program(None)),
         ],
     };
     let fd_of = maps.fd_of();
@@ -280,27 +239,14 @@ fn fallback_chain_reports_each_step() {
     }
     // On a kernel without kprobes (the dev/CI host), the kprobe step names that.
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        let kp = report
-            .failures
-            .iter()
-            .find(|(p, _)| p.mechanism() == Mechanism::Kprobe)
-            .expect("kprobe step tried");
-        assert!(
-            kp.1.contains("no kprobes") || kp.1.contains("KTM_DISABLE_KPROBE"),
-            "{}",
-            kp.1
-        );
+        let kp = report.failures.iter().find(|(p, _)| p.mechanism() == Mechanism::Kprobe).expect("kprobe step tried");
+        assert!(kp.1.contains("no kprobes") || kp.1.contains("KTM_DISABLE_KPROBE"), "{}", kp.1);
     }
     let Some(attached) = attached else {
         // Only a kernel with none of the three (5.10: no such symbol, no such tracepoint) may
         // end with nothing attached.
-        let tp = attach::tracefs_root()
-            .unwrap()
-            .join("events/filemap/mm_filemap_get_pages");
-        assert!(
-            !tp.exists(),
-            "tracepoint exists but the chain attached nothing: {report}"
-        );
+        let tp = attach::tracefs_root().unwrap().join("events/filemap/mm_filemap_get_pages");
+        assert!(!tp.exists(), "tracepoint exists but the chain attached nothing: {report}");
         common::matrix("toolkit:chain", "unavailable");
         return;
     };

@@ -6,29 +6,45 @@ use crate::load::{self, LoadedProgram, ProgramSpec};
 use crate::Result;
 use std::fmt;
 
-/// One way to observe the event: where to attach and how to build the program for that
-/// mechanism's context (tracepoint record, raw arguments, pt_regs, or BTF arguments).
+/// A program builder for one attach point's context (tracepoint record, raw arguments,
+/// pt_regs, or BTF arguments).
+pub type Build = Box<dyn Fn() -> Result<Program> + Send + Sync>;
+
+/// One way to observe the event: one or more programs (entry and exit, say) that must all
+/// attach for the alternative to count.
 pub struct Alternative {
+    /// The first part's point names the alternative.
     pub point: AttachPoint,
-    pub build: Box<dyn Fn() -> Result<Program> + Send + Sync>,
+    pub build: Build,
+    /// Further parts, attached after the first.
+    pub more: Vec<(AttachPoint, Build)>,
 }
 
 impl Alternative {
-    /// An alternative whose program comes from `build`.
-    pub fn new(
-        point: AttachPoint,
-        build: impl Fn() -> Result<Program> + Send + Sync + 'static,
-    ) -> Self {
-        Alternative {
-            point,
-            build: Box::new(build),
-        }
+    /// An alternative of one program.
+    pub fn new(point: AttachPoint, build: impl Fn() -> Result<Program> + Send + Sync + 'static) -> Self {
+        Alternative { point, build: Box::new(build), more: Vec::new() }
+    }
+
+    /// Adds a program that must attach together with the first.
+    pub fn and(mut self, point: AttachPoint, build: impl Fn() -> Result<Program> + Send + Sync + 'static) -> Self {
+        self.more.push((point, Box::new(build)));
+        self
+    }
+
+    /// Every part, first part first.
+    pub fn parts(&self) -> impl Iterator<Item = (&AttachPoint, &Build)> {
+        std::iter::once((&self.point, &self.build)).chain(self.more.iter().map(|(p, b)| (p, b)))
     }
 }
 
 impl fmt::Debug for Alternative {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Alternative({})", self.point)
+        write!(f, "Alternative({}", self.point)?;
+        for (p, _) in &self.more {
+            write!(f, " + {p}")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -40,12 +56,13 @@ pub struct Plan {
     pub alternatives: Vec<Alternative>,
 }
 
-/// A program loaded and attached by a plan.
+/// The programs of one alternative, loaded and attached.
 #[derive(Debug)]
-#[must_use = "dropping Attached detaches the program"]
+#[must_use = "dropping Attached detaches the programs"]
 pub struct Attached {
-    pub attachment: Attachment,
-    pub program: LoadedProgram,
+    /// Each part's attachment and program, first part first (a tuple's fields drop in
+    /// order, so each attachment goes before its program).
+    pub parts: Vec<(Attachment, LoadedProgram)>,
 }
 
 /// What happened to each alternative of a plan.
@@ -71,30 +88,27 @@ impl fmt::Display for PlanReport {
     }
 }
 
-/// Tries the plan's alternatives in order; the first that builds, loads and attaches wins.
+/// Tries the plan's alternatives in order; the first whose programs all build, load and
+/// attach wins.
 pub fn attach_plan(
     plan: &Plan,
     policy: &Policy,
     fd_of: &dyn Fn(MapRef) -> Option<i32>,
 ) -> (Option<Attached>, PlanReport) {
-    let mut report = PlanReport {
-        name: plan.name.clone(),
-        attached: None,
-        failures: Vec::new(),
-    };
+    let mut report = PlanReport { name: plan.name.clone(), attached: None, failures: Vec::new() };
     for alt in &plan.alternatives {
-        if let Some(why) = policy.forbids(alt.point.mechanism()) {
+        if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
             report.failures.push((alt.point.clone(), why.to_string()));
             continue;
         }
         match try_one(plan, alt, fd_of) {
             Ok(attached) => {
-                log::debug!("{}: attached {}", plan.name, alt.point);
+                log::debug!("{}: attached {:?}", plan.name, alt);
                 report.attached = Some(alt.point.clone());
                 return (Some(attached), report);
             }
             Err(e) => {
-                log::debug!("{}: {} failed: {e}", plan.name, alt.point);
+                log::debug!("{}: {:?} failed: {e}", plan.name, alt);
                 report.failures.push((alt.point.clone(), e.to_string()));
             }
         }
@@ -102,21 +116,18 @@ pub fn attach_plan(
     (None, report)
 }
 
-fn try_one(
-    plan: &Plan,
-    alt: &Alternative,
-    fd_of: &dyn Fn(MapRef) -> Option<i32>,
-) -> Result<Attached> {
-    let spec = ProgramSpec {
-        name: plan.name.clone(),
-        prog_type: alt.point.prog_type(),
-        program: (alt.build)()?,
-        attach: alt.point.load_target()?,
-    };
-    let program = load::load(&spec, fd_of)?;
-    let attachment = attach(&program, &alt.point)?;
-    Ok(Attached {
-        attachment,
-        program,
-    })
+fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>) -> Result<Attached> {
+    let mut parts = Vec::new();
+    for (i, (point, build)) in alt.parts().enumerate() {
+        let spec = ProgramSpec {
+            name: if i == 0 { plan.name.clone() } else { format!("{}_{i}", plan.name) },
+            prog_type: point.prog_type(),
+            program: build().map_err(|e| e.context(point))?,
+            attach: point.load_target().map_err(|e| e.context(point))?,
+        };
+        let program = load::load(&spec, fd_of).map_err(|e| e.context(point))?;
+        let attachment = attach(&program, point).map_err(|e| e.context(point))?;
+        parts.push((attachment, program));
+    }
+    Ok(Attached { parts })
 }

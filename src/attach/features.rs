@@ -26,10 +26,7 @@ impl Drop for KprobeEvent {
     fn drop(&mut self) {
         // The owning Attachment closes the perf event first, so the removal succeeds.
         if let Ok(root) = tracefs::root() {
-            let _ = write_kprobe_events(
-                &root.join("kprobe_events"),
-                &format!("-:kprobes/{}", self.name),
-            );
+            let _ = write_kprobe_events(&root.join("kprobe_events"), &format!("-:kprobes/{}", self.name));
         }
     }
 }
@@ -45,13 +42,12 @@ fn write_kprobe_events(path: &std::path::Path, line: &str) -> std::io::Result<()
 pub(super) fn open_kprobe(func: &str, ret: bool) -> Result<(OwnedFd, Option<KprobeEvent>)> {
     let what = format!("{} {func}", if ret { "kretprobe" } else { "kprobe" });
     if let Ok(t) = std::fs::read_to_string(format!("{KPROBE_PMU}/type")) {
-        let pmu: u32 = t.trim().parse().map_err(|_| Error::Parse {
-            what: format!("{KPROBE_PMU}/type"),
-            detail: t.trim().into(),
-        })?;
+        let pmu: u32 = t
+            .trim()
+            .parse()
+            .map_err(|_| Error::Parse { what: format!("{KPROBE_PMU}/type"), detail: t.trim().into() })?;
         let config = if ret { 1u64 << retprobe_bit()? } else { 0 };
-        let cfunc =
-            CString::new(func).map_err(|_| Error::Other("function name contains NUL".into()))?;
+        let cfunc = CString::new(func).map_err(|_| Error::Other("function name contains NUL".into()))?;
         let attr = perf::PerfEventAttr {
             type_: pmu,
             config,
@@ -71,11 +67,7 @@ pub(super) fn open_kprobe(func: &str, ret: bool) -> Result<(OwnedFd, Option<Kpro
         )));
     }
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "ktm_{}_{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = format!("ktm_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
     let line = format!("{}:kprobes/{name} {func}", if ret { 'r' } else { 'p' });
     write_kprobe_events(&events, &line)
         .map_err(|e| Error::io(format!("{what}: write `{line}` to {}", events.display()), e))?;
@@ -90,10 +82,7 @@ fn retprobe_bit() -> Result<u32> {
     t.trim()
         .strip_prefix("config:")
         .and_then(|b| b.parse().ok())
-        .ok_or_else(|| Error::Parse {
-            what: path,
-            detail: t.trim().into(),
-        })
+        .ok_or_else(|| Error::Parse { what: path, detail: t.trim().into() })
 }
 
 /// What this kernel lets KTM do, each mechanism tried for real.
@@ -105,10 +94,7 @@ pub struct Features {
 impl Features {
     /// Whether `m` worked, or why not.
     pub fn get(&self, m: Mechanism) -> std::result::Result<(), String> {
-        self.results
-            .iter()
-            .find(|(mm, _, _)| *mm == m)
-            .map_or(Err("not probed".into()), |(_, _, r)| r.clone())
+        self.results.iter().find(|(mm, _, _)| *mm == m).map_or(Err("not probed".into()), |(_, _, r)| r.clone())
     }
 }
 
@@ -125,16 +111,8 @@ pub fn features() -> &'static Features {
             AttachPoint::raw_tracepoint("sys_enter"),
             AttachPoint::tracepoint("syscalls", "sys_enter_getppid"),
         ];
-        let results = points
-            .into_iter()
-            .map(|p| {
-                (
-                    p.mechanism(),
-                    p.clone(),
-                    try_point(&p).map_err(|e| e.to_string()),
-                )
-            })
-            .collect();
+        let results =
+            points.into_iter().map(|p| (p.mechanism(), p.clone(), try_point(&p).map_err(|e| e.to_string()))).collect();
         Features { results }
     })
 }

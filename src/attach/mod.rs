@@ -10,7 +10,7 @@ pub mod features;
 mod tracefs;
 
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
-pub use tracefs::{root as tracefs_root, tracepoint_id};
+pub use tracefs::{field as tracepoint_field, root as tracefs_root, tracepoint_id};
 
 use crate::load::LoadedProgram;
 use crate::sys::bpf::{self, AttachType, ProgType};
@@ -65,10 +65,7 @@ pub enum AttachPoint {
 impl AttachPoint {
     /// `category/name` tracepoint.
     pub fn tracepoint(category: &str, name: &str) -> Self {
-        AttachPoint::Tracepoint {
-            category: category.into(),
-            name: name.into(),
-        }
+        AttachPoint::Tracepoint { category: category.into(), name: name.into() }
     }
 
     /// Raw tracepoint.
@@ -78,18 +75,12 @@ impl AttachPoint {
 
     /// kprobe (`ret` false) or kretprobe.
     pub fn kprobe(func: &str, ret: bool) -> Self {
-        AttachPoint::Kprobe {
-            func: func.into(),
-            ret,
-        }
+        AttachPoint::Kprobe { func: func.into(), ret }
     }
 
     /// fentry (`exit` false) or fexit.
     pub fn fentry(func: &str, exit: bool) -> Self {
-        AttachPoint::Fentry {
-            func: func.into(),
-            exit,
-        }
+        AttachPoint::Fentry { func: func.into(), exit }
     }
 
     /// The mechanism this point uses.
@@ -121,16 +112,11 @@ impl AttachPoint {
                 let loc = crate::btf::find_kernel_func(func)
                     .map_err(|e| Error::Other(format!("no BTF for function {func}: {e}")))?;
                 if let Some(module) = loc.module {
-                    return Err(Error::Other(format!("function {func} is in module {module}; fentry on module functions is not supported")));
+                    return Err(Error::Other(format!(
+                        "function {func} is in module {module}; fentry on module functions is not supported"
+                    )));
                 }
-                Ok(Some((
-                    if *exit {
-                        AttachType::TraceFexit
-                    } else {
-                        AttachType::TraceFentry
-                    },
-                    loc.type_id,
-                )))
+                Ok(Some((if *exit { AttachType::TraceFexit } else { AttachType::TraceFentry }, loc.type_id)))
             }
             _ => Ok(None),
         }
@@ -159,10 +145,7 @@ impl fmt::Display for AttachPoint {
 #[derive(Debug)]
 enum Hold {
     /// A BPF link fd (fentry link, raw tracepoint, or perf-event link).
-    Link {
-        _link: OwnedFd,
-        _perf: Option<OwnedFd>,
-    },
+    Link { _link: OwnedFd, _perf: Option<OwnedFd> },
     /// A perf event with the program set by ioctl (kernels before 5.15).
     PerfIoctl(#[allow(dead_code)] OwnedFd),
 }
@@ -193,39 +176,20 @@ impl Attachment {
 /// Attaches `prog` (loaded for `point.prog_type()`) at `point`.
 pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
     let pfd = prog.as_fd();
-    let with = |hold, ev| {
-        Ok(Attachment {
-            point: point.clone(),
-            hold,
-            _kprobe_event: ev,
-        })
-    };
+    let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev });
     match point {
-        AttachPoint::RawTracepoint { name } => with(
-            Hold::Link {
-                _link: bpf::raw_tracepoint_open(Some(name), pfd)?,
-                _perf: None,
-            },
-            None,
-        ),
+        AttachPoint::RawTracepoint { name } => {
+            with(Hold::Link { _link: bpf::raw_tracepoint_open(Some(name), pfd)?, _perf: None }, None)
+        }
         AttachPoint::Fentry { .. } => {
-            let t = if point.mechanism() == Mechanism::Fexit {
-                AttachType::TraceFexit
-            } else {
-                AttachType::TraceFentry
-            };
+            let t =
+                if point.mechanism() == Mechanism::Fexit { AttachType::TraceFexit } else { AttachType::TraceFentry };
             // LINK_CREATE for tracing programs came in 5.11; RAW_TRACEPOINT_OPEN works from 5.5.
             let link = match bpf::link_create(pfd, 0, t) {
                 Ok(l) => l,
                 Err(_) => bpf::raw_tracepoint_open(None, pfd)?,
             };
-            with(
-                Hold::Link {
-                    _link: link,
-                    _perf: None,
-                },
-                None,
-            )
+            with(Hold::Link { _link: link, _perf: None }, None)
         }
         AttachPoint::Tracepoint { category, name } => {
             let id = tracepoint_id(category, name)?;
@@ -242,10 +206,7 @@ pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
 /// Attaches through a perf-event BPF link (5.15+) or, failing that, the SET_BPF ioctl.
 fn attach_perf(prog: &LoadedProgram, perf: OwnedFd) -> Result<Hold> {
     match bpf::link_create(prog.as_fd(), perf.as_raw_fd(), AttachType::PerfEvent) {
-        Ok(link) => Ok(Hold::Link {
-            _link: link,
-            _perf: Some(perf),
-        }),
+        Ok(link) => Ok(Hold::Link { _link: link, _perf: Some(perf) }),
         Err(_) => {
             perf::set_bpf_and_enable(perf.as_fd(), prog.as_fd())?;
             Ok(Hold::PerfIoctl(perf))
@@ -264,26 +225,15 @@ impl Policy {
     /// From `KTM_DISABLE_FENTRY=1` and `KTM_DISABLE_KPROBE=1`, which let CI exercise each
     /// fallback on kernels where the preferred mechanism works.
     pub fn from_env() -> Policy {
-        let on = |k: &str| {
-            std::env::var(k)
-                .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-                .unwrap_or(false)
-        };
-        Policy {
-            disable_fentry: on("KTM_DISABLE_FENTRY"),
-            disable_kprobe: on("KTM_DISABLE_KPROBE"),
-        }
+        let on = |k: &str| std::env::var(k).map(|v| v == "1" || v.eq_ignore_ascii_case("true")).unwrap_or(false);
+        Policy { disable_fentry: on("KTM_DISABLE_FENTRY"), disable_kprobe: on("KTM_DISABLE_KPROBE") }
     }
 
     /// Why `m` may not be used, if it may not.
     pub fn forbids(&self, m: Mechanism) -> Option<&'static str> {
         match m {
-            Mechanism::Fentry | Mechanism::Fexit if self.disable_fentry => {
-                Some("disabled by KTM_DISABLE_FENTRY")
-            }
-            Mechanism::Kprobe | Mechanism::Kretprobe if self.disable_kprobe => {
-                Some("disabled by KTM_DISABLE_KPROBE")
-            }
+            Mechanism::Fentry | Mechanism::Fexit if self.disable_fentry => Some("disabled by KTM_DISABLE_FENTRY"),
+            Mechanism::Kprobe | Mechanism::Kretprobe if self.disable_kprobe => Some("disabled by KTM_DISABLE_KPROBE"),
             _ => None,
         }
     }

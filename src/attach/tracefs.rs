@@ -14,8 +14,7 @@ pub fn root() -> Result<&'static Path> {
 }
 
 fn find_or_mount() -> Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")
-        .map_err(|e| Error::io("read /proc/self/mounts", e))?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| Error::io("read /proc/self/mounts", e))?;
     let mut debugfs = None;
     for line in mounts.lines() {
         let mut f = line.split_whitespace();
@@ -38,9 +37,7 @@ fn find_or_mount() -> Result<PathBuf> {
     let (src, dst, fs) = (c("tracefs")?, c(target)?, c("tracefs")?);
     // SAFETY: all strings are NUL-terminated and outlive the call.
     if unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) } != 0 {
-        return Err(Error::last_os(format!(
-            "tracefs is not mounted and mounting it at {target} failed"
-        )));
+        return Err(Error::last_os(format!("tracefs is not mounted and mounting it at {target} failed")));
     }
     log::info!("mounted tracefs at {target}");
     Ok(PathBuf::from(target))
@@ -50,16 +47,57 @@ fn find_or_mount() -> Result<PathBuf> {
 pub fn tracepoint_id(category: &str, name: &str) -> Result<u64> {
     let path = root()?.join("events").join(category).join(name).join("id");
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::io(
-            format!(
-                "tracepoint {category}/{name} does not exist on this kernel ({})",
-                path.display()
-            ),
-            e,
-        )
+        Error::io(format!("tracepoint {category}/{name} does not exist on this kernel ({})", path.display()), e)
     })?;
-    text.trim().parse().map_err(|_| Error::Parse {
-        what: path.display().to_string(),
-        detail: text.trim().into(),
-    })
+    text.trim().parse().map_err(|_| Error::Parse { what: path.display().to_string(), detail: text.trim().into() })
+}
+
+/// Offset and size of `field` in tracepoint `category/name`'s record, from its tracefs
+/// `format` file; None when the kernel's record has no such field.
+///
+/// Programs read record fields at these offsets, so they follow the running kernel's layout
+/// instead of one compiled in.
+pub fn field(category: &str, name: &str, field: &str) -> Result<Option<(i16, u32)>> {
+    let path = root()?.join("events").join(category).join(name).join("format");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::io(format!("tracepoint {category}/{name} does not exist on this kernel ({})", path.display()), e)
+    })?;
+    Ok(parse_field(&text, field))
+}
+
+fn parse_field(format: &str, field: &str) -> Option<(i16, u32)> {
+    for line in format.lines() {
+        let Some(decl) = line.trim().strip_prefix("field:") else { continue };
+        let mut parts = decl.split(';').map(str::trim);
+        let name = parts.next()?.rsplit(|c: char| c == ' ' || c == '*').next()?;
+        if name != field {
+            continue;
+        }
+        let mut offset = None;
+        let mut size = None;
+        for p in parts {
+            if let Some(v) = p.strip_prefix("offset:") {
+                offset = v.parse().ok();
+            } else if let Some(v) = p.strip_prefix("size:") {
+                size = v.parse().ok();
+            }
+        }
+        return Some((offset?, size?));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_field;
+
+    #[test]
+    fn format_fields() {
+        let f = "name: x\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+                 \tfield:struct file * file;\toffset:8;\tsize:8;\tsigned:0;\n\
+                 \tfield:unsigned char order;\toffset:36;\tsize:1;\tsigned:0;\n";
+        assert_eq!(parse_field(f, "order"), Some((36, 1)));
+        assert_eq!(parse_field(f, "file"), Some((8, 8)));
+        assert_eq!(parse_field(f, "missing"), None);
+    }
 }

@@ -47,11 +47,7 @@ pub struct AsmError {
 
 impl AsmError {
     pub(crate) fn at(index: usize, site: Option<Site>, reason: impl Into<String>) -> AsmError {
-        AsmError {
-            index: Some(index),
-            site,
-            reason: reason.into(),
-        }
+        AsmError { index: Some(index), site, reason: reason.into() }
     }
 }
 
@@ -116,20 +112,13 @@ impl Program {
     pub fn resolve(&self, fd_of: impl Fn(MapRef) -> Option<i32>) -> Result<Vec<RawInsn>, AsmError> {
         let mut out = self.insns.clone();
         for r in &self.relocs {
-            let fd = fd_of(r.map).ok_or_else(|| {
-                AsmError::at(
-                    r.insn,
-                    self.site(r.insn),
-                    format!("map `{}` was not created", r.map.0),
-                )
-            })?;
+            let fd = fd_of(r.map)
+                .ok_or_else(|| AsmError::at(r.insn, self.site(r.insn), format!("map `{}` was not created", r.map.0)))?;
             let (src, hi) = match r.kind {
                 RelocKind::Fd => (opcode::BPF_PSEUDO_MAP_FD, 0),
                 RelocKind::Value { offset } => (opcode::BPF_PSEUDO_MAP_VALUE, offset as i32),
             };
-            let slot = out
-                .get_mut(r.insn)
-                .ok_or_else(|| AsmError::at(r.insn, None, "relocation past the end"))?;
+            let slot = out.get_mut(r.insn).ok_or_else(|| AsmError::at(r.insn, None, "relocation past the end"))?;
             slot.regs = (src << 4) | slot.dst();
             slot.imm = fd;
             if let Some(next) = out.get_mut(r.insn + 1) {
@@ -141,11 +130,7 @@ impl Program {
 
     /// Builds a program from raw slots (for tests and the ELF reader), with no source sites.
     pub fn from_raw(insns: Vec<RawInsn>) -> Program {
-        Program {
-            sites: Vec::new(),
-            relocs: Vec::new(),
-            insns,
-        }
+        Program { sites: Vec::new(), relocs: Vec::new(), insns }
     }
 }
 
@@ -274,23 +259,13 @@ impl Asm {
     /// `dst op= src` in 64 bits.
     #[track_caller]
     pub fn alu64(&mut self, op: AluOp, dst: Reg, src: impl Into<Src>) -> &mut Self {
-        self.emit(Instruction::Alu {
-            width: Width::W64,
-            op,
-            dst,
-            src: src.into(),
-        })
+        self.emit(Instruction::Alu { width: Width::W64, op, dst, src: src.into() })
     }
 
     /// `dst op= src` in 32 bits.
     #[track_caller]
     pub fn alu32(&mut self, op: AluOp, dst: Reg, src: impl Into<Src>) -> &mut Self {
-        self.emit(Instruction::Alu {
-            width: Width::W32,
-            op,
-            dst,
-            src: src.into(),
-        })
+        self.emit(Instruction::Alu { width: Width::W32, op, dst, src: src.into() })
     }
 
     alu_ops! {
@@ -311,49 +286,31 @@ impl Asm {
     /// `dst = -dst` in 64 bits.
     #[track_caller]
     pub fn neg64(&mut self, dst: Reg) -> &mut Self {
-        self.emit(Instruction::Neg {
-            width: Width::W64,
-            dst,
-        })
+        self.emit(Instruction::Neg { width: Width::W64, dst })
     }
 
     /// `dst = -dst` in 32 bits.
     #[track_caller]
     pub fn neg32(&mut self, dst: Reg) -> &mut Self {
-        self.emit(Instruction::Neg {
-            width: Width::W32,
-            dst,
-        })
+        self.emit(Instruction::Neg { width: Width::W32, dst })
     }
 
     /// `dst = be<bits>(dst)`: host to big endian.
     #[track_caller]
     pub fn be(&mut self, bits: u8, dst: Reg) -> &mut Self {
-        self.emit(Instruction::Endian {
-            kind: Endian::ToBe,
-            bits,
-            dst,
-        })
+        self.emit(Instruction::Endian { kind: Endian::ToBe, bits, dst })
     }
 
     /// `dst = le<bits>(dst)`: host to little endian.
     #[track_caller]
     pub fn le(&mut self, bits: u8, dst: Reg) -> &mut Self {
-        self.emit(Instruction::Endian {
-            kind: Endian::ToLe,
-            bits,
-            dst,
-        })
+        self.emit(Instruction::Endian { kind: Endian::ToLe, bits, dst })
     }
 
     /// `dst = bswap<bits>(dst)` (kernel 6.6+).
     #[track_caller]
     pub fn bswap(&mut self, bits: u8, dst: Reg) -> &mut Self {
-        self.emit(Instruction::Endian {
-            kind: Endian::Swap,
-            bits,
-            dst,
-        })
+        self.emit(Instruction::Endian { kind: Endian::Swap, bits, dst })
     }
 
     mem_ops! {
@@ -366,13 +323,7 @@ impl Asm {
     /// Atomic `op` on `*(size *)(dst + off)` with `src`.
     #[track_caller]
     pub fn atomic(&mut self, size: Size, op: AtomicOp, dst: Reg, off: i16, src: Reg) -> &mut Self {
-        self.emit(Instruction::Atomic {
-            size,
-            op,
-            dst,
-            src,
-            off,
-        })
+        self.emit(Instruction::Atomic { size, op, dst, src, off })
     }
 
     /// `lock *(u64 *)(dst + off) += src`.
@@ -384,38 +335,21 @@ impl Asm {
     /// `dst = imm` with a full 64-bit constant.
     #[track_caller]
     pub fn ld_imm64(&mut self, dst: Reg, imm: i64) -> &mut Self {
-        self.emit(Instruction::LoadImm64 {
-            dst,
-            value: Imm64::Const(imm),
-        })
+        self.emit(Instruction::LoadImm64 { dst, value: Imm64::Const(imm) })
     }
 
     /// `dst = &map`, for helper calls that take a map.
     #[track_caller]
     pub fn ld_map_fd(&mut self, dst: Reg, map: MapRef) -> &mut Self {
-        self.relocs.push(MapReloc {
-            insn: self.insns.len(),
-            map,
-            kind: RelocKind::Fd,
-        });
-        self.emit(Instruction::LoadImm64 {
-            dst,
-            value: Imm64::MapFd(0),
-        })
+        self.relocs.push(MapReloc { insn: self.insns.len(), map, kind: RelocKind::Fd });
+        self.emit(Instruction::LoadImm64 { dst, value: Imm64::MapFd(0) })
     }
 
     /// `dst = &map_value[0] + offset`: direct access to an array map's single value.
     #[track_caller]
     pub fn ld_map_value(&mut self, dst: Reg, map: MapRef, offset: u32) -> &mut Self {
-        self.relocs.push(MapReloc {
-            insn: self.insns.len(),
-            map,
-            kind: RelocKind::Value { offset },
-        });
-        self.emit(Instruction::LoadImm64 {
-            dst,
-            value: Imm64::MapValue { fd: 0, offset },
-        })
+        self.relocs.push(MapReloc { insn: self.insns.len(), map, kind: RelocKind::Value { offset } });
+        self.emit(Instruction::LoadImm64 { dst, value: Imm64::MapValue { fd: 0, offset } })
     }
 
     /// `goto label`.
@@ -427,22 +361,9 @@ impl Asm {
 
     /// `if dst cond src goto label`.
     #[track_caller]
-    pub fn jmp(
-        &mut self,
-        width: Width,
-        cond: Cond,
-        dst: Reg,
-        src: impl Into<Src>,
-        label: Label,
-    ) -> &mut Self {
+    pub fn jmp(&mut self, width: Width, cond: Cond, dst: Reg, src: impl Into<Src>, label: Label) -> &mut Self {
         self.fixups.push((self.insns.len(), label));
-        self.emit(Instruction::Jump {
-            width,
-            cond,
-            dst,
-            src: src.into(),
-            off: 0,
-        })
+        self.emit(Instruction::Jump { width, cond, dst, src: src.into(), off: 0 })
     }
 
     jumps! {
@@ -483,32 +404,21 @@ impl Asm {
                 .get(label.0 as usize)
                 .copied()
                 .ok_or_else(|| AsmError::at(at, site, "label from another Asm"))?;
-            let target = target.ok_or_else(|| {
-                AsmError::at(
-                    at,
-                    site,
-                    format!("jump to label `{name}`, which is never bound"),
-                )
-            })?;
+            let target = target
+                .ok_or_else(|| AsmError::at(at, site, format!("jump to label `{name}`, which is never bound")))?;
             let rel = target as i64 - at as i64 - 1;
             let off = i16::try_from(rel).map_err(|_| {
                 AsmError::at(
                     at,
                     site,
-                    format!(
-                        "jump to label `{name}` spans {rel} instructions, beyond the 16-bit offset"
-                    ),
+                    format!("jump to label `{name}` spans {rel} instructions, beyond the 16-bit offset"),
                 )
             })?;
             if let Some(slot) = self.insns.get_mut(at) {
                 slot.off = off;
             }
         }
-        let program = Program {
-            insns: self.insns,
-            sites: self.sites,
-            relocs: self.relocs,
-        };
+        let program = Program { insns: self.insns, sites: self.sites, relocs: self.relocs };
         check::check(&program)?;
         Ok(program)
     }
@@ -557,15 +467,9 @@ mod tests {
         a.exit();
         let p = a.finish().unwrap();
         assert_eq!(p.maps(), vec![MapRef("config"), MapRef("counters")]);
-        let raw = p
-            .resolve(|m| Some(if m.0 == "counters" { 7 } else { 9 }))
-            .unwrap();
+        let raw = p.resolve(|m| Some(if m.0 == "counters" { 7 } else { 9 })).unwrap();
         assert_eq!((raw[0].src(), raw[0].imm, raw[1].imm), (1, 7, 0));
         assert_eq!((raw[2].src(), raw[2].imm, raw[3].imm), (2, 9, 16));
-        assert!(p
-            .resolve(|_| None)
-            .unwrap_err()
-            .to_string()
-            .contains("`counters`"));
+        assert!(p.resolve(|_| None).unwrap_err().to_string().contains("`counters`"));
     }
 }

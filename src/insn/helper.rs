@@ -57,11 +57,7 @@ const NAMED: &[(Helper, u32, &str)] = &[
     (Helper::ProbeReadKernel, 113, "probe_read_kernel"),
     (Helper::ProbeReadUserStr, 114, "probe_read_user_str"),
     (Helper::ProbeReadKernelStr, 115, "probe_read_kernel_str"),
-    (
-        Helper::GetCurrentAncestorCgroupId,
-        123,
-        "get_current_ancestor_cgroup_id",
-    ),
+    (Helper::GetCurrentAncestorCgroupId, 123, "get_current_ancestor_cgroup_id"),
     (Helper::KtimeGetBootNs, 125, "ktime_get_boot_ns"),
     (Helper::GetCurrentTaskBtf, 158, "get_current_task_btf"),
     (Helper::GetAttachCookie, 174, "get_attach_cookie"),
@@ -76,27 +72,18 @@ impl Helper {
         if let Helper::Other(n) = self {
             return n;
         }
-        NAMED
-            .iter()
-            .find(|(h, _, _)| *h == self)
-            .map_or(0, |(_, id, _)| *id)
+        NAMED.iter().find(|(h, _, _)| *h == self).map_or(0, |(_, id, _)| *id)
     }
 
     /// The helper for an ABI number; unknown numbers become [`Helper::Other`].
     pub fn from_id(id: u32) -> Helper {
-        NAMED
-            .iter()
-            .find(|(_, n, _)| *n == id)
-            .map_or(Helper::Other(id), |(h, _, _)| *h)
+        NAMED.iter().find(|(_, n, _)| *n == id).map_or(Helper::Other(id), |(h, _, _)| *h)
     }
 
     /// The name without the `bpf_` prefix, as in `linux/bpf.h`, if the helper is named here.
     pub fn name(self) -> Option<&'static str> {
         let id = self.id();
-        NAMED
-            .iter()
-            .find(|(_, n, _)| *n == id)
-            .map(|(_, _, name)| *name)
+        NAMED.iter().find(|(_, n, _)| *n == id).map(|(_, _, name)| *name)
     }
 }
 

@@ -355,12 +355,7 @@ pub enum Call {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Instruction {
     /// `dst op= src` in 32 or 64 bits.
-    Alu {
-        width: Width,
-        op: AluOp,
-        dst: Reg,
-        src: Src,
-    },
+    Alu { width: Width, op: AluOp, dst: Reg, src: Src },
     /// `dst = -dst`.
     Neg { width: Width, dst: Reg },
     /// `dst = le16/be32/bswap64 dst`; `bits` is 16, 32 or 64.
@@ -368,44 +363,17 @@ pub enum Instruction {
     /// `dst = imm64` in two slots.
     LoadImm64 { dst: Reg, value: Imm64 },
     /// `dst = *(size *)(src + off)`.
-    Load {
-        size: Size,
-        dst: Reg,
-        src: Reg,
-        off: i16,
-    },
+    Load { size: Size, dst: Reg, src: Reg, off: i16 },
     /// `*(size *)(dst + off) = imm`.
-    StoreImm {
-        size: Size,
-        dst: Reg,
-        off: i16,
-        imm: i32,
-    },
+    StoreImm { size: Size, dst: Reg, off: i16, imm: i32 },
     /// `*(size *)(dst + off) = src`.
-    Store {
-        size: Size,
-        dst: Reg,
-        off: i16,
-        src: Reg,
-    },
+    Store { size: Size, dst: Reg, off: i16, src: Reg },
     /// Atomic operation on `*(size *)(dst + off)` with `src`; size is W or DW.
-    Atomic {
-        size: Size,
-        op: AtomicOp,
-        dst: Reg,
-        src: Reg,
-        off: i16,
-    },
+    Atomic { size: Size, op: AtomicOp, dst: Reg, src: Reg, off: i16 },
     /// `goto pc + 1 + off`.
     Ja { off: i16 },
     /// `if dst cond src goto pc + 1 + off`.
-    Jump {
-        width: Width,
-        cond: Cond,
-        dst: Reg,
-        src: Src,
-        off: i16,
-    },
+    Jump { width: Width, cond: Cond, dst: Reg, src: Src, off: i16 },
     /// `call ...`.
     Call(Call),
     /// `exit`.
@@ -426,12 +394,7 @@ pub struct RawInsn {
 impl RawInsn {
     /// Builds a slot from its fields.
     pub fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> RawInsn {
-        RawInsn {
-            code,
-            regs: (src << 4) | (dst & 0x0f),
-            off,
-            imm,
-        }
+        RawInsn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
     }
 
     /// The dst register number field.
@@ -473,15 +436,9 @@ pub fn to_bytes(insns: &[RawInsn]) -> Vec<u8> {
 /// Parses a byte stream into slots; the length must be a multiple of 8.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<RawInsn>, DecodeError> {
     if bytes.len() % 8 != 0 {
-        return Err(DecodeError {
-            index: bytes.len() / 8,
-            reason: format!("{} trailing bytes", bytes.len() % 8),
-        });
+        return Err(DecodeError { index: bytes.len() / 8, reason: format!("{} trailing bytes", bytes.len() % 8) });
     }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| RawInsn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect())
+    Ok(bytes.chunks_exact(8).map(|c| RawInsn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
 }
 
 /// An instruction slot that does not decode.
@@ -520,27 +477,14 @@ impl Instruction {
     pub fn encode_into(&self, out: &mut Vec<RawInsn>) {
         use Instruction::*;
         let raw = match *self {
-            Alu {
-                width,
-                op,
-                dst,
-                src,
-            } => {
+            Alu { width, op, dst, src } => {
                 let class = width_class(width, BPF_ALU, BPF_ALU64);
                 match src {
                     Src::Imm(imm) => RawInsn::new(class | op.code() | BPF_K, dst.num(), 0, 0, imm),
-                    Src::Reg(s) => {
-                        RawInsn::new(class | op.code() | BPF_X, dst.num(), s.num(), 0, 0)
-                    }
+                    Src::Reg(s) => RawInsn::new(class | op.code() | BPF_X, dst.num(), s.num(), 0, 0),
                 }
             }
-            Neg { width, dst } => RawInsn::new(
-                width_class(width, BPF_ALU, BPF_ALU64) | BPF_NEG,
-                dst.num(),
-                0,
-                0,
-                0,
-            ),
+            Neg { width, dst } => RawInsn::new(width_class(width, BPF_ALU, BPF_ALU64) | BPF_NEG, dst.num(), 0, 0, 0),
             Endian { kind, bits, dst } => {
                 let code = match kind {
                     self::Endian::ToLe => BPF_ALU | BPF_END | BPF_TO_LE,
@@ -555,74 +499,23 @@ impl Instruction {
                     Imm64::MapFd(fd) => (BPF_PSEUDO_MAP_FD, fd, 0),
                     Imm64::MapValue { fd, offset } => (BPF_PSEUDO_MAP_VALUE, fd, offset as i32),
                 };
-                out.push(RawInsn::new(
-                    BPF_LD | BPF_DW | BPF_IMM,
-                    dst.num(),
-                    src,
-                    0,
-                    lo,
-                ));
+                out.push(RawInsn::new(BPF_LD | BPF_DW | BPF_IMM, dst.num(), src, 0, lo));
                 RawInsn::new(0, 0, 0, 0, hi)
             }
-            Load {
-                size,
-                dst,
-                src,
-                off,
-            } => RawInsn::new(
-                BPF_LDX | BPF_MEM | size.code(),
-                dst.num(),
-                src.num(),
-                off,
-                0,
-            ),
-            StoreImm {
-                size,
-                dst,
-                off,
-                imm,
-            } => RawInsn::new(BPF_ST | BPF_MEM | size.code(), dst.num(), 0, off, imm),
-            Store {
-                size,
-                dst,
-                off,
-                src,
-            } => RawInsn::new(
-                BPF_STX | BPF_MEM | size.code(),
-                dst.num(),
-                src.num(),
-                off,
-                0,
-            ),
-            Atomic {
-                size,
-                op,
-                dst,
-                src,
-                off,
-            } => RawInsn::new(
-                BPF_STX | BPF_ATOMIC | size.code(),
-                dst.num(),
-                src.num(),
-                off,
-                op.imm(),
-            ),
+            Load { size, dst, src, off } => RawInsn::new(BPF_LDX | BPF_MEM | size.code(), dst.num(), src.num(), off, 0),
+            StoreImm { size, dst, off, imm } => RawInsn::new(BPF_ST | BPF_MEM | size.code(), dst.num(), 0, off, imm),
+            Store { size, dst, off, src } => {
+                RawInsn::new(BPF_STX | BPF_MEM | size.code(), dst.num(), src.num(), off, 0)
+            }
+            Atomic { size, op, dst, src, off } => {
+                RawInsn::new(BPF_STX | BPF_ATOMIC | size.code(), dst.num(), src.num(), off, op.imm())
+            }
             Ja { off } => RawInsn::new(BPF_JMP | BPF_JA, 0, 0, off, 0),
-            Jump {
-                width,
-                cond,
-                dst,
-                src,
-                off,
-            } => {
+            Jump { width, cond, dst, src, off } => {
                 let class = width_class(width, BPF_JMP32, BPF_JMP);
                 match src {
-                    Src::Imm(imm) => {
-                        RawInsn::new(class | cond.code() | BPF_K, dst.num(), 0, off, imm)
-                    }
-                    Src::Reg(s) => {
-                        RawInsn::new(class | cond.code() | BPF_X, dst.num(), s.num(), off, 0)
-                    }
+                    Src::Imm(imm) => RawInsn::new(class | cond.code() | BPF_K, dst.num(), 0, off, imm),
+                    Src::Reg(s) => RawInsn::new(class | cond.code() | BPF_X, dst.num(), s.num(), off, 0),
                 }
             }
             Call(call) => {
@@ -648,21 +541,14 @@ impl Instruction {
     /// Decodes the instruction starting at `slots[index]`; returns it and how many slots it used.
     pub fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
         let err = |reason: String| DecodeError { index, reason };
-        let raw = slots
-            .get(index)
-            .ok_or_else(|| err("past the end of the program".into()))?;
-        let reg = |n: u8, what: &str| {
-            Reg::from_u8(n).ok_or_else(|| err(format!("{what} register r{n} does not exist")))
-        };
+        let raw = slots.get(index).ok_or_else(|| err("past the end of the program".into()))?;
+        let reg =
+            |n: u8, what: &str| Reg::from_u8(n).ok_or_else(|| err(format!("{what} register r{n} does not exist")));
         let code = raw.code;
         let class = code & 0x07;
         let insn = match class {
             BPF_ALU | BPF_ALU64 => {
-                let width = if class == BPF_ALU64 {
-                    Width::W64
-                } else {
-                    Width::W32
-                };
+                let width = if class == BPF_ALU64 { Width::W64 } else { Width::W32 };
                 let op = code & 0xf0;
                 let dst = reg(raw.dst(), "dst")?;
                 if op == BPF_NEG {
@@ -680,22 +566,15 @@ impl Instruction {
                     };
                     Instruction::Endian { kind, bits, dst }
                 } else {
-                    let op = AluOp::from_code(op)
-                        .ok_or_else(|| err(format!("unknown ALU opcode {code:#04x}")))?;
+                    let op = AluOp::from_code(op).ok_or_else(|| err(format!("unknown ALU opcode {code:#04x}")))?;
                     if raw.off != 0 {
-                        return Err(err(format!("ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)", raw.off)));
+                        return Err(err(format!(
+                            "ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)",
+                            raw.off
+                        )));
                     }
-                    let src = if code & BPF_X != 0 {
-                        Src::Reg(reg(raw.src(), "src")?)
-                    } else {
-                        Src::Imm(raw.imm)
-                    };
-                    Instruction::Alu {
-                        width,
-                        op,
-                        dst,
-                        src,
-                    }
+                    let src = if code & BPF_X != 0 { Src::Reg(reg(raw.src(), "src")?) } else { Src::Imm(raw.imm) };
+                    Instruction::Alu { width, op, dst, src }
                 }
             }
             BPF_JMP | BPF_JMP32 => {
@@ -713,64 +592,37 @@ impl Instruction {
                     }
                     (BPF_JMP, BPF_EXIT) => Instruction::Exit,
                     _ => {
-                        let width = if class == BPF_JMP {
-                            Width::W64
-                        } else {
-                            Width::W32
-                        };
-                        let cond = Cond::from_code(op)
-                            .ok_or_else(|| err(format!("unknown jump opcode {code:#04x}")))?;
+                        let width = if class == BPF_JMP { Width::W64 } else { Width::W32 };
+                        let cond =
+                            Cond::from_code(op).ok_or_else(|| err(format!("unknown jump opcode {code:#04x}")))?;
                         let dst = reg(raw.dst(), "dst")?;
-                        let src = if code & BPF_X != 0 {
-                            Src::Reg(reg(raw.src(), "src")?)
-                        } else {
-                            Src::Imm(raw.imm)
-                        };
-                        Instruction::Jump {
-                            width,
-                            cond,
-                            dst,
-                            src,
-                            off: raw.off,
-                        }
+                        let src = if code & BPF_X != 0 { Src::Reg(reg(raw.src(), "src")?) } else { Src::Imm(raw.imm) };
+                        Instruction::Jump { width, cond, dst, src, off: raw.off }
                     }
                 }
             }
             BPF_LD => {
                 if code != BPF_LD | BPF_DW | BPF_IMM {
-                    return Err(err(format!(
-                        "legacy packet load {code:#04x} is not supported"
-                    )));
+                    return Err(err(format!("legacy packet load {code:#04x} is not supported")));
                 }
-                let next = slots.get(index + 1).ok_or_else(|| {
-                    err("64-bit immediate load is missing its second slot".into())
-                })?;
+                let next = slots
+                    .get(index + 1)
+                    .ok_or_else(|| err("64-bit immediate load is missing its second slot".into()))?;
                 if next.code != 0 || next.regs != 0 || next.off != 0 {
-                    return Err(err(
-                        "second slot of a 64-bit immediate load is not zero-coded".into(),
-                    ));
+                    return Err(err("second slot of a 64-bit immediate load is not zero-coded".into()));
                 }
                 let dst = reg(raw.dst(), "dst")?;
                 let value = match raw.src() {
                     0 => Imm64::Const((i64::from(next.imm) << 32) | i64::from(raw.imm as u32)),
                     BPF_PSEUDO_MAP_FD if next.imm == 0 => Imm64::MapFd(raw.imm),
-                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue {
-                        fd: raw.imm,
-                        offset: next.imm as u32,
-                    },
-                    s => {
-                        return Err(err(format!(
-                            "64-bit immediate load with unsupported pseudo source {s}"
-                        )))
-                    }
+                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue { fd: raw.imm, offset: next.imm as u32 },
+                    s => return Err(err(format!("64-bit immediate load with unsupported pseudo source {s}"))),
                 };
                 return Ok((Instruction::LoadImm64 { dst, value }, 2));
             }
             BPF_LDX => {
                 if code & 0xe0 != BPF_MEM {
-                    return Err(err(format!(
-                        "load mode of opcode {code:#04x} is not supported"
-                    )));
+                    return Err(err(format!("load mode of opcode {code:#04x} is not supported")));
                 }
                 Instruction::Load {
                     size: Size::from_code(code),
@@ -781,9 +633,7 @@ impl Instruction {
             }
             BPF_ST => {
                 if code & 0xe0 != BPF_MEM {
-                    return Err(err(format!(
-                        "store mode of opcode {code:#04x} is not supported"
-                    )));
+                    return Err(err(format!("store mode of opcode {code:#04x} is not supported")));
                 }
                 Instruction::StoreImm {
                     size: Size::from_code(code),
@@ -798,29 +648,13 @@ impl Instruction {
                 let dst = reg(raw.dst(), "dst")?;
                 let src = reg(raw.src(), "src")?;
                 match code & 0xe0 {
-                    BPF_MEM => Instruction::Store {
-                        size,
-                        dst,
-                        off: raw.off,
-                        src,
-                    },
+                    BPF_MEM => Instruction::Store { size, dst, off: raw.off, src },
                     BPF_ATOMIC if matches!(size, Size::W | Size::DW) => {
-                        let op = AtomicOp::from_imm(raw.imm).ok_or_else(|| {
-                            err(format!("unknown atomic operation {:#x}", raw.imm))
-                        })?;
-                        Instruction::Atomic {
-                            size,
-                            op,
-                            dst,
-                            src,
-                            off: raw.off,
-                        }
+                        let op = AtomicOp::from_imm(raw.imm)
+                            .ok_or_else(|| err(format!("unknown atomic operation {:#x}", raw.imm)))?;
+                        Instruction::Atomic { size, op, dst, src, off: raw.off }
                     }
-                    _ => {
-                        return Err(err(format!(
-                            "store mode of opcode {code:#04x} is not supported"
-                        )))
-                    }
+                    _ => return Err(err(format!("store mode of opcode {code:#04x} is not supported"))),
                 }
             }
         };

@@ -42,32 +42,12 @@ pub struct Map {
 impl Map {
     /// Creates the map in the kernel.
     pub fn create(def: MapDef) -> Result<Map> {
-        let fd = bpf::map_create(
-            def.map_type,
-            def.key_size,
-            def.value_size,
-            def.max_entries,
-            def.flags,
-            def.name.0,
-        )?;
+        let fd = bpf::map_create(def.map_type, def.key_size, def.value_size, def.max_entries, def.flags, def.name.0)?;
         let id = bpf::map_info(fd.as_fd())?.id;
-        let cpus = if def.map_type.per_cpu() {
-            crate::sys::possible_cpus()?
-        } else {
-            1
-        };
-        let value_buf = if def.map_type.per_cpu() {
-            round8(def.value_size as usize) * cpus
-        } else {
-            def.value_size as usize
-        };
-        Ok(Map {
-            fd,
-            def,
-            id,
-            value_buf,
-            cpus,
-        })
+        let cpus = if def.map_type.per_cpu() { crate::sys::possible_cpus()? } else { 1 };
+        let value_buf =
+            if def.map_type.per_cpu() { round8(def.value_size as usize) * cpus } else { def.value_size as usize };
+        Ok(Map { fd, def, id, value_buf, cpus })
     }
 
     /// The parameters it was created with.
@@ -123,9 +103,7 @@ impl Map {
         loop {
             let mut next = vec![0u8; ks];
             // SAFETY: buffers have the key size.
-            let more = unsafe {
-                bpf::map_next_key(self.fd.as_fd(), out.last().map(|k| k.as_slice()), &mut next)?
-            };
+            let more = unsafe { bpf::map_next_key(self.fd.as_fd(), out.last().map(|k| k.as_slice()), &mut next)? };
             if !more || out.len() > self.def.max_entries as usize {
                 return Ok(out);
             }
@@ -162,12 +140,7 @@ fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-fn def_for<K: Pod, V: Pod>(
-    name: &'static str,
-    map_type: MapType,
-    max_entries: u32,
-    flags: u32,
-) -> MapDef {
+fn def_for<K: Pod, V: Pod>(name: &'static str, map_type: MapType, max_entries: u32, flags: u32) -> MapDef {
     MapDef {
         name: MapRef(name),
         map_type,
@@ -188,18 +161,14 @@ pub struct Array<V: Pod> {
 impl<V: Pod> Array<V> {
     /// Creates an array of `len` zeroed values.
     pub fn create(name: &'static str, len: u32) -> Result<Self> {
-        Ok(Array {
-            map: Map::create(def_for::<u32, V>(name, MapType::Array, len, 0))?,
-            _v: PhantomData,
-        })
+        Ok(Array { map: Map::create(def_for::<u32, V>(name, MapType::Array, len, 0))?, _v: PhantomData })
     }
 
     /// The value at `index`.
     pub fn get(&self, index: u32) -> Result<V> {
         let raw = self.map.lookup_raw(&index.to_ne_bytes())?;
-        raw.and_then(|b| V::from_bytes(&b)).ok_or_else(|| {
-            Error::Other(format!("array `{}`: no index {index}", self.map.def.name.0))
-        })
+        raw.and_then(|b| V::from_bytes(&b))
+            .ok_or_else(|| Error::Other(format!("array `{}`: no index {index}", self.map.def.name.0)))
     }
 
     /// Stores `value` at `index`.
@@ -221,10 +190,7 @@ impl<V: Pod> PerCpu<V> {
     fn from_buf(buf: &[u8], cpus: usize) -> Option<Self> {
         let stride = round8(size_of::<V>());
         (0..cpus)
-            .map(|c| {
-                buf.get(c * stride..c * stride + size_of::<V>())
-                    .and_then(V::from_bytes)
-            })
+            .map(|c| buf.get(c * stride..c * stride + size_of::<V>()).and_then(V::from_bytes))
             .collect::<Option<Vec<V>>>()
             .map(PerCpu)
     }
@@ -261,38 +227,26 @@ pub struct PerCpuArray<V: Pod> {
 impl<V: Pod> PerCpuArray<V> {
     /// Creates an array of `len` zeroed per-CPU values.
     pub fn create(name: &'static str, len: u32) -> Result<Self> {
-        Ok(PerCpuArray {
-            map: Map::create(def_for::<u32, V>(name, MapType::PercpuArray, len, 0))?,
-            _v: PhantomData,
-        })
+        Ok(PerCpuArray { map: Map::create(def_for::<u32, V>(name, MapType::PercpuArray, len, 0))?, _v: PhantomData })
     }
 
     /// Wraps an existing map created from a matching [`MapDef`].
     pub fn from_map(map: Map) -> Result<Self> {
-        if map.def.map_type != MapType::PercpuArray || map.def.value_size as usize != size_of::<V>()
-        {
+        if map.def.map_type != MapType::PercpuArray || map.def.value_size as usize != size_of::<V>() {
             return Err(Error::Other(format!(
                 "map `{}` is not a per-CPU array of {} bytes",
                 map.def.name.0,
                 size_of::<V>()
             )));
         }
-        Ok(PerCpuArray {
-            map,
-            _v: PhantomData,
-        })
+        Ok(PerCpuArray { map, _v: PhantomData })
     }
 
     /// The per-CPU values at `index`.
     pub fn get(&self, index: u32) -> Result<PerCpu<V>> {
         let raw = self.map.lookup_raw(&index.to_ne_bytes())?;
         raw.and_then(|b| PerCpu::from_buf(&b, self.map.cpus))
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "per-CPU array `{}`: no index {index}",
-                    self.map.def.name.0
-                ))
-            })
+            .ok_or_else(|| Error::Other(format!("per-CPU array `{}`: no index {index}", self.map.def.name.0)))
     }
 
     /// Stores one value per possible CPU at `index`.
@@ -323,18 +277,12 @@ impl<K: Pod, V: Pod> HashMap<K, V> {
     /// failing the insert.
     pub fn create(name: &'static str, max_entries: u32, lru: bool) -> Result<Self> {
         let t = if lru { MapType::LruHash } else { MapType::Hash };
-        Ok(HashMap {
-            map: Map::create(def_for::<K, V>(name, t, max_entries, 0))?,
-            _kv: PhantomData,
-        })
+        Ok(HashMap { map: Map::create(def_for::<K, V>(name, t, max_entries, 0))?, _kv: PhantomData })
     }
 
     /// The value for `key`, if present.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        Ok(self
-            .map
-            .lookup_raw(key.as_bytes())?
-            .and_then(|b| V::from_bytes(&b)))
+        Ok(self.map.lookup_raw(key.as_bytes())?.and_then(|b| V::from_bytes(&b)))
     }
 
     /// Inserts or replaces.
@@ -349,12 +297,7 @@ impl<K: Pod, V: Pod> HashMap<K, V> {
 
     /// All keys.
     pub fn keys(&self) -> Result<Vec<K>> {
-        Ok(self
-            .map
-            .keys_raw()?
-            .iter()
-            .filter_map(|k| K::from_bytes(k))
-            .collect())
+        Ok(self.map.keys_raw()?.iter().filter_map(|k| K::from_bytes(k)).collect())
     }
 
     /// The untyped map.
@@ -381,10 +324,7 @@ impl<K: Pod, V: Pod> PerCpuHashMap<K, V> {
 
     /// The per-CPU values for `key`, if present.
     pub fn get(&self, key: &K) -> Result<Option<PerCpu<V>>> {
-        Ok(self
-            .map
-            .lookup_raw(key.as_bytes())?
-            .and_then(|b| PerCpu::from_buf(&b, self.map.cpus)))
+        Ok(self.map.lookup_raw(key.as_bytes())?.and_then(|b| PerCpu::from_buf(&b, self.map.cpus)))
     }
 
     /// The untyped map.
@@ -409,12 +349,7 @@ mod tests {
         buf[8..16].copy_from_slice(&2u64.to_ne_bytes());
         buf[16..24].copy_from_slice(&10u64.to_ne_bytes());
         buf[24..32].copy_from_slice(&20u64.to_ne_bytes());
-        assert_eq!(
-            PerCpu::<[u64; 2]>::from_buf(&buf, 2)
-                .unwrap()
-                .sum_u64_lanes(),
-            vec![11, 22]
-        );
+        assert_eq!(PerCpu::<[u64; 2]>::from_buf(&buf, 2).unwrap().sum_u64_lanes(), vec![11, 22]);
         assert_eq!(round8(12), 16);
     }
 }

@@ -10,12 +10,7 @@ pub unsafe trait Pod: Copy + 'static {
     /// The value's bytes.
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: Pod types are plain bytes of their size.
-        unsafe {
-            std::slice::from_raw_parts(
-                self as *const Self as *const u8,
-                std::mem::size_of::<Self>(),
-            )
-        }
+        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>()) }
     }
 
     /// A value read from the first `size_of::<Self>()` bytes, or None if there are fewer.

@@ -71,10 +71,7 @@ pub enum MapType {
 impl MapType {
     /// True where lookups return one value per possible CPU.
     pub fn per_cpu(self) -> bool {
-        matches!(
-            self,
-            MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash
-        )
+        matches!(self, MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash)
     }
 }
 
@@ -84,9 +81,7 @@ pub const OBJ_NAME_LEN: usize = 16;
 fn obj_name(name: &str) -> [u8; OBJ_NAME_LEN] {
     let mut out = [0u8; OBJ_NAME_LEN];
     // The kernel accepts only [A-Za-z0-9_.] in object names.
-    let clean = name
-        .bytes()
-        .filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.');
+    let clean = name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.');
     for (dst, b) in out.iter_mut().take(OBJ_NAME_LEN - 1).zip(clean) {
         *dst = b;
     }
@@ -143,9 +138,7 @@ pub fn map_create(
     with_memlock_retry(|| {
         // SAFETY: attr is the MAP_CREATE layout and holds no pointers.
         let ret = unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr) };
-        fd_result(ret, || {
-            format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`")
-        })
+        fd_result(ret, || format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`"))
     })
 }
 
@@ -165,13 +158,7 @@ fn elem_cmd(
     value: u64,
     flags: u64,
 ) -> std::result::Result<(), std::io::Error> {
-    let mut attr = ElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: ptr(key),
-        value,
-        flags,
-    };
+    let mut attr = ElemAttr { map_fd: map.as_raw_fd() as u32, _pad: 0, key: ptr(key), value, flags };
     // SAFETY: the callers pass buffers of the map's key and value sizes.
     let ret = unsafe { sys_bpf(cmd, &mut attr) };
     if ret < 0 {
@@ -186,13 +173,7 @@ fn elem_cmd(
 /// # Safety
 /// `key` and `value` must be at least the map's key and (per-CPU) value size.
 pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> Result<bool> {
-    match elem_cmd(
-        cmd::MAP_LOOKUP_ELEM,
-        map,
-        key.as_ptr(),
-        ptr(value.as_mut_ptr()),
-        0,
-    ) {
+    match elem_cmd(cmd::MAP_LOOKUP_ELEM, map, key.as_ptr(), ptr(value.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(Error::io("bpf(BPF_MAP_LOOKUP_ELEM)", e)),
@@ -204,14 +185,8 @@ pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> R
 /// # Safety
 /// `key` and `value` must be at least the map's key and (per-CPU) value size.
 pub unsafe fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<()> {
-    elem_cmd(
-        cmd::MAP_UPDATE_ELEM,
-        map,
-        key.as_ptr(),
-        ptr(value.as_ptr()),
-        0,
-    )
-    .map_err(|e| Error::io("bpf(BPF_MAP_UPDATE_ELEM)", e))
+    elem_cmd(cmd::MAP_UPDATE_ELEM, map, key.as_ptr(), ptr(value.as_ptr()), 0)
+        .map_err(|e| Error::io("bpf(BPF_MAP_UPDATE_ELEM)", e))
 }
 
 /// `BPF_MAP_DELETE_ELEM`; `Ok(false)` when the key was absent.
@@ -230,11 +205,7 @@ pub unsafe fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> Result<bool> {
 ///
 /// # Safety
 /// `key` and `next` must be at least the map's key size.
-pub unsafe fn map_next_key(
-    map: BorrowedFd<'_>,
-    key: Option<&[u8]>,
-    next: &mut [u8],
-) -> Result<bool> {
+pub unsafe fn map_next_key(map: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> Result<bool> {
     let k = key.map_or(std::ptr::null(), |k| k.as_ptr());
     match elem_cmd(cmd::MAP_GET_NEXT_KEY, map, k, ptr(next.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
@@ -281,19 +252,12 @@ pub struct ProgLoad<'a> {
 
 /// `BPF_PROG_LOAD` of already-encoded instructions. `log` receives the verifier's output
 /// when `log_level` is non-zero; the kernel answers ENOSPC when it does not fit.
-pub fn prog_load(
-    p: &ProgLoad<'_>,
-    insns: &[u8],
-    log_level: u32,
-    log: &mut [u8],
-) -> Result<OwnedFd> {
-    let license =
-        CString::new(p.license).map_err(|_| Error::Other("license contains a NUL byte".into()))?;
+pub fn prog_load(p: &ProgLoad<'_>, insns: &[u8], log_level: u32, log: &mut [u8]) -> Result<OwnedFd> {
+    let license = CString::new(p.license).map_err(|_| Error::Other("license contains a NUL byte".into()))?;
     // SAFETY: an all-zero attribute is valid for every bpf command.
     let mut attr: ProgLoadAttr = unsafe { zeroed() };
     attr.prog_type = p.prog_type as u32;
-    attr.insn_cnt =
-        u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?;
+    attr.insn_cnt = u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?;
     attr.insns = ptr(insns.as_ptr());
     attr.license = ptr(license.as_ptr());
     if log_level != 0 && !log.is_empty() {
@@ -307,13 +271,7 @@ pub fn prog_load(
     with_memlock_retry(|| {
         // SAFETY: insns, license and log outlive the call; sizes are set from them.
         let ret = unsafe { sys_bpf(cmd::PROG_LOAD, &mut attr) };
-        fd_result(ret, || {
-            format!(
-                "bpf(BPF_PROG_LOAD) of {} program `{}`",
-                p.prog_type.name(),
-                p.name
-            )
-        })
+        fd_result(ret, || format!("bpf(BPF_PROG_LOAD) of {} program `{}`", p.prog_type.name(), p.name))
     })
 }
 
@@ -325,11 +283,7 @@ struct GetIdAttr {
 }
 
 fn get_fd_by_id(cmd: u32, id: u32, what: &str) -> Result<OwnedFd> {
-    let mut attr = GetIdAttr {
-        id,
-        next_id: 0,
-        open_flags: 0,
-    };
+    let mut attr = GetIdAttr { id, next_id: 0, open_flags: 0 };
     // SAFETY: the GET_FD_BY_ID layout holds no pointers.
     let ret = unsafe { sys_bpf(cmd, &mut attr) };
     fd_result(ret, || format!("bpf(BPF_{what}_GET_FD_BY_ID) for id {id}"))
@@ -421,17 +375,12 @@ struct InfoAttr {
 fn obj_info<T>(fd: BorrowedFd<'_>, what: &str) -> Result<T> {
     // SAFETY: the info structs are plain integers; all-zero is valid.
     let mut info: T = unsafe { zeroed() };
-    let mut attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<T>() as u32,
-        info: ptr(&mut info as *mut T),
-    };
+    let mut attr =
+        InfoAttr { bpf_fd: fd.as_raw_fd() as u32, info_len: size_of::<T>() as u32, info: ptr(&mut info as *mut T) };
     // SAFETY: info is writable for info_len bytes.
     let ret = unsafe { sys_bpf(cmd::OBJ_GET_INFO_BY_FD, &mut attr) };
     if ret < 0 {
-        return Err(Error::last_os(format!(
-            "bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}"
-        )));
+        return Err(Error::last_os(format!("bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}")));
     }
     Ok(info)
 }
@@ -462,23 +411,12 @@ struct RawTpAttr {
 /// `BPF_RAW_TRACEPOINT_OPEN`: attaches a raw tracepoint program to `name`, or (with `None`)
 /// a tracing program to the function its `attach_btf_id` names.
 pub fn raw_tracepoint_open(name: Option<&str>, prog: BorrowedFd<'_>) -> Result<OwnedFd> {
-    let cname = name
-        .map(CString::new)
-        .transpose()
-        .map_err(|_| Error::Other("tracepoint name contains NUL".into()))?;
-    let mut attr = RawTpAttr {
-        name: cname.as_ref().map_or(0, |c| ptr(c.as_ptr())),
-        prog_fd: prog.as_raw_fd() as u32,
-        _pad: 0,
-    };
+    let cname = name.map(CString::new).transpose().map_err(|_| Error::Other("tracepoint name contains NUL".into()))?;
+    let mut attr =
+        RawTpAttr { name: cname.as_ref().map_or(0, |c| ptr(c.as_ptr())), prog_fd: prog.as_raw_fd() as u32, _pad: 0 };
     // SAFETY: the name outlives the call.
     let ret = unsafe { sys_bpf(cmd::RAW_TRACEPOINT_OPEN, &mut attr) };
-    fd_result(ret, || {
-        format!(
-            "bpf(BPF_RAW_TRACEPOINT_OPEN) on {}",
-            name.unwrap_or("the program's BTF target")
-        )
-    })
+    fd_result(ret, || format!("bpf(BPF_RAW_TRACEPOINT_OPEN) on {}", name.unwrap_or("the program's BTF target")))
 }
 
 #[repr(C)]
@@ -492,11 +430,7 @@ struct LinkCreateAttr {
 }
 
 /// `BPF_LINK_CREATE` with `target_fd` (a perf event fd for `PerfEvent`, 0 for fentry/fexit).
-pub fn link_create(
-    prog: BorrowedFd<'_>,
-    target_fd: i32,
-    attach_type: AttachType,
-) -> Result<OwnedFd> {
+pub fn link_create(prog: BorrowedFd<'_>, target_fd: i32, attach_type: AttachType) -> Result<OwnedFd> {
     let mut attr = LinkCreateAttr {
         prog_fd: prog.as_raw_fd() as u32,
         target_fd: target_fd as u32,
@@ -506,9 +440,7 @@ pub fn link_create(
     };
     // SAFETY: no pointers in this layout.
     let ret = unsafe { sys_bpf(cmd::LINK_CREATE, &mut attr) };
-    fd_result(ret, || {
-        format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}")
-    })
+    fd_result(ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
 }
 
 #[repr(C)]
@@ -539,20 +471,12 @@ fn with_memlock_retry(mut f: impl FnMut() -> Result<OwnedFd>) -> Result<OwnedFd>
 }
 
 fn raise_memlock() -> bool {
-    let mut cur = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into cur.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0
-        || cur.rlim_cur == libc::RLIM_INFINITY
-    {
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 || cur.rlim_cur == libc::RLIM_INFINITY {
         return false;
     }
-    let inf = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let inf = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit reads inf.
     let ok = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &inf) } == 0;
     if ok {
@@ -587,9 +511,6 @@ mod tests {
     #[test]
     fn names_are_sanitised_and_truncated() {
         assert_eq!(&obj_name("ktm-read_enter.x")[..], b"ktmread_enter.x\0");
-        assert_eq!(
-            name_str(&obj_name("a_very_long_program_name")),
-            "a_very_long_pro"
-        );
+        assert_eq!(name_str(&obj_name("a_very_long_program_name")), "a_very_long_pro");
     }
 }

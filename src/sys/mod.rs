@@ -19,8 +19,7 @@ pub(crate) fn fd_result(ret: libc::c_long, what: impl FnOnce() -> String) -> Res
     if ret < 0 {
         return Err(Error::last_os(what()));
     }
-    let fd = RawFd::try_from(ret)
-        .map_err(|_| Error::Other(format!("{}: fd {ret} out of range", what())))?;
+    let fd = RawFd::try_from(ret).map_err(|_| Error::Other(format!("{}: fd {ret} out of range", what())))?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -34,20 +33,15 @@ pub fn possible_cpus() -> Result<usize> {
         .map_err(|e| Error::io("read /sys/devices/system/cpu/possible", e))?;
     parse_cpu_list(&text)
         .map(|cpus| cpus.last().map_or(0, |&c| c + 1))
-        .ok_or_else(|| Error::Parse {
-            what: "/sys/devices/system/cpu/possible".into(),
-            detail: text.trim().into(),
-        })
+        .ok_or_else(|| Error::Parse { what: "/sys/devices/system/cpu/possible".into(), detail: text.trim().into() })
 }
 
 /// The CPUs currently online.
 pub fn online_cpus() -> Result<Vec<usize>> {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/online")
         .map_err(|e| Error::io("read /sys/devices/system/cpu/online", e))?;
-    parse_cpu_list(&text).ok_or_else(|| Error::Parse {
-        what: "/sys/devices/system/cpu/online".into(),
-        detail: text.trim().into(),
-    })
+    parse_cpu_list(&text)
+        .ok_or_else(|| Error::Parse { what: "/sys/devices/system/cpu/online".into(), detail: text.trim().into() })
 }
 
 /// Parses the kernel's CPU list format (`0-3,5,7-8`).
@@ -55,10 +49,7 @@ pub fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
     let mut out = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (
-                a.trim().parse::<usize>().ok()?,
-                b.trim().parse::<usize>().ok()?,
-            ),
+            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?),
             None => {
                 let v = part.trim().parse::<usize>().ok()?;
                 (v, v)

@@ -54,13 +54,8 @@ pub fn open(attr: &PerfEventAttr, what: &str) -> Result<OwnedFd> {
 
 /// A perf event for the tracefs tracepoint with this id.
 pub fn open_tracepoint(id: u64, what: &str) -> Result<OwnedFd> {
-    let attr = PerfEventAttr {
-        type_: TYPE_TRACEPOINT,
-        config: id,
-        sample_period: 1,
-        wakeup_events: 1,
-        ..Default::default()
-    };
+    let attr =
+        PerfEventAttr { type_: TYPE_TRACEPOINT, config: id, sample_period: 1, wakeup_events: 1, ..Default::default() };
     open(&attr, what)
 }
 

@@ -38,10 +38,7 @@ pub fn matrix(row: &str, cell: &str) {
 
 /// A scratch directory on a real filesystem (TMPDIR; the QEMU guests point it at ext4).
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("ktm-test")
-        .tempdir()
-        .expect("create scratch dir")
+    tempfile::Builder::new().prefix("ktm-test").tempdir().expect("create scratch dir")
 }
 
 /// Whether the kernel frees the object with this id (frees are RCU-deferred, so wait a bit).
