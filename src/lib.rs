@@ -12,6 +12,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod insn;
+pub mod iomonitor;
 pub mod load;
 pub mod maps;
 pub mod metrics;

@@ -122,11 +122,11 @@ fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>
         let spec = ProgramSpec {
             name: if i == 0 { plan.name.clone() } else { format!("{}_{i}", plan.name) },
             prog_type: point.prog_type(),
-            program: build().map_err(|e| e.context(point))?,
-            attach: point.load_target().map_err(|e| e.context(point))?,
+            program: build()?,
+            attach: point.load_target()?,
         };
-        let program = load::load(&spec, fd_of).map_err(|e| e.context(point))?;
-        let attachment = attach(&program, point).map_err(|e| e.context(point))?;
+        let program = load::load(&spec, fd_of)?;
+        let attachment = attach(&program, point)?;
         parts.push((attachment, program));
     }
     Ok(Attached { parts })

@@ -69,7 +69,7 @@ fn parse_field(format: &str, field: &str) -> Option<(i16, u32)> {
     for line in format.lines() {
         let Some(decl) = line.trim().strip_prefix("field:") else { continue };
         let mut parts = decl.split(';').map(str::trim);
-        let name = parts.next()?.rsplit(|c: char| c == ' ' || c == '*').next()?;
+        let name = parts.next()?.rsplit([' ', '*']).next()?;
         if name != field {
             continue;
         }

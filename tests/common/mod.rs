@@ -51,3 +51,80 @@ pub fn gone(lookup: impl Fn() -> ktm::Result<std::os::fd::OwnedFd>) -> bool {
     }
     false
 }
+
+/// The cgroup v2 mount (hybrid hosts have it at /sys/fs/cgroup/unified).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// A cgroup v2 directory made for one test, removed on drop (its processes moved to root).
+pub struct TestCgroup {
+    pub path: PathBuf,
+    root: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> TestCgroup {
+        let root = cgroup2_mount().expect("cgroup v2 is mounted");
+        let path = root.join(format!("ktm-test-{}-{name}", std::process::id()));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup { path, root }
+    }
+
+    /// The cgroup id the BPF helper reports: the directory's inode.
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.path).unwrap().ino()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Ok(procs) = std::fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
+            }
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Pages of `path` resident in the page cache, by mincore(2).
+pub fn resident_pages(path: &std::path::Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    if len == 0 {
+        return 0;
+    }
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    unsafe {
+        let addr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        assert_ne!(addr, libc::MAP_FAILED);
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+}
+
+/// Writes a file, flushes it to disk and evicts it from the page cache.
+pub fn cold_file(path: &std::path::Path, bytes: usize) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(&vec![0x42u8; bytes]).unwrap();
+    f.sync_all().unwrap();
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    drop(f);
+    assert_eq!(resident_pages(path), 0, "{} still cached after DONTNEED", path.display());
+}

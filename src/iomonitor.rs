@@ -1,0 +1,217 @@
+//! The iomonitor: creates the maps, attaches every probe by its plan, programs the scope,
+//! and reads the counters.
+
+use crate::attach::{attach_plan, Attached, PlanReport, Policy};
+use crate::insn::MapRef;
+use crate::maps::{Array, HashMap, PerCpuArray, Pod};
+use crate::programs::layout::{self, config, lane, ConfigRecord, Counters, HIST_SLOTS};
+use crate::programs::{probes, Probe};
+use crate::sys::AsRawFd;
+use crate::Result;
+
+/// Which tasks count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Nothing counts (no target known).
+    Off,
+    /// Tasks whose cgroup v2 id is this.
+    Cgroup(u64),
+    /// Tasks whose comm starts with this prefix (at most 15 bytes).
+    Comm(String),
+}
+
+impl Scope {
+    fn record(&self) -> ConfigRecord {
+        let mut r = [0u64; config::WORDS];
+        match self {
+            Scope::Off => r[config::MODE] = config::MODE_OFF,
+            Scope::Cgroup(id) => {
+                r[config::MODE] = config::MODE_CGROUP;
+                r[config::CGROUP_ID] = *id;
+            }
+            Scope::Comm(prefix) => {
+                let (p, m) = layout::comm_words(prefix);
+                r[config::MODE] = config::MODE_COMM;
+                r[config::PREFIX_LO] = p[0];
+                r[config::PREFIX_HI] = p[1];
+                r[config::MASK_LO] = m[0];
+                r[config::MASK_HI] = m[1];
+            }
+        }
+        r
+    }
+}
+
+/// A latency histogram as counted: per-slot counts (slot i = [2^i, 2^(i+1)) ns), sum, count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Latency {
+    pub count: u64,
+    pub sum_ns: u64,
+    pub slots: Vec<u64>,
+}
+
+/// One reading of every counter, summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub cache_read_attempts: u64,
+    pub cache_misses: u64,
+    pub page_cache_adds: u64,
+    pub fadvise_calls: u64,
+    pub fadvise_success: u64,
+    /// normal, random, sequential, willneed, dontneed, noreuse, other.
+    pub fadvise_advice: [u64; 7],
+    pub lru_scanned: u64,
+    pub lru_reclaimed: u64,
+    pub direct_reclaim: u64,
+    pub read: Latency,
+    pub pread: Latency,
+}
+
+/// Advice label values in lane order.
+pub const ADVICE_LABELS: [&str; 7] = ["normal", "random", "sequential", "willneed", "dontneed", "noreuse", "other"];
+
+impl Snapshot {
+    fn from_lanes(v: &[u64]) -> Snapshot {
+        let get = |i: usize| v.get(i).copied().unwrap_or(0);
+        let hist = |h: layout::HistLanes| Latency {
+            count: get(h.count()),
+            sum_ns: get(h.sum()),
+            slots: (0..HIST_SLOTS).map(|i| get(h.slot0() + i)).collect(),
+        };
+        let mut advice = [0u64; 7];
+        for (i, a) in advice.iter_mut().enumerate() {
+            *a = get(lane::FADVISE_ADVICE + i);
+        }
+        Snapshot {
+            cache_read_attempts: get(lane::CACHE_ATTEMPTS),
+            cache_misses: get(lane::CACHE_MISSES),
+            page_cache_adds: get(lane::PAGE_CACHE_ADDS),
+            fadvise_calls: get(lane::FADVISE_CALLS),
+            fadvise_success: get(lane::FADVISE_SUCCESS),
+            fadvise_advice: advice,
+            lru_scanned: get(lane::LRU_SCANNED),
+            lru_reclaimed: get(lane::LRU_RECLAIMED),
+            direct_reclaim: get(lane::DIRECT_RECLAIM),
+            read: hist(lane::READ),
+            pread: hist(lane::PREAD),
+        }
+    }
+}
+
+/// What feeds one metric on this kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub metric: &'static str,
+    /// The mechanism name, or None when unavailable.
+    pub mechanism: Option<&'static str>,
+    /// The attach point, or why nothing could attach.
+    pub detail: String,
+}
+
+// SAFETY: arrays of u64 are Pod already; these aliases are for readability.
+const _: fn() = || {
+    fn is_pod<T: Pod>() {}
+    is_pod::<Counters>();
+    is_pod::<ConfigRecord>();
+};
+
+/// The running iomonitor. Dropping it detaches every program and frees the maps.
+#[derive(Debug)]
+#[must_use = "dropping the IoMonitor detaches its programs"]
+pub struct IoMonitor {
+    // Attachments first: they drop before the maps their programs use.
+    attached: Vec<Attached>,
+    reports: Vec<(PlanReport, &'static [&'static str])>,
+    config: Array<ConfigRecord>,
+    counters: PerCpuArray<Counters>,
+    _start: HashMap<u32, u64>,
+}
+
+impl IoMonitor {
+    /// Creates the maps and attaches every probe; counting starts in [`Scope::Off`].
+    ///
+    /// A probe that cannot attach leaves its metrics unavailable ([`IoMonitor::sources`]);
+    /// only a failure to create the maps fails the whole module.
+    pub fn start(policy: &Policy) -> Result<IoMonitor> {
+        Self::start_with(probes(), policy)
+    }
+
+    /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
+    pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
+        let config = Array::<ConfigRecord>::create(layout::CONFIG.0, 1)?;
+        let counters = PerCpuArray::<Counters>::create(layout::COUNTERS.0, 1)?;
+        let start = HashMap::<u32, u64>::create(layout::START.0, layout::START_ENTRIES, false)?;
+        let fds = [
+            (layout::CONFIG, config.map().as_raw_fd()),
+            (layout::COUNTERS, counters.map().as_raw_fd()),
+            (layout::START, start.map().as_raw_fd()),
+        ];
+        let fd_of = |m: MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
+        let mut attached = Vec::new();
+        let mut reports = Vec::new();
+        for probe in probes {
+            let (a, report) = attach_plan(&probe.plan, policy, &fd_of);
+            match &report.attached {
+                Some(p) => log::info!("{}: attached {}", report.name, p),
+                None => log::warn!("{report}"),
+            }
+            attached.extend(a);
+            reports.push((report, probe.metrics));
+        }
+        Ok(IoMonitor { attached, reports, config, counters, _start: start })
+    }
+
+    /// Re-targets the programs; takes effect on the next event, no reload.
+    pub fn set_scope(&self, scope: &Scope) -> Result<()> {
+        self.config.set(0, &scope.record())
+    }
+
+    /// Reads every counter, summed over CPUs. Never clears anything.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::from_lanes(&self.counters.get(0)?.sum_u64_lanes()))
+    }
+
+    /// Zeroes the counters: for a new target cgroup, whose counters start again from zero.
+    pub fn reset(&self) -> Result<()> {
+        let cpus = self.counters.map().cpus();
+        self.counters.set(0, &crate::maps::PerCpu(vec![[0u64; lane::LANES]; cpus]))
+    }
+
+    /// Each probe's attach report.
+    pub fn reports(&self) -> impl Iterator<Item = &PlanReport> {
+        self.reports.iter().map(|(r, _)| r)
+    }
+
+    /// What feeds each metric, or why nothing does.
+    pub fn sources(&self) -> Vec<Source> {
+        let mut out = Vec::new();
+        for (report, metrics) in &self.reports {
+            for &metric in metrics.iter() {
+                out.push(match &report.attached {
+                    Some(p) => Source { metric, mechanism: Some(p.mechanism().name()), detail: p.to_string() },
+                    None => Source {
+                        metric,
+                        mechanism: None,
+                        detail: report
+                            .failures
+                            .iter()
+                            .map(|(p, why)| format!("{p}: {why}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Number of programs attached.
+    pub fn attached_programs(&self) -> usize {
+        self.attached.iter().map(|a| a.parts.len()).sum()
+    }
+
+    /// The loaded programs (for statistics and `ktm dump`).
+    pub fn programs(&self) -> impl Iterator<Item = &crate::load::LoadedProgram> {
+        self.attached.iter().flat_map(|a| a.parts.iter().map(|(_, p)| p))
+    }
+}

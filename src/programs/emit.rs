@@ -1,0 +1,179 @@
+//! Snippets every iomonitor program shares.
+//!
+//! Register use across all programs: r6 = ctx, r7 = &config, r8 = this CPU's counters,
+//! r9 = a value kept across helper calls. Stack: [-16, 0) comm, -20 counters key,
+//! -24 thread id key, -32 timestamp.
+
+use super::layout::{config, lane, HistLanes, CONFIG, COUNTERS, HIST_SLOTS};
+use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R6, R7, R8, R9};
+use crate::Result;
+
+/// Builds `prologue; body; out: return 0`.
+///
+/// `pre` runs first with r6 = ctx (for a test cheaper than the scope test, such as a syscall
+/// number); then the scope test; then `body`. Any `goto out` ends the program.
+pub(crate) fn program(pre: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+    let mut a = Asm::new();
+    let out = a.label("out");
+    a.mov64(R6, R1);
+    pre(&mut a, out);
+    scope(&mut a, out);
+    body(&mut a, out);
+    a.bind(out);
+    a.mov64(R0, 0);
+    a.exit();
+    Ok(a.finish()?)
+}
+
+/// The scoping prelude: leaves unless the current task is the target.
+///
+/// One load and compare pick the mode, so a neighbour pays one helper call and one compare
+/// in cgroup mode; comm mode costs a `bpf_get_current_comm` and two masked compares.
+fn scope(a: &mut Asm, out: Label) {
+    let comm = a.label("comm_mode");
+    let pass = a.label("in_scope");
+    a.ld_map_value(R7, CONFIG, 0);
+    a.ldx_dw(R1, R7, off(config::MODE));
+    a.jne(R1, config::MODE_CGROUP as i32, comm);
+    a.call(Helper::GetCurrentCgroupId);
+    a.ldx_dw(R1, R7, off(config::CGROUP_ID));
+    a.jne(R0, R1, out);
+    a.ja(pass);
+
+    a.bind(comm);
+    a.jne(R1, config::MODE_COMM as i32, out);
+    a.mov64(R1, R10);
+    a.add64(R1, -16);
+    a.mov64(R2, 16);
+    a.call(Helper::GetCurrentComm);
+    for (word, prefix, mask) in [(-16, config::PREFIX_LO, config::MASK_LO), (-8, config::PREFIX_HI, config::MASK_HI)] {
+        a.ldx_dw(R1, R10, word);
+        a.ldx_dw(R2, R7, off(mask));
+        a.and64(R1, R2);
+        a.ldx_dw(R2, R7, off(prefix));
+        a.jne(R1, R2, out);
+    }
+    a.bind(pass);
+}
+
+/// Byte offset of a u64 word or lane.
+pub(crate) fn off(word: usize) -> i16 {
+    (word * 8) as i16
+}
+
+/// r8 = this CPU's counters, or `goto out`.
+pub(crate) fn counters(a: &mut Asm, out: Label) {
+    a.st_w(R10, -20, 0);
+    a.mov64(R2, R10);
+    a.add64(R2, -20);
+    a.ld_map_fd(R1, COUNTERS);
+    a.call(Helper::MapLookupElem);
+    a.jeq(R0, 0, out);
+    a.mov64(R8, R0);
+}
+
+/// `counters[lane] += n`. Atomic although the slot is per-CPU: a preemptible tracepoint can
+/// be interrupted by the same program on the same CPU, and a lost update is a wrong count.
+pub(crate) fn add_imm(a: &mut Asm, lane: usize, n: i32) {
+    a.mov64(R1, n);
+    a.atomic_add64(R8, off(lane), R1);
+}
+
+/// `counters[lane] += reg` (reg must not be r1).
+pub(crate) fn add_reg(a: &mut Asm, lane: usize, reg: Reg) {
+    a.atomic_add64(R8, off(lane), reg);
+}
+
+/// `counters[base + min(index, limit)]++` with `index` in r1: bounded so the verifier can
+/// prove the access stays inside the counters value.
+pub(crate) fn add_indexed(a: &mut Asm, base: usize, limit: i32) {
+    let ok = a.label("index_ok");
+    a.jle(R1, limit, ok);
+    a.mov64(R1, limit);
+    a.bind(ok);
+    a.lsh64(R1, 3);
+    a.add64(R1, R8);
+    a.mov64(R2, 1);
+    a.atomic_add64(R1, off(base), R2);
+}
+
+/// Records the latency in r9 (ns) into histogram `h`: count, sum, and its log2 slot.
+pub(crate) fn record_latency(a: &mut Asm, h: HistLanes) {
+    add_imm(a, h.count(), 1);
+    add_reg(a, h.sum(), R9);
+    // r1 = floor(log2(r9)) (0 for 0), by halving the search range six times.
+    a.mov64(R1, 0);
+    a.mov64(R2, R9);
+    for shift in [32, 16, 8, 4, 2, 1] {
+        let skip = a.label("log2_skip");
+        a.mov64(R3, R2);
+        a.rsh64(R3, shift);
+        a.jeq(R3, 0, skip);
+        a.mov64(R2, R3);
+        a.add64(R1, shift);
+        a.bind(skip);
+    }
+    add_indexed(a, h.slot0(), HIST_SLOTS as i32 - 1);
+}
+
+/// Stores `bpf_ktime_get_ns()` under the current thread id in the start map.
+pub(crate) fn latency_enter(a: &mut Asm) {
+    a.call(Helper::GetCurrentPidTgid);
+    a.stx_w(R10, -24, R0);
+    a.call(Helper::KtimeGetNs);
+    a.stx_dw(R10, -32, R0);
+    a.ld_map_fd(R1, super::layout::START);
+    a.mov64(R2, R10);
+    a.add64(R2, -24);
+    a.mov64(R3, R10);
+    a.add64(R3, -32);
+    a.mov64(crate::insn::R4, 0);
+    a.call(Helper::MapUpdateElem);
+}
+
+/// Takes the thread's start time out of the start map and records the elapsed time.
+pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
+    a.call(Helper::GetCurrentPidTgid);
+    a.stx_w(R10, -24, R0);
+    a.ld_map_fd(R1, super::layout::START);
+    a.mov64(R2, R10);
+    a.add64(R2, -24);
+    a.call(Helper::MapLookupElem);
+    a.jeq(R0, 0, out);
+    a.ldx_dw(R9, R0, 0);
+    a.ld_map_fd(R1, super::layout::START);
+    a.mov64(R2, R10);
+    a.add64(R2, -24);
+    a.call(Helper::MapDeleteElem);
+    a.call(Helper::KtimeGetNs);
+    a.sub64(R0, R9);
+    a.mov64(R9, R0);
+    counters(a, out);
+    record_latency(a, h);
+}
+
+/// The fadvise advice in r1 (any int) counted in its lane, "other" beyond noreuse.
+pub(crate) fn count_advice(a: &mut Asm) {
+    a.mov32(R1, R1); // the advice is an int: only the low 32 bits mean anything
+    add_indexed(a, lane::FADVISE_ADVICE, lane::FADVISE_ADVICE_LANES as i32 - 1);
+}
+
+/// No test before the scope test.
+pub(crate) fn no_pre(_: &mut Asm, _: Label) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_snippet_assembles() {
+        program(no_pre, |a, out| {
+            latency_enter(a);
+            latency_exit(a, out, lane::READ);
+            a.mov64(R1, 3);
+            count_advice(a);
+        })
+        .unwrap();
+        let _ = R6;
+    }
+}

@@ -1,0 +1,116 @@
+//! What the programs and the collector agree on: map names, counter lanes, the config record.
+//!
+//! All counters of the module live in one per-CPU array slot: a single map lookup per event,
+//! no per-pid keys, and no cache line shared between CPUs.
+
+use crate::insn::MapRef;
+
+/// The config record (an array of one): scope mode and its parameters.
+pub const CONFIG: MapRef = MapRef("ktm_config");
+/// The counters (a per-CPU array of one).
+pub const COUNTERS: MapRef = MapRef("ktm_counters");
+/// read/pread start timestamps by thread id.
+pub const START: MapRef = MapRef("ktm_io_start");
+/// Capacity of [`START`]: threads of the target inside a read at the same time.
+pub const START_ENTRIES: u32 = 16384;
+
+/// Config words (u64 each).
+pub mod config {
+    pub const MODE: usize = 0;
+    pub const CGROUP_ID: usize = 1;
+    pub const PREFIX_LO: usize = 2;
+    pub const PREFIX_HI: usize = 3;
+    pub const MASK_LO: usize = 4;
+    pub const MASK_HI: usize = 5;
+    pub const WORDS: usize = 6;
+
+    /// Count nothing (no target known yet).
+    pub const MODE_OFF: u64 = 0;
+    /// Count iff the task's cgroup id equals `CGROUP_ID`.
+    pub const MODE_CGROUP: u64 = 1;
+    /// Count iff the task's comm starts with the prefix (`comm & MASK == PREFIX`).
+    pub const MODE_COMM: u64 = 2;
+}
+
+/// The config record as stored in the map.
+pub type ConfigRecord = [u64; config::WORDS];
+
+/// Log2 latency slots: slot i holds [2^i, 2^(i+1)) ns (slot 0 also 0 ns); the last slot
+/// holds everything from 2^36 ns (68.7 s) up and is exported only in `+Inf`.
+pub const HIST_SLOTS: usize = 37;
+
+/// A latency histogram's lanes: count, sum of ns, then the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistLanes {
+    pub base: usize,
+}
+
+impl HistLanes {
+    pub const fn count(self) -> usize {
+        self.base
+    }
+    pub const fn sum(self) -> usize {
+        self.base + 1
+    }
+    pub const fn slot0(self) -> usize {
+        self.base + 2
+    }
+}
+
+/// Counter lanes (u64 each) of the per-CPU counters value.
+pub mod lane {
+    use super::{HistLanes, HIST_SLOTS};
+    pub const CACHE_ATTEMPTS: usize = 0;
+    pub const CACHE_MISSES: usize = 1;
+    pub const PAGE_CACHE_ADDS: usize = 2;
+    pub const FADVISE_CALLS: usize = 3;
+    pub const FADVISE_SUCCESS: usize = 4;
+    /// Seven lanes: advice 0..=5 (normal .. noreuse), then "other".
+    pub const FADVISE_ADVICE: usize = 5;
+    pub const FADVISE_ADVICE_LANES: usize = 7;
+    pub const LRU_SCANNED: usize = 12;
+    pub const LRU_RECLAIMED: usize = 13;
+    pub const DIRECT_RECLAIM: usize = 14;
+    pub const READ: HistLanes = HistLanes { base: 15 };
+    pub const PREAD: HistLanes = HistLanes { base: 15 + 2 + HIST_SLOTS };
+    pub const LANES: usize = 15 + 2 * (2 + HIST_SLOTS);
+}
+
+/// The counters value.
+pub type Counters = [u64; lane::LANES];
+
+/// Encodes a comm prefix as the two masked words the programs compare.
+pub fn comm_words(prefix: &str) -> ([u64; 2], [u64; 2]) {
+    let mut bytes = [0u8; 16];
+    let mut mask = [0u8; 16];
+    for (i, b) in prefix.bytes().take(15).enumerate() {
+        bytes[i] = b;
+        mask[i] = 0xff;
+    }
+    let w = |b: &[u8; 16], i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(x)
+    };
+    ([w(&bytes, 0), w(&bytes, 1)], [w(&mask, 0), w(&mask, 1)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_do_not_overlap() {
+        assert_eq!(lane::FADVISE_ADVICE + lane::FADVISE_ADVICE_LANES, lane::LRU_SCANNED);
+        assert_eq!(lane::READ.slot0() + HIST_SLOTS, lane::PREAD.base);
+        assert_eq!(lane::PREAD.slot0() + HIST_SLOTS, lane::LANES);
+    }
+
+    #[test]
+    fn comm_prefix_words() {
+        let (p, m) = comm_words("banyand");
+        assert_eq!(p[0].to_ne_bytes(), *b"banyand\0");
+        assert_eq!(m[0].to_ne_bytes(), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]);
+        assert_eq!((p[1], m[1]), (0, 0));
+    }
+}

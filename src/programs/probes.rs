@@ -1,0 +1,255 @@
+//! Every iomonitor probe: what it feeds and its attach plan, preferred mechanism first.
+//!
+//! Each alternative of a plan measures the same thing; where a mechanism would change a
+//! metric's meaning it is left out of the plan, and a kernel with no alternative left
+//! reports the metric unavailable.
+
+use super::emit::{add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program};
+use super::layout::lane;
+use crate::attach::{tracepoint_field, Alternative, AttachPoint, Plan};
+use crate::insn::{Asm, Label, Program, R1, R2, R6};
+use crate::{Error, Result};
+
+/// A probe: its plan and the metrics it feeds.
+#[derive(Debug)]
+pub struct Probe {
+    pub plan: Plan,
+    pub metrics: &'static [&'static str],
+}
+
+/// `struct pt_regs` argument offsets on x86-64 (di, si, dx, cx; ax holds the return value).
+#[cfg(target_arch = "x86_64")]
+mod regs {
+    pub const ARG: [i16; 4] = [112, 104, 96, 88];
+    pub const RET: i16 = 80;
+}
+
+/// kprobe programs read arguments from pt_regs, whose layout is per architecture.
+fn kprobe_regs() -> Result<(&'static [i16; 4], i16)> {
+    #[cfg(target_arch = "x86_64")]
+    return Ok((&regs::ARG, regs::RET));
+    #[cfg(not(target_arch = "x86_64"))]
+    return Err(Error::Other("kprobe argument access is implemented for x86-64 only".into()));
+}
+
+/// The offset of a tracepoint record field, or an error naming it.
+fn tp_field(category: &str, name: &str, field: &str) -> Result<i16> {
+    tracepoint_field(category, name, field)?
+        .map(|(o, _)| o)
+        .ok_or_else(|| Error::Other(format!("tracepoint {category}/{name} has no field `{field}` on this kernel")))
+}
+
+/// A program that adds one to `lane` for each target event.
+fn count_one(lane: usize) -> Result<Program> {
+    program(no_pre, move |a, out| {
+        counters(a, out);
+        add_imm(a, lane, 1);
+    })
+}
+
+/// An alternative counting one per event at `point`.
+fn counting(point: AttachPoint, lane: usize) -> Alternative {
+    Alternative::new(point, move || count_one(lane))
+}
+
+fn latency(name: &str, func: &'static str, syscall: &'static str, h: super::layout::HistLanes) -> Plan {
+    let enter = || program(no_pre, |a, _| latency_enter(a));
+    let exit = move || program(no_pre, move |a, out| latency_exit(a, out, h));
+    Plan {
+        name: name.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::fentry(func, false), enter).and(AttachPoint::fentry(func, true), exit),
+            Alternative::new(AttachPoint::kprobe(func, false), enter).and(AttachPoint::kprobe(func, true), exit),
+            Alternative::new(AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")), enter)
+                .and(AttachPoint::tracepoint("syscalls", &format!("sys_exit_{syscall}")), exit),
+        ],
+    }
+}
+
+/// fadvise at function exit, where arguments and result are both at hand (one program).
+fn fadvise_fexit() -> Result<Program> {
+    // ksys_fadvise64_64(int fd, loff_t offset, loff_t len, int advice): four u64 arguments,
+    // then the return value.
+    program(no_pre, |a, out| {
+        counters(a, out);
+        add_imm(a, lane::FADVISE_CALLS, 1);
+        a.ldx_dw(R1, R6, 3 * 8);
+        count_advice(a);
+        success_if_zero(a, |a| {
+            a.ldx_dw(R2, R6, 4 * 8);
+        });
+    })
+}
+
+/// `if ((int)r2 == 0) counters[FADVISE_SUCCESS]++`, with r2 loaded by `load`.
+fn success_if_zero(a: &mut Asm, load: impl FnOnce(&mut Asm)) {
+    let failed = a.label("failed");
+    load(a);
+    a.jne32(R2, 0, failed);
+    add_imm(a, lane::FADVISE_SUCCESS, 1);
+    a.bind(failed);
+}
+
+fn fadvise_enter(
+    advice: impl Fn() -> Result<i16> + Send + Sync + 'static,
+) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let at = advice()?;
+        program(no_pre, move |a, out| {
+            counters(a, out);
+            add_imm(a, lane::FADVISE_CALLS, 1);
+            a.ldx_dw(R1, R6, at);
+            count_advice(a);
+        })
+    }
+}
+
+fn fadvise_exit(ret: impl Fn() -> Result<i16> + Send + Sync + 'static) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let at = ret()?;
+        program(no_pre, move |a, out| {
+            counters(a, out);
+            success_if_zero(a, |a| {
+                a.ldx_dw(R2, R6, at);
+            });
+        })
+    }
+}
+
+fn fadvise_tracepoints(syscall: &'static str) -> Alternative {
+    let enter = format!("sys_enter_{syscall}");
+    let exit = format!("sys_exit_{syscall}");
+    let (e2, x2) = (enter.clone(), exit.clone());
+    Alternative::new(
+        AttachPoint::tracepoint("syscalls", &enter),
+        fadvise_enter(move || tp_field("syscalls", &e2, "advice")),
+    )
+    .and(AttachPoint::tracepoint("syscalls", &exit), fadvise_exit(move || tp_field("syscalls", &x2, "ret")))
+}
+
+fn fadvise() -> Plan {
+    let func = "ksys_fadvise64_64";
+    Plan {
+        name: "ktm_fadvise".into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::fentry(func, true), fadvise_fexit),
+            Alternative::new(AttachPoint::kprobe(func, false), fadvise_enter(|| Ok(kprobe_regs()?.0[3])))
+                .and(AttachPoint::kprobe(func, true), fadvise_exit(|| Ok(kprobe_regs()?.1))),
+            fadvise_tracepoints("fadvise64"),
+            // arm64 and other architectures name the syscall fadvise64_64.
+            fadvise_tracepoints("fadvise64_64"),
+        ],
+    }
+}
+
+/// Pages added: one per event, or 2^order where the record says a folio's order.
+fn page_cache_adds() -> Result<Program> {
+    let order = tracepoint_field("filemap", "mm_filemap_add_to_page_cache", "order")?;
+    program(no_pre, move |a, out| {
+        counters(a, out);
+        match order {
+            Some((at, _)) => {
+                a.ldx_b(R1, R6, at);
+                a.mov64(R2, 1);
+                a.lsh64(R2, R1);
+                add_reg(a, lane::PAGE_CACHE_ADDS, R2);
+            }
+            None => add_imm(a, lane::PAGE_CACHE_ADDS, 1),
+        }
+    })
+}
+
+/// Pages scanned and reclaimed by one shrink of an inactive LRU list; `args` gives the
+/// offsets of nr_scanned and nr_reclaimed in the context.
+fn lru_shrink(
+    args: impl Fn() -> Result<(i16, i16)> + Send + Sync + 'static,
+) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let (scanned, reclaimed) = args()?;
+        program(no_pre, move |a: &mut Asm, out: Label| {
+            counters(a, out);
+            a.ldx_dw(R2, R6, scanned);
+            add_reg(a, lane::LRU_SCANNED, R2);
+            a.ldx_dw(R2, R6, reclaimed);
+            add_reg(a, lane::LRU_RECLAIMED, R2);
+        })
+    }
+}
+
+/// The iomonitor's probes.
+pub fn probes() -> Vec<Probe> {
+    let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
+    vec![
+        Probe {
+            plan: latency("ktm_read", "ksys_read", "read", lane::READ),
+            metrics: &["ktm_sys_read_latency_seconds"],
+        },
+        Probe {
+            plan: latency("ktm_pread", "ksys_pread64", "pread64", lane::PREAD),
+            metrics: &["ktm_sys_pread_latency_seconds"],
+        },
+        Probe {
+            plan: fadvise(),
+            metrics: &["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"],
+        },
+        Probe {
+            plan: Plan {
+                name: "ktm_cache_look".into(),
+                alternatives: vec![
+                    counting(AttachPoint::fentry("filemap_get_pages", false), lane::CACHE_ATTEMPTS),
+                    counting(AttachPoint::kprobe("filemap_get_pages", false), lane::CACHE_ATTEMPTS),
+                    counting(tp("filemap", "mm_filemap_get_pages"), lane::CACHE_ATTEMPTS),
+                ],
+            },
+            metrics: &["ktm_cache_read_attempts_total"],
+        },
+        Probe {
+            plan: Plan {
+                name: "ktm_cache_miss".into(),
+                alternatives: vec![
+                    counting(AttachPoint::fentry("page_cache_sync_ra", false), lane::CACHE_MISSES),
+                    counting(AttachPoint::kprobe("page_cache_sync_ra", false), lane::CACHE_MISSES),
+                    counting(tp("readahead", "page_cache_sync_ra"), lane::CACHE_MISSES),
+                ],
+            },
+            metrics: &["ktm_cache_misses_total"],
+        },
+        Probe {
+            plan: Plan {
+                name: "ktm_cache_add".into(),
+                alternatives: vec![Alternative::new(tp("filemap", "mm_filemap_add_to_page_cache"), page_cache_adds)],
+            },
+            metrics: &["ktm_page_cache_adds_total"],
+        },
+        Probe {
+            plan: Plan {
+                name: "ktm_lru_shrink".into(),
+                alternatives: vec![
+                    // TP_PROTO(int nid, unsigned long nr_scanned, unsigned long nr_reclaimed, ...)
+                    Alternative::new(
+                        AttachPoint::raw_tracepoint("mm_vmscan_lru_shrink_inactive"),
+                        lru_shrink(|| Ok((8, 16))),
+                    ),
+                    Alternative::new(
+                        tp("vmscan", "mm_vmscan_lru_shrink_inactive"),
+                        lru_shrink(|| {
+                            let f = |n| tp_field("vmscan", "mm_vmscan_lru_shrink_inactive", n);
+                            Ok((f("nr_scanned")?, f("nr_reclaimed")?))
+                        }),
+                    ),
+                ],
+            },
+            metrics: &["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"],
+        },
+        Probe {
+            plan: Plan {
+                name: "ktm_direct_recl".into(),
+                alternatives: vec![
+                    counting(AttachPoint::raw_tracepoint("mm_vmscan_direct_reclaim_begin"), lane::DIRECT_RECLAIM),
+                    counting(tp("vmscan", "mm_vmscan_direct_reclaim_begin"), lane::DIRECT_RECLAIM),
+                ],
+            },
+            metrics: &["ktm_memory_direct_reclaim_processes"],
+        },
+    ]
+}

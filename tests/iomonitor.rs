@@ -1,0 +1,167 @@
+//! Privileged tests of the iomonitor: a real target in its own cgroup, a decoy doing the
+//! same I/O in another cgroup under another comm, and exact counts.
+
+mod common;
+
+use common::TestCgroup;
+use ktm::attach::Policy;
+use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
+use ktm::workload::{Workload, ADVICE};
+use std::time::Instant;
+
+struct Setup {
+    monitor: IoMonitor,
+    target: Workload,
+    decoy: Workload,
+    _cgroups: (TestCgroup, TestCgroup),
+    dir: tempfile::TempDir,
+}
+
+fn setup(name: &str) -> Option<Setup> {
+    if !common::privileged(name) {
+        return None;
+    }
+    let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    let (tcg, dcg) = (TestCgroup::new(&format!("{name}-t")), TestCgroup::new(&format!("{name}-d")));
+    let target = Workload::spawn(&common::ktm_bin(), "banyand-test", Some(&tcg.path)).unwrap();
+    let decoy = Workload::spawn(&common::ktm_bin(), "decoy", Some(&dcg.path)).unwrap();
+    monitor.set_scope(&Scope::Cgroup(tcg.id())).unwrap();
+    Some(Setup { monitor, target, decoy, _cgroups: (tcg, dcg), dir: common::scratch() })
+}
+
+impl Setup {
+    fn snap(&self) -> Snapshot {
+        self.monitor.snapshot().unwrap()
+    }
+
+    fn file(&self, name: &str, bytes: usize) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, vec![1u8; bytes]).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    /// Runs `cmd` in both; returns the target's wall time for it.
+    fn both(&mut self, cmd: &str) -> u64 {
+        self.decoy.run(cmd).unwrap();
+        let t = Instant::now();
+        self.target.run(cmd).unwrap();
+        let wall = t.elapsed().as_nanos() as u64;
+        self.decoy.run(cmd).unwrap();
+        wall
+    }
+
+    fn source(&self, metric: &str) -> String {
+        let s = self.monitor.sources().into_iter().find(|s| s.metric == metric).unwrap();
+        s.mechanism.map_or_else(|| format!("unavailable: {}", s.detail), str::to_string)
+    }
+}
+
+fn check_hist(h: &ktm::iomonitor::Latency, n: u64, wall_ns: u64, what: &str) {
+    assert_eq!(h.count, n, "{what}: count");
+    assert_eq!(h.slots.iter().sum::<u64>(), n, "{what}: slots add up to the count");
+    assert!(h.sum_ns > 0 && h.sum_ns <= wall_ns, "{what}: sum {} ns vs wall {wall_ns} ns", h.sum_ns);
+}
+
+#[test]
+fn read_and_pread_latency_count_exactly() {
+    let Some(mut s) = setup("latency") else { return };
+    let file = s.file("data", 16 * 4096);
+    s.both(&format!("pread {file} 1 4096")); // warm the cache
+    let before = s.snap();
+    const N: u64 = 300;
+    const M: u64 = 200;
+    let pread_wall = s.both(&format!("pread {file} {N} 4096"));
+    let read_wall = s.both(&format!("read {file} {M} 4096"));
+    let after = s.snap();
+    let delta = |a: &ktm::iomonitor::Latency, b: &ktm::iomonitor::Latency| ktm::iomonitor::Latency {
+        count: a.count - b.count,
+        sum_ns: a.sum_ns - b.sum_ns,
+        slots: a.slots.iter().zip(&b.slots).map(|(x, y)| x - y).collect(),
+    };
+    check_hist(&delta(&after.pread, &before.pread), N, pread_wall, "pread");
+    check_hist(&delta(&after.read, &before.read), M, read_wall, "read");
+    common::matrix("ktm_sys_pread_latency_seconds", &format!("{} pass", s.source("ktm_sys_pread_latency_seconds")));
+    common::matrix("ktm_sys_read_latency_seconds", &format!("{} pass", s.source("ktm_sys_read_latency_seconds")));
+}
+
+#[test]
+fn fadvise_counts_each_advice_calls_and_successes() {
+    let Some(mut s) = setup("fadvise") else { return };
+    let file = s.file("data", 4096);
+    let before = s.snap();
+    for (i, (name, _)) in ADVICE.iter().enumerate() {
+        s.both(&format!("fadvise {file} {name} {}", i + 1));
+    }
+    s.both("fadvise - normal 3"); // EBADF: calls, not successes
+    s.both("fadvise - 99 2"); // unknown advice on a bad fd: "other"
+    let after = s.snap();
+    for (i, (name, _)) in ADVICE.iter().enumerate() {
+        let extra = if *name == "normal" { 3 } else { 0 };
+        assert_eq!(after.fadvise_advice[i] - before.fadvise_advice[i], i as u64 + 1 + extra, "advice {name}");
+    }
+    assert_eq!(after.fadvise_advice[6] - before.fadvise_advice[6], 2, "advice other");
+    assert_eq!(after.fadvise_calls - before.fadvise_calls, 21 + 3 + 2, "calls");
+    assert_eq!(after.fadvise_success - before.fadvise_success, 21, "successes");
+    let src = s.source("ktm_fadvise_calls_total");
+    for m in ["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"] {
+        common::matrix(m, &format!("{src} pass"));
+    }
+}
+
+#[test]
+fn page_cache_misses_and_adds_match_mincore() {
+    let Some(mut s) = setup("pagecache") else { return };
+    let cold = s.dir.path().join("cold");
+    common::cold_file(&cold, 1 << 20);
+    let cold_s = cold.to_str().unwrap().to_string();
+    let before = s.snap();
+    s.target.run(&format!("readall {cold_s} 65536")).unwrap();
+    let after = s.snap();
+    let resident = common::resident_pages(&cold) as u64;
+    assert!(after.cache_misses - before.cache_misses >= 1, "a cold read misses");
+    assert!(after.cache_read_attempts - before.cache_read_attempts >= 1, "a read looks the cache up");
+    assert_eq!(after.page_cache_adds - before.page_cache_adds, resident, "adds == pages that became resident");
+
+    // The decoy reading the same (now cached) file, and the target reading it again: no
+    // misses, no adds; the target's lookups count.
+    let before = s.snap();
+    s.both(&format!("readall {cold_s} 65536"));
+    let after = s.snap();
+    assert_eq!(after.cache_misses, before.cache_misses, "a fully cached file misses nothing");
+    assert_eq!(after.page_cache_adds, before.page_cache_adds);
+    assert!(after.cache_read_attempts > before.cache_read_attempts);
+
+    // Buffered writes add pages and miss nothing.
+    let written = s.dir.path().join("written");
+    let before = s.snap();
+    s.target.run(&format!("write {} {}", written.display(), 256 * 1024)).unwrap();
+    let after = s.snap();
+    // Creating the file may also bring a directory or inode-table block into the block
+    // device's cache in the target's context: a real add, so at least the file's pages.
+    let file_pages = common::resident_pages(&written) as u64;
+    assert_eq!(file_pages, 64);
+    let adds = after.page_cache_adds - before.page_cache_adds;
+    assert!((file_pages..=file_pages + 4).contains(&adds), "write adds {adds}, file pages {file_pages}");
+    assert_eq!(after.cache_misses, before.cache_misses, "writes do not miss");
+    for m in ["ktm_cache_read_attempts_total", "ktm_cache_misses_total", "ktm_page_cache_adds_total"] {
+        common::matrix(m, &format!("{} pass", s.source(m)));
+    }
+}
+
+#[test]
+fn comm_mode_counts_by_prefix_only() {
+    let Some(mut s) = setup("comm") else { return };
+    s.monitor.set_scope(&Scope::Comm("banyand".into())).unwrap();
+    let file = s.file("data", 4096);
+    // A decoy in the target's own cgroup, with another comm: comm mode must not count it.
+    let mut intruder = Workload::spawn(&common::ktm_bin(), "bash", Some(&s._cgroups.0.path)).unwrap();
+    let before = s.snap();
+    s.both(&format!("pread {file} 40 4096"));
+    intruder.run(&format!("pread {file} 40 4096")).unwrap();
+    let after = s.snap();
+    assert_eq!(after.pread.count - before.pread.count, 40);
+    // Off: nothing counts.
+    s.monitor.set_scope(&Scope::Off).unwrap();
+    s.both(&format!("pread {file} 40 4096"));
+    assert_eq!(s.snap().pread.count, after.pread.count);
+}
