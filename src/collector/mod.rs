@@ -1,1 +1,147 @@
-//! TODO
+//! The collector: runs the modules and pushes their metrics to the Flight Recorder every
+//! interval, on one thread.
+//!
+//! Modules are started on the collector's thread, so a slow or failing module start never
+//! blocks the sidecar; a module that fails is reported disabled in the status that goes out
+//! with every batch, and the others keep running.
+
+mod iomonitor;
+
+pub use iomonitor::IoMonitorModule;
+
+use crate::config::Config;
+use crate::metrics::{Batch, Metric, ModuleState, ModuleStatus};
+use crate::recorder::FlightRecorder;
+use crate::{Error, Result};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A KTM module, driven by the collector.
+pub trait Module: Send {
+    /// The name used in the config's `collector.modules` and in status.
+    fn name(&self) -> &str;
+    /// Loads and attaches; an error leaves the module disabled with that reason.
+    fn start(&mut self) -> Result<()>;
+    /// Reads the module's counters (and does its periodic health checks).
+    fn collect(&mut self) -> Vec<Metric>;
+    /// The module's state, reason and metric sources now.
+    fn status(&self) -> ModuleStatus;
+    /// Detaches everything.
+    fn stop(&mut self);
+}
+
+/// Module names the config may list.
+pub const KNOWN_MODULES: &[&str] = &["iomonitor"];
+
+/// Builds the modules the config names.
+pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
+    config
+        .collector
+        .modules
+        .iter()
+        .map(|name| match name.as_str() {
+            "iomonitor" => Ok(Box::new(IoMonitorModule::new(config.collector.ebpf.clone())) as Box<dyn Module>),
+            other => Err(Error::Other(format!("collector.modules: unknown module `{other}`"))),
+        })
+        .collect()
+}
+
+type StopFlag = Arc<(Mutex<bool>, Condvar)>;
+
+/// The running collector thread. [`Collector::stop`] (or drop) stops the modules, detaching
+/// every program, and joins the thread.
+#[derive(Debug)]
+#[must_use = "dropping the Collector stops collection"]
+pub struct Collector {
+    stop: StopFlag,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Starts the modules named in `config` and pushes to `recorder` every
+    /// `collector.interval`, the first batch right after start.
+    pub fn start(config: &Config, recorder: Box<dyn FlightRecorder>) -> Result<Collector> {
+        Ok(Collector::start_with(config.collector.interval, modules_from_config(config)?, recorder))
+    }
+
+    /// As [`Collector::start`] with given modules.
+    pub fn start_with(interval: Duration, modules: Vec<Box<dyn Module>>, recorder: Box<dyn FlightRecorder>) -> Collector {
+        let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ktm-collector".into())
+            .spawn(move || run(interval, modules, recorder, flag))
+            .map_err(|e| log::error!("cannot start the KTM collector thread: {e}"))
+            .ok();
+        Collector { stop, thread }
+    }
+
+    /// Stops collecting, detaches every module's programs and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(interval: Duration, mut modules: Vec<Box<dyn Module>>, mut recorder: Box<dyn FlightRecorder>, stop: StopFlag) {
+    let mut started = Vec::with_capacity(modules.len());
+    for m in modules.iter_mut() {
+        let r = m.start();
+        if let Err(e) = &r {
+            log::error!("KTM module {} could not start and is disabled: {e}", m.name());
+        }
+        started.push(r.map_err(|e| e.to_string()));
+    }
+    let mut next = Instant::now();
+    loop {
+        let mut metrics = Vec::new();
+        let mut status = Vec::new();
+        for (m, ok) in modules.iter_mut().zip(&started) {
+            match ok {
+                Ok(()) => {
+                    metrics.extend(m.collect());
+                    status.push(m.status());
+                }
+                Err(why) => status.push(ModuleStatus {
+                    module: m.name().to_string(),
+                    state: ModuleState::Disabled,
+                    reason: Some(why.clone()),
+                    sources: Vec::new(),
+                    scope: String::new(),
+                }),
+            }
+        }
+        recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
+        next += interval;
+        let (lock, cv) = &*stop;
+        let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if *stopped {
+                for m in modules.iter_mut() {
+                    m.stop();
+                }
+                return;
+            }
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            stopped = cv.wait_timeout(stopped, next - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
+
+use super::Module;
+use crate::attach::Policy;
+use crate::config::EbpfConfig;
+use crate::discovery::{self, CgroupVerdict, Roots};
+use crate::iomonitor::{IoMonitor, Scope, Snapshot, ADVICE_LABELS};
+use crate::metrics::{Bucket, Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
+use crate::programs::layout::HIST_SLOTS;
+use crate::Result;
+use std::path::PathBuf;
+
+/// The target as last programmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Programmed {
+    /// No target process found yet: comm matching catches it when it appears.
+    Waiting,
+    /// Cgroup mode on this cgroup.
+    Cgroup { path: PathBuf, id: u64, pid: u32 },
+    /// Comm mode, with why the cgroup cannot be used.
+    Comm { pid: u32, why: String },
+}
+
+/// The iomonitor module.
+pub struct IoMonitorModule {
+    cfg: EbpfConfig,
+    roots: Roots,
+    policy: Policy,
+    monitor: Option<IoMonitor>,
+    programmed: Programmed,
+    warned_missing: bool,
+    last_error: Option<String>,
+}
+
+impl IoMonitorModule {
+    /// A module for the given scoping config, using the real /proc and cgroup mounts.
+    pub fn new(cfg: EbpfConfig) -> Self {
+        Self::with(cfg, Roots::system(), Policy::from_env())
+    }
+
+    /// A module with explicit filesystem roots and attach policy.
+    pub fn with(cfg: EbpfConfig, roots: Roots, policy: Policy) -> Self {
+        IoMonitorModule {
+            cfg,
+            roots,
+            policy,
+            monitor: None,
+            programmed: Programmed::Waiting,
+            warned_missing: false,
+            last_error: None,
+        }
+    }
+
+    /// The running monitor (for tests and benchmarks).
+    pub fn monitor(&self) -> Option<&IoMonitor> {
+        self.monitor.as_ref()
+    }
+
+    /// The health check and discovery, run at start and every collection.
+    fn refresh(&mut self) {
+        let Some(monitor) = &self.monitor else { return };
+        if let Programmed::Cgroup { path, id, .. } = &self.programmed {
+            if discovery::cgroup_still_matches(path, *id) {
+                return; // The target may have restarted; its cgroup is the same: keep counting.
+            }
+            log::warn!("target cgroup {} is gone or was recreated: re-discovering, counters restart from zero", path.display());
+            if let Err(e) = monitor.reset() {
+                log::error!("cannot reset the counters: {e}");
+            }
+            self.programmed = Programmed::Waiting;
+        }
+        let next = match discovery::discover(&self.cfg, &self.roots) {
+            Ok(Some(t)) => match t.cgroup {
+                CgroupVerdict::Usable { path, id } => Programmed::Cgroup { path, id, pid: t.pid },
+                CgroupVerdict::Unusable { reason } => Programmed::Comm { pid: t.pid, why: reason },
+            },
+            Ok(None) => {
+                if !self.warned_missing {
+                    log::warn!(
+                        "no process with comm prefix `{}` found: counting by comm prefix and probing every interval",
+                        self.cfg.comm_prefix
+                    );
+                    self.warned_missing = true;
+                }
+                Programmed::Waiting
+            }
+            Err(e) => {
+                self.last_error = Some(e.to_string());
+                Programmed::Waiting
+            }
+        };
+        if next != self.programmed {
+            let scope = match &next {
+                Programmed::Cgroup { id, .. } => Scope::Cgroup(*id),
+                _ => Scope::Comm(self.cfg.comm_prefix.clone()),
+            };
+            match monitor.set_scope(&scope) {
+                Ok(()) => {
+                    log::info!("iomonitor scope: {}", describe(&next, &self.cfg.comm_prefix));
+                    self.programmed = next;
+                }
+                Err(e) => self.last_error = Some(format!("cannot program the scope filter: {e}")),
+            }
+        }
+    }
+}
+
+fn describe(p: &Programmed, prefix: &str) -> String {
+    match p {
+        Programmed::Waiting => format!("comm prefix `{prefix}` (target not found yet)"),
+        Programmed::Cgroup { path, id, pid } => format!("cgroup {} (id {id}) of pid {pid}", path.display()),
+        Programmed::Comm { pid, why } => format!("comm prefix `{prefix}` for pid {pid}: {why}"),
+    }
+}
+
+impl Module for IoMonitorModule {
+    fn name(&self) -> &str {
+        "iomonitor"
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let monitor = IoMonitor::start(&self.policy)?;
+        monitor.set_scope(&Scope::Comm(self.cfg.comm_prefix.clone()))?;
+        if monitor.attached_programs() == 0 {
+            let why: Vec<String> = monitor.reports().map(|r| r.to_string()).collect();
+            return Err(crate::Error::Other(format!("no probe could attach: {}", why.join(" | "))));
+        }
+        self.monitor = Some(monitor);
+        self.refresh();
+        Ok(())
+    }
+
+    fn collect(&mut self) -> Vec<Metric> {
+        self.refresh();
+        let Some(monitor) = &self.monitor else { return Vec::new() };
+        match monitor.snapshot() {
+            Ok(s) => {
+                let available: Vec<&str> =
+                    monitor.sources().into_iter().filter(|s| s.mechanism.is_some()).map(|s| s.metric).collect();
+                metrics(&s).into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
+            }
+            Err(e) => {
+                self.last_error = Some(format!("cannot read the counters: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn status(&self) -> ModuleStatus {
+        let Some(monitor) = &self.monitor else {
+            return ModuleStatus {
+                module: "iomonitor".into(),
+                state: ModuleState::Disabled,
+                reason: self.last_error.clone().or(Some("not started".into())),
+                sources: Vec::new(),
+                scope: String::new(),
+            };
+        };
+        let sources: Vec<MetricSource> = monitor
+            .sources()
+            .into_iter()
+            .map(|s| MetricSource { metric: s.metric.to_string(), mechanism: s.mechanism.map(str::to_string), detail: s.detail })
+            .collect();
+        let unavailable: Vec<&str> = sources.iter().filter(|s| s.mechanism.is_none()).map(|s| s.metric.as_str()).collect();
+        let (state, reason) = if let Some(e) = &self.last_error {
+            (ModuleState::Degraded, Some(e.clone()))
+        } else if !unavailable.is_empty() {
+            (ModuleState::Degraded, Some(format!("unavailable on this kernel: {}", unavailable.join(", "))))
+        } else if self.programmed == Programmed::Waiting {
+            (ModuleState::WaitingForTarget, Some(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix)))
+        } else {
+            (ModuleState::Active, None)
+        };
+        let state = if state == ModuleState::Degraded || self.programmed != Programmed::Waiting {
+            state
+        } else {
+            ModuleState::WaitingForTarget
+        };
+        ModuleStatus {
+            module: "iomonitor".into(),
+            state,
+            reason,
+            sources,
+            scope: describe(&self.programmed, &self.cfg.comm_prefix),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.monitor = None;
+    }
+}
+
+/// The snapshot as the design's metrics.
+pub fn metrics(s: &Snapshot) -> Vec<Metric> {
+    let c = |name: &str, help: &str, v: u64| Metric::counter(name, help, v);
+    let mut out = vec![
+        c("ktm_cache_read_attempts_total", "Page-cache lookup rounds (filemap_get_pages) of the target's buffered reads.", s.cache_read_attempts),
+        c("ktm_cache_misses_total", "Lookup rounds that found no cached page and read synchronously (page_cache_sync_ra).", s.cache_misses),
+        c("ktm_page_cache_adds_total", "Pages the target inserted into the page cache.", s.page_cache_adds),
+        c("ktm_fadvise_calls_total", "fadvise64 calls by the target.", s.fadvise_calls),
+        c("ktm_fadvise_success_total", "fadvise64 calls that returned 0.", s.fadvise_success),
+        c("ktm_memory_lru_pages_scanned_total", "Inactive-LRU pages scanned by reclaim the target ran.", s.lru_scanned),
+        c("ktm_memory_lru_pages_reclaimed_total", "Inactive-LRU pages reclaimed by reclaim the target ran.", s.lru_reclaimed),
+        c("ktm_memory_direct_reclaim_processes", "Times a target thread entered direct reclaim.", s.direct_reclaim),
+    ];
+    for (label, v) in ADVICE_LABELS.iter().zip(s.fadvise_advice) {
+        out.push(c("ktm_fadvise_advice_total", "fadvise64 calls by the target, by advice.", v).with_label("advice", label));
+    }
+    out.push(Metric {
+        name: "ktm_sys_read_latency_seconds".into(),
+        help: "Latency of the target's read(2) calls.".into(),
+        labels: Vec::new(),
+        value: MetricValue::Histogram(histogram(&s.read)),
+    });
+    out.push(Metric {
+        name: "ktm_sys_pread_latency_seconds".into(),
+        help: "Latency of the target's pread64(2) calls.".into(),
+        labels: Vec::new(),
+        value: MetricValue::Histogram(histogram(&s.pread)),
+    });
+    out
+}
+
+/// Log2 slots as a Prometheus histogram: slot i's true upper bound is 2^(i+1) ns; the last
+/// slot (2^36 ns and up) appears only in `+Inf`.
+fn histogram(l: &crate::iomonitor::Latency) -> Histogram {
+    let mut cumulative = 0u64;
+    let buckets = l
+        .slots
+        .iter()
+        .take(HIST_SLOTS - 1)
+        .enumerate()
+        .map(|(i, &n)| {
+            cumulative += n;
+            Bucket { upper_bound: (1u64 << (i + 1)) as f64 * 1e-9, cumulative_count: cumulative }
+        })
+        .collect();
+    Histogram { buckets, sum: l.sum_ns as f64 * 1e-9, count: l.count }
+}
