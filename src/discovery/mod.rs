@@ -1,1 +1,187 @@
-//! TODO
+//! Target discovery: which process is BanyanDB, and may its cgroup be programmed?
+//!
+//! The design scopes KTM to one co-located BanyanDB process. Discovery finds it by comm
+//! prefix in `/proc`, derives its cgroup v2 (or takes `collector.ebpf.cgroup_path`), and
+//! returns a verdict on that cgroup: the in-kernel filter counts every task of the
+//! programmed cgroup, so a cgroup that is the root or holds anything but the target is
+//! refused, with a reason for the status, and comm matching scopes instead.
+//!
+//! Every function takes its filesystem roots as a [`Roots`], so the logic is tested on fake
+//! trees and the real `/proc` alike.
+
+pub mod cgroup;
+mod error;
+pub mod mountinfo;
+pub mod procfs;
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub use error::DiscoveryError;
+pub use mountinfo::{find_cgroup2, Cgroup2Mount};
+pub use procfs::Candidate;
+
+use crate::config::EbpfConfig;
+
+/// Where discovery looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// The procfs mount; `self/mountinfo` under it describes the mounts.
+    pub proc: PathBuf,
+    /// Prefix for mount points named in mountinfo: `/` on a real system, a fake tree's
+    /// directory in tests.
+    pub sysroot: PathBuf,
+    /// The pid of the process running discovery as `proc` shows it: never a target, and a
+    /// cgroup it shares is not the target's alone.
+    pub self_pid: u32,
+}
+
+impl Roots {
+    /// The running system: `/proc`, `/`, and our own pid.
+    pub fn system() -> Self {
+        Roots { proc: PathBuf::from("/proc"), sysroot: PathBuf::from("/"), self_pid: std::process::id() }
+    }
+
+    /// `path` (absolute, as mountinfo names it) inside [`Roots::sysroot`].
+    pub fn under_sysroot(&self, path: &Path) -> PathBuf {
+        self.sysroot.join(path.strip_prefix("/").unwrap_or(path))
+    }
+}
+
+/// The discovered BanyanDB process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub pid: u32,
+    pub comm: String,
+    /// Whether cgroup mode may be used, and with which cgroup.
+    pub cgroup: CgroupVerdict,
+    /// Every matching pid, ascending (the target among them).
+    pub matched: Vec<u32>,
+    /// Why this pid was chosen, when several matched.
+    pub note: Option<String>,
+}
+
+/// Whether the target's cgroup may be programmed into the in-kernel filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupVerdict {
+    /// The cgroup holds only the target: filter on `id`, the inode of directory `path`
+    /// (what `bpf_get_current_cgroup_id()` returns for its tasks).
+    Usable { path: PathBuf, id: u64 },
+    /// Comm mode must be used; `reason` is for the status.
+    Unusable { reason: String },
+}
+
+impl CgroupVerdict {
+    pub fn is_usable(&self) -> bool {
+        matches!(self, CgroupVerdict::Usable { .. })
+    }
+}
+
+/// Finds the target. `Ok(None)` means no process matches yet; the caller keeps probing
+/// each interval. Errors are reserved for what leaves nothing to scope by (an unreadable
+/// `/proc`) or a configuration that cannot be honoured (invalid settings, a `cgroup_path`
+/// outside the cgroup2 mount); cgroup trouble of any other kind is an
+/// [`CgroupVerdict::Unusable`] verdict, since comm matching still works.
+///
+/// When several processes match, the choice is deterministic: first a process inside the
+/// configured `cgroup_path` (if set), then one whose parent is not itself a match (the main
+/// process rather than a helper it forked), then the earliest started (pids wrap), then
+/// the lowest pid. [`Target::note`] says so.
+pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, DiscoveryError> {
+    cfg.validate()?;
+    let prefix = cfg.comm_prefix.as_str();
+    let mount = find_cgroup2(roots);
+    let wanted = match (&cfg.cgroup_path, &mount) {
+        (Some(p), Ok(m)) => Some(cgroup::resolve_configured(p, m)?),
+        _ => None,
+    };
+    let candidates = procfs::matching(roots, prefix)?;
+    let Some((chosen, note)) = choose(&candidates, wanted.as_deref(), prefix) else {
+        return Ok(None);
+    };
+    let unusable = |reason: String| CgroupVerdict::Unusable { reason };
+    let verdict = match (&mount, &chosen.cgroup, &wanted) {
+        (Err(e), _, _) => match &cfg.cgroup_path {
+            Some(p) => unusable(format!("collector.ebpf.cgroup_path {} cannot be used: {e}", p.display())),
+            None => unusable(e.to_string()),
+        },
+        (Ok(m), _, Some(w)) => {
+            let exists = cgroup::directory(m, w).map(|d| d.is_dir()).unwrap_or(false);
+            match &chosen.cgroup {
+                // The root is refused for being the root, whoever is in it.
+                _ if w == Path::new("/") => cgroup::judge(roots, m, w, prefix),
+                _ if !exists => unusable(configured_missing(cfg, w, m)),
+                Ok(own) if own == w => cgroup::judge(roots, m, w, prefix),
+                Ok(own) => unusable(format!(
+                    "pid {} ({}) is in cgroup {}, not in the configured cgroup {}: events are charged to a task's own cgroup, so that filter would never count it",
+                    chosen.pid,
+                    chosen.comm,
+                    own.display(),
+                    w.display()
+                )),
+                Err(why) => unusable(why.clone()),
+            }
+        }
+        (Ok(m), Ok(own), None) => cgroup::judge(roots, m, own, prefix),
+        (Ok(_), Err(why), None) => unusable(why.clone()),
+    };
+    Ok(Some(Target {
+        pid: chosen.pid,
+        comm: chosen.comm.clone(),
+        cgroup: verdict,
+        matched: candidates.iter().map(|c| c.pid).collect(),
+        note,
+    }))
+}
+
+fn configured_missing(cfg: &EbpfConfig, wanted: &Path, mount: &Cgroup2Mount) -> String {
+    let shown = cfg.cgroup_path.as_deref().unwrap_or(wanted);
+    match cgroup::directory(mount, wanted) {
+        Ok(dir) => {
+            format!("configured cgroup {} does not exist ({} is not a directory)", shown.display(), dir.display())
+        }
+        Err(why) => format!("configured cgroup {}: {why}", shown.display()),
+    }
+}
+
+/// Picks the target among `candidates` (see [`discover`] for the order) and explains the
+/// choice when there was one to make.
+fn choose<'a>(
+    candidates: &'a [Candidate],
+    wanted: Option<&Path>,
+    prefix: &str,
+) -> Option<(&'a Candidate, Option<String>)> {
+    let pids: HashSet<u32> = candidates.iter().map(|c| c.pid).collect();
+    let rank = |c: &Candidate| {
+        let outside_wanted = wanted.is_some_and(|w| c.cgroup.as_deref().ok() != Some(w));
+        let child_of_match = c.ppid.is_some_and(|p| p != c.pid && pids.contains(&p));
+        (outside_wanted, child_of_match, c.start_time.unwrap_or(u64::MAX), c.pid)
+    };
+    let chosen = candidates.iter().min_by_key(|c| rank(c))?;
+    if candidates.len() == 1 {
+        return Some((chosen, None));
+    }
+    const LISTED: usize = 10;
+    let mut list = candidates.iter().take(LISTED).map(|c| c.pid.to_string()).collect::<Vec<_>>().join(", ");
+    if candidates.len() > LISTED {
+        list += ", ...";
+    }
+    let in_cgroup = if wanted.is_some() { "a process in the configured cgroup, then " } else { "" };
+    let note = format!(
+        "{} processes match comm prefix {prefix:?} (pids {list}); chose pid {}, preferring {in_cgroup}one whose parent is not itself a match, then the earliest started, then the lowest pid",
+        candidates.len(),
+        chosen.pid
+    );
+    Some((chosen, Some(note)))
+}
+
+/// The per-interval health check: true while `path` is still the directory with inode
+/// `id`. A removed cgroup fails the stat; a recreated one (a restarted container) has a
+/// new inode, because kernfs never reuses ids on 64-bit kernels.
+pub fn cgroup_still_matches(path: &Path, id: u64) -> bool {
+    std::fs::metadata(path).map(|m| m.is_dir() && m.ino() == id).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;
