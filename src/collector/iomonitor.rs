@@ -30,6 +30,7 @@ pub struct IoMonitorModule {
     programmed: Programmed,
     warned_missing: bool,
     last_error: Option<String>,
+    probes: fn() -> Vec<crate::programs::Probe>,
 }
 
 impl IoMonitorModule {
@@ -48,7 +49,14 @@ impl IoMonitorModule {
             programmed: Programmed::Waiting,
             warned_missing: false,
             last_error: None,
+            probes: crate::programs::probes,
         }
+    }
+
+    /// Replaces the probe list (tests use it to force a program the verifier rejects).
+    pub fn with_probes(mut self, probes: fn() -> Vec<crate::programs::Probe>) -> Self {
+        self.probes = probes;
+        self
     }
 
     /// The running monitor (for tests and benchmarks).
@@ -63,7 +71,10 @@ impl IoMonitorModule {
             if discovery::cgroup_still_matches(path, *id) {
                 return; // The target may have restarted; its cgroup is the same: keep counting.
             }
-            log::warn!("target cgroup {} is gone or was recreated: re-discovering, counters restart from zero", path.display());
+            log::warn!(
+                "target cgroup {} is gone or was recreated: re-discovering, counters restart from zero",
+                path.display()
+            );
             if let Err(e) = monitor.reset() {
                 log::error!("cannot reset the counters: {e}");
             }
@@ -119,7 +130,7 @@ impl Module for IoMonitorModule {
     }
 
     fn start(&mut self) -> Result<()> {
-        let monitor = IoMonitor::start(&self.policy)?;
+        let monitor = IoMonitor::start_with((self.probes)(), &self.policy)?;
         monitor.set_scope(&Scope::Comm(self.cfg.comm_prefix.clone()))?;
         if monitor.attached_programs() == 0 {
             let why: Vec<String> = monitor.reports().map(|r| r.to_string()).collect();
@@ -159,22 +170,27 @@ impl Module for IoMonitorModule {
         let sources: Vec<MetricSource> = monitor
             .sources()
             .into_iter()
-            .map(|s| MetricSource { metric: s.metric.to_string(), mechanism: s.mechanism.map(str::to_string), detail: s.detail })
+            .map(|s| MetricSource {
+                metric: s.metric.to_string(),
+                mechanism: s.mechanism.map(str::to_string),
+                detail: s.detail,
+            })
             .collect();
-        let unavailable: Vec<&str> = sources.iter().filter(|s| s.mechanism.is_none()).map(|s| s.metric.as_str()).collect();
+        let unavailable: Vec<&str> =
+            sources.iter().filter(|s| s.mechanism.is_none()).map(|s| s.metric.as_str()).collect();
         let (state, reason) = if let Some(e) = &self.last_error {
             (ModuleState::Degraded, Some(e.clone()))
         } else if !unavailable.is_empty() {
             (ModuleState::Degraded, Some(format!("unavailable on this kernel: {}", unavailable.join(", "))))
-        } else if self.programmed == Programmed::Waiting {
-            (ModuleState::WaitingForTarget, Some(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix)))
         } else {
-            (ModuleState::Active, None)
-        };
-        let state = if state == ModuleState::Degraded || self.programmed != Programmed::Waiting {
-            state
-        } else {
-            ModuleState::WaitingForTarget
+            match &self.programmed {
+                Programmed::Waiting => (
+                    ModuleState::WaitingForTarget,
+                    Some(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix)),
+                ),
+                Programmed::Comm { why, .. } => (ModuleState::Active, Some(format!("comm filtering only: {why}"))),
+                Programmed::Cgroup { .. } => (ModuleState::Active, None),
+            }
         };
         ModuleStatus {
             module: "iomonitor".into(),
@@ -194,17 +210,31 @@ impl Module for IoMonitorModule {
 pub fn metrics(s: &Snapshot) -> Vec<Metric> {
     let c = |name: &str, help: &str, v: u64| Metric::counter(name, help, v);
     let mut out = vec![
-        c("ktm_cache_read_attempts_total", "Page-cache lookup rounds (filemap_get_pages) of the target's buffered reads.", s.cache_read_attempts),
-        c("ktm_cache_misses_total", "Lookup rounds that found no cached page and read synchronously (page_cache_sync_ra).", s.cache_misses),
+        c(
+            "ktm_cache_read_attempts_total",
+            "Page-cache lookup rounds (filemap_get_pages) of the target's buffered reads.",
+            s.cache_read_attempts,
+        ),
+        c(
+            "ktm_cache_misses_total",
+            "Lookup rounds that found no cached page and read synchronously (page_cache_sync_ra).",
+            s.cache_misses,
+        ),
         c("ktm_page_cache_adds_total", "Pages the target inserted into the page cache.", s.page_cache_adds),
         c("ktm_fadvise_calls_total", "fadvise64 calls by the target.", s.fadvise_calls),
         c("ktm_fadvise_success_total", "fadvise64 calls that returned 0.", s.fadvise_success),
         c("ktm_memory_lru_pages_scanned_total", "Inactive-LRU pages scanned by reclaim the target ran.", s.lru_scanned),
-        c("ktm_memory_lru_pages_reclaimed_total", "Inactive-LRU pages reclaimed by reclaim the target ran.", s.lru_reclaimed),
+        c(
+            "ktm_memory_lru_pages_reclaimed_total",
+            "Inactive-LRU pages reclaimed by reclaim the target ran.",
+            s.lru_reclaimed,
+        ),
         c("ktm_memory_direct_reclaim_processes", "Times a target thread entered direct reclaim.", s.direct_reclaim),
     ];
     for (label, v) in ADVICE_LABELS.iter().zip(s.fadvise_advice) {
-        out.push(c("ktm_fadvise_advice_total", "fadvise64 calls by the target, by advice.", v).with_label("advice", label));
+        out.push(
+            c("ktm_fadvise_advice_total", "fadvise64 calls by the target, by advice.", v).with_label("advice", label),
+        );
     }
     out.push(Metric {
         name: "ktm_sys_read_latency_seconds".into(),

@@ -66,7 +66,11 @@ impl Collector {
     }
 
     /// As [`Collector::start`] with given modules.
-    pub fn start_with(interval: Duration, modules: Vec<Box<dyn Module>>, recorder: Box<dyn FlightRecorder>) -> Collector {
+    pub fn start_with(
+        interval: Duration,
+        modules: Vec<Box<dyn Module>>,
+        recorder: Box<dyn FlightRecorder>,
+    ) -> Collector {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
