@@ -1,21 +1,207 @@
-//! The `ktm` command.
+//! The `ktm` command: `demo`, `run`, `probe`, `dump` (and the hidden `workload` child).
+//!
+//! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 
+use ktm::attach::{features, Mechanism, Policy};
+use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::config::{Config, EbpfConfig};
+use ktm::metrics::Batch;
+use ktm::recorder::FlightRecorder;
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "usage:
+  ktm demo [--intervals N] [--interval DURATION]   KTM on a built-in workload, printing each batch
+  ktm run [--config FILE] [--output FILE]          the real job: push batches as Prometheus text
+  ktm probe                                        what this kernel supports and why
+  ktm dump [PROGRAM]                               the generated programs, disassembled
+exit codes: 0 ok, 1 runtime failure, 2 usage or config error";
+
+enum Fail {
+    Usage(String),
+    Runtime(String),
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let result = match args.first().map(String::as_str) {
         Some("workload") => {
-            let comm = args
-                .iter()
-                .position(|a| a == "--comm")
-                .and_then(|i| args.get(i + 1))
-                .map_or("banyand-demo", String::as_str);
-            ExitCode::from(ktm::workload::child_main(comm) as u8)
+            let comm = flag(&args, "--comm").unwrap_or_else(|| "banyand-demo".into());
+            return ExitCode::from(ktm::workload::child_main(&comm) as u8);
         }
-        _ => {
-            eprintln!("usage: ktm workload --comm NAME");
+        Some("demo") => demo(&args[1..]),
+        Some("run") => run(&args[1..]),
+        Some("probe") => probe(),
+        Some("dump") => dump(args.get(1).map(String::as_str)),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(Fail::Usage(USAGE.into())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Usage(m)) => {
+            eprintln!("ktm: {m}");
             ExitCode::from(2)
         }
+        Err(Fail::Runtime(m)) => {
+            eprintln!("ktm: {m}");
+            ExitCode::from(1)
+        }
     }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn check_flags(args: &[String], known: &[&str]) -> Result<(), Fail> {
+    let mut i = 0;
+    while i < args.len() {
+        if !known.contains(&args[i].as_str()) {
+            return Err(Fail::Usage(format!("unknown argument `{}`\n{USAGE}", args[i])));
+        }
+        if args.get(i + 1).is_none() {
+            return Err(Fail::Usage(format!("`{}` needs a value", args[i])));
+        }
+        i += 2;
+    }
+    Ok(())
+}
+
+fn privileged() -> Result<(), Fail> {
+    ktm::privileges::check().map_err(|e| Fail::Runtime(e.to_string()))
+}
+
+/// Writes each batch as Prometheus text.
+struct TextRecorder<W: Write + Send>(W);
+
+impl<W: Write + Send> FlightRecorder for TextRecorder<W> {
+    fn record(&mut self, batch: Batch) {
+        let ts = batch.timestamp.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let text = format!("# batch at unix time {ts}\n{}\n", ktm::prometheus::render(&batch));
+        if let Err(e) = self.0.write_all(text.as_bytes()).and_then(|_| self.0.flush()) {
+            log::error!("cannot write metrics: {e}");
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Fail> {
+    check_flags(args, &["--config", "--output"])?;
+    let config = match flag(args, "--config") {
+        Some(path) => Config::from_file(std::path::Path::new(&path)).map_err(|e| Fail::Usage(e.to_string()))?,
+        None => Config::default(),
+    };
+    privileged()?;
+    let out: Box<dyn Write + Send> = match flag(args, "--output") {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(|e| Fail::Runtime(format!("cannot open {p}: {e}")))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    // Block SIGINT/SIGTERM before any thread starts, so they are only seen by sigwait here.
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGINT);
+    signals.add(nix::sys::signal::Signal::SIGTERM);
+    signals.thread_block().map_err(|e| Fail::Runtime(format!("cannot block signals: {e}")))?;
+    let collector = Collector::start(&config, Box::new(TextRecorder(out))).map_err(|e| Fail::Usage(e.to_string()))?;
+    let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
+    eprintln!("ktm: {sig:?}: detaching and exiting");
+    collector.stop();
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<(), Fail> {
+    check_flags(args, &["--intervals", "--interval"])?;
+    let intervals: u64 = flag(args, "--intervals")
+        .map(|v| v.parse().map_err(|_| Fail::Usage(format!("--intervals: `{v}` is not a number"))))
+        .transpose()?
+        .unwrap_or(5);
+    let interval = flag(args, "--interval")
+        .map(|v| ktm::config::parse_duration(&v).map_err(|e| Fail::Usage(format!("--interval: {e}"))))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(2));
+    privileged()?;
+    ktm::demo::run(intervals, interval).map_err(|e| Fail::Runtime(e.to_string()))
+}
+
+fn probe() -> Result<(), Fail> {
+    println!("== privileges");
+    match ktm::privileges::effective() {
+        Ok(eff) => {
+            for c in [ktm::privileges::CAP_BPF, ktm::privileges::CAP_PERFMON, ktm::privileges::CAP_SYS_ADMIN] {
+                let has = eff & (1u64 << c.bit) != 0;
+                println!("{:<14} {}", c.name, if has { "present" } else { "missing" });
+            }
+        }
+        Err(e) => println!("cannot read capabilities: {e}"),
+    }
+    if let Err(e) = ktm::privileges::check() {
+        return Err(Fail::Runtime(e.to_string()));
+    }
+    println!("\n== mechanisms (each tried with a trivial program)");
+    let f = features::features();
+    for m in [
+        Mechanism::Fentry,
+        Mechanism::Fexit,
+        Mechanism::Kprobe,
+        Mechanism::Kretprobe,
+        Mechanism::RawTracepoint,
+        Mechanism::Tracepoint,
+    ] {
+        match f.get(m) {
+            Ok(()) => println!("{:<15} works", m.name()),
+            Err(why) => println!("{:<15} unavailable: {why}", m.name()),
+        }
+    }
+    println!("\n== attach plans (preferred first)");
+    let mut module = IoMonitorModule::new(EbpfConfig::default());
+    module.start().map_err(|e| Fail::Runtime(e.to_string()))?;
+    if let Some(m) = module.monitor() {
+        for r in m.reports() {
+            match &r.attached {
+                Some(p) => println!("{}: {} ({p})", r.name, p.mechanism()),
+                None => println!("{}: UNAVAILABLE", r.name),
+            }
+            for (p, why) in &r.failures {
+                println!("    {p} failed: {why}");
+            }
+        }
+    }
+    module.stop();
+    Ok(())
+}
+
+fn dump(only: Option<&str>) -> Result<(), Fail> {
+    let policy = Policy::default();
+    let mut shown = 0;
+    for probe in ktm::programs::probes() {
+        if only.is_some_and(|n| n != probe.plan.name) {
+            continue;
+        }
+        println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
+        for alt in &probe.plan.alternatives {
+            for (point, build) in alt.parts() {
+                shown += 1;
+                match build() {
+                    Ok(p) => {
+                        println!("-- {point}: {} instructions", p.len());
+                        print!("{}", ktm::insn::disasm_program(&p));
+                    }
+                    Err(e) => println!("-- {point}: cannot build on this kernel: {e}"),
+                }
+            }
+        }
+        let _ = &policy;
+    }
+    if shown == 0 {
+        return Err(Fail::Usage(format!("no program named `{}`", only.unwrap_or(""))));
+    }
+    Ok(())
 }
