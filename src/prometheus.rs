@@ -258,9 +258,12 @@ pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
     Ok(families)
 }
 
+/// Per label set (without `le`): the buckets as (le, cumulative count), and `_count`.
+type HistogramSeries = BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>)>;
+
 fn check_histogram(f: &Family) -> Result<(), ParseError> {
     let err = |r: String| ParseError { line: 0, reason: format!("histogram {}: {r}", f.name) };
-    let mut series: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+    let mut series: HistogramSeries = BTreeMap::new();
     for s in &f.samples {
         let mut key: Vec<(String, String)> =
             s.labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.clone(), v.clone())).collect();
