@@ -61,7 +61,12 @@ impl fmt::Display for Error {
             Error::Sys { what, source } => {
                 write!(f, "{what}: {source}")?;
                 if source.raw_os_error() == Some(libc::EPERM) {
-                    f.write_str(" (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")?;
+                    match crate::privileges::effective().map(crate::privileges::missing) {
+                        Ok(missing) if missing.is_empty() => f.write_str(
+                            " (the process has the capabilities BPF needs: this kernel's policy refuses the operation)",
+                        )?,
+                        _ => f.write_str(" (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")?,
+                    }
                 }
                 Ok(())
             }
