@@ -1,0 +1,172 @@
+//! The `ktm` command: output and exit codes of each subcommand.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ktm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ktm")).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = ktm(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("usage:"));
+    let o = ktm(&["demo", "--intervals", "many"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--intervals"), "{}", text(&o.stderr));
+    let o = ktm(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("exit codes"));
+}
+
+#[test]
+fn config_errors_name_key_and_line_and_exit_2() {
+    let dir = common::scratch();
+    for (yaml, key, line) in [
+        ("collector:\n  interval: 10x\n", "collector.interval", 2),
+        ("collector:\n  ebpf:\n    comm_prefx: banyand\n", "collector.ebpf.comm_prefx", 3),
+        ("collector:\n  modules:\n    - nosuch\n", "collector.modules", 3),
+        ("collector:\n  ebpf:\n    comm_prefix: this-is-far-too-long\n", "collector.ebpf.comm_prefix", 3),
+    ] {
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        let o = ktm(&["run", "--config", p.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{yaml}: {err}");
+        assert!(err.contains(key), "{yaml}: {err}");
+        assert!(err.contains(&format!("line {line}")), "{yaml}: {err}");
+    }
+}
+
+#[test]
+fn without_privileges_names_the_capabilities_and_exits_1() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to drop to another user");
+        return;
+    }
+    for sub in [&["run"][..], &["demo", "--intervals", "1"][..]] {
+        let o = unsafe {
+            Command::new(env!("CARGO_BIN_EXE_ktm"))
+                .args(sub)
+                .pre_exec(|| {
+                    // Become nobody: every capability is dropped.
+                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+                .output()
+                .unwrap()
+        };
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{sub:?}: {err}");
+        assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+        assert!(err.contains("securityContext.capabilities"), "{err}");
+    }
+}
+
+/// Checks a Prometheus text exposition of real batches and returns its families.
+fn parse_batches(out: &str) -> Vec<ktm::prometheus::Family> {
+    let last = out.rsplit("# batch at").next().unwrap_or(out);
+    let body = if out.contains("# batch at") { format!("#{last}") } else { out.to_string() };
+    ktm::prometheus::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
+}
+
+#[test]
+fn demo_prints_every_metric_moving() {
+    if !common::privileged("demo_prints_every_metric_moving") {
+        return;
+    }
+    let o = ktm(&["demo", "--intervals", "2", "--interval", "500ms"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("starting workload") && err.contains("attaching"), "progress on stderr: {err}");
+    // The last batch of the demo.
+    let last = out.trim_end().rsplit("\n\n").next().unwrap();
+    let fams = ktm::prometheus::parse(last).unwrap_or_else(|e| panic!("{e}\n{last}"));
+    let value =
+        |name: &str| -> f64 { fams.iter().flat_map(|f| &f.samples).filter(|s| s.name == name).map(|s| s.value).sum() };
+    for m in [
+        "ktm_cache_read_attempts_total",
+        "ktm_cache_misses_total",
+        "ktm_page_cache_adds_total",
+        "ktm_fadvise_calls_total",
+        "ktm_fadvise_success_total",
+        "ktm_sys_read_latency_seconds_count",
+        "ktm_sys_pread_latency_seconds_count",
+    ] {
+        assert!(value(m) > 0.0, "{m} did not move:\n{last}");
+    }
+    let advice = fams.iter().find(|f| f.name == "ktm_fadvise_advice_total").unwrap();
+    for a in ["normal", "random", "sequential", "willneed", "dontneed", "noreuse"] {
+        let s = advice.samples.iter().find(|s| s.labels.get("advice").map(String::as_str) == Some(a)).unwrap();
+        assert!(s.value >= 4.0, "advice {a}: {}", s.value);
+    }
+    let counter = fams.iter().find(|f| f.name == "ktm_cache_misses_total").unwrap();
+    assert_eq!(counter.kind, "counter");
+    let hist = fams.iter().find(|f| f.name == "ktm_sys_pread_latency_seconds").unwrap();
+    assert_eq!(hist.kind, "histogram");
+    assert!(
+        hist.samples.iter().any(|s| s.labels.get("le").map(String::as_str) == Some("5.12e-7")),
+        "le = true upper bounds"
+    );
+}
+
+#[test]
+fn run_pushes_batches_and_stops_cleanly_on_sigterm() {
+    if !common::privileged("run_pushes_batches_and_stops_cleanly_on_sigterm") {
+        return;
+    }
+    let dir = common::scratch();
+    let cfg = dir.path().join("ktm.yaml");
+    std::fs::write(
+        &cfg,
+        "collector:\n  interval: 200ms\n  modules:\n    - iomonitor\n  ebpf:\n    comm_prefix: ktmclirun\n",
+    )
+    .unwrap();
+    let out = dir.path().join("metrics.prom");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::fs::read_to_string(&out).map(|s| s.matches("# batch at").count()).unwrap_or(0) < 2 {
+        assert!(t.elapsed() < Duration::from_secs(20), "no batches written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("detaching"));
+    let written = std::fs::read_to_string(&out).unwrap();
+    let fams = parse_batches(&written);
+    let state = fams.iter().find(|f| f.name == "ktm_module_state").unwrap();
+    assert_eq!(state.samples[0].labels["state"], "waiting_for_target");
+}
+
+#[test]
+fn probe_and_dump() {
+    if !common::privileged("probe_and_dump") {
+        return;
+    }
+    let o = ktm(&["probe"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    for s in ["CAP_BPF", "tracepoint", "raw_tracepoint", "ktm_read:", "ktm_fadvise:"] {
+        assert!(out.contains(s), "probe output lacks {s}:\n{out}");
+    }
+    let o = ktm(&["dump", "ktm_fadvise"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out.contains("fexit/ksys_fadvise64_64") && out.contains("instructions") && out.contains("exit"), "{out}");
+    assert_eq!(ktm(&["dump", "nosuch"]).status.code(), Some(2));
+}
