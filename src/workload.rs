@@ -225,6 +225,31 @@ fn execute(line: &str) -> Result<Option<String>> {
             }
             Ok(Some(bytes.to_string()))
         }
+        // alloc MIB: touch MIB of fresh anonymous memory, then free it (memory pressure).
+        "alloc" => {
+            let mib: usize = num(rest, 0, "MiB")?;
+            let len = mib << 20;
+            // SAFETY: a fresh private anonymous mapping, written within bounds, then unmapped.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p == libc::MAP_FAILED {
+                    return Err(Error::last_os("mmap"));
+                }
+                let bytes = p as *mut u8;
+                for off in (0..len).step_by(4096) {
+                    bytes.add(off).write_volatile(1);
+                }
+                libc::munmap(p, len);
+            }
+            Ok(Some(mib.to_string()))
+        }
         // getppid COUNT: an unrelated syscall.
         "getppid" => {
             let count: u64 = num(rest, 0, "count")?;

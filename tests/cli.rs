@@ -133,7 +133,7 @@ fn run_pushes_batches_and_stops_cleanly_on_sigterm() {
     )
     .unwrap();
     let out = dir.path().join("metrics.prom");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
         .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()

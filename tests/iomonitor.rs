@@ -50,6 +50,10 @@ impl Setup {
         wall
     }
 
+    fn available(&self, metric: &str) -> bool {
+        self.monitor.sources().into_iter().any(|s| s.metric == metric && s.mechanism.is_some())
+    }
+
     fn source(&self, metric: &str) -> String {
         let s = self.monitor.sources().into_iter().find(|s| s.metric == metric).unwrap();
         s.mechanism.map_or_else(|| format!("unavailable: {}", s.detail), str::to_string)
@@ -119,7 +123,15 @@ fn page_cache_misses_and_adds_match_mincore() {
     let after = s.snap();
     let resident = common::resident_pages(&cold) as u64;
     assert!(after.cache_misses - before.cache_misses >= 1, "a cold read misses");
-    assert!(after.cache_read_attempts - before.cache_read_attempts >= 1, "a read looks the cache up");
+    let attempts = s.available("ktm_cache_read_attempts_total");
+    if attempts {
+        assert!(after.cache_read_attempts - before.cache_read_attempts >= 1, "a read looks the cache up");
+    } else {
+        // Only where the kernel has none of its attach points (5.10 has no filemap_get_pages).
+        assert_eq!(after.cache_read_attempts, 0);
+        let why = s.source("ktm_cache_read_attempts_total");
+        assert!(why.contains("does not exist"), "{why}");
+    }
     assert_eq!(after.page_cache_adds - before.page_cache_adds, resident, "adds == pages that became resident");
 
     // The decoy reading the same (now cached) file, and the target reading it again: no
@@ -129,7 +141,7 @@ fn page_cache_misses_and_adds_match_mincore() {
     let after = s.snap();
     assert_eq!(after.cache_misses, before.cache_misses, "a fully cached file misses nothing");
     assert_eq!(after.page_cache_adds, before.page_cache_adds);
-    assert!(after.cache_read_attempts > before.cache_read_attempts);
+    assert!(!attempts || after.cache_read_attempts > before.cache_read_attempts);
 
     // Buffered writes add pages and miss nothing.
     let written = s.dir.path().join("written");
@@ -144,7 +156,8 @@ fn page_cache_misses_and_adds_match_mincore() {
     assert!((file_pages..=file_pages + 4).contains(&adds), "write adds {adds}, file pages {file_pages}");
     assert_eq!(after.cache_misses, before.cache_misses, "writes do not miss");
     for m in ["ktm_cache_read_attempts_total", "ktm_cache_misses_total", "ktm_page_cache_adds_total"] {
-        common::matrix(m, &format!("{} pass", s.source(m)));
+        let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };
+        common::matrix(m, &cell);
     }
 }
 

@@ -56,7 +56,12 @@ pub(super) fn open_kprobe(func: &str, ret: bool) -> Result<(OwnedFd, Option<Kpro
             config1: cfunc.as_ptr() as usize as u64,
             ..Default::default()
         };
-        return Ok((perf::open(&attr, &what)?, None));
+        return match perf::open(&attr, &what) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                Err(Error::Other(format!("{what}: no such function in this kernel (absent, renamed or inlined)")))
+            }
+            other => Ok((other?, None)),
+        };
     }
     let root = tracefs::root()?;
     let events = root.join("kprobe_events");

@@ -178,20 +178,27 @@ impl Module for IoMonitorModule {
             .collect();
         let unavailable: Vec<&str> =
             sources.iter().filter(|s| s.mechanism.is_none()).map(|s| s.metric.as_str()).collect();
-        let (state, reason) = if let Some(e) = &self.last_error {
-            (ModuleState::Degraded, Some(e.clone()))
-        } else if !unavailable.is_empty() {
-            (ModuleState::Degraded, Some(format!("unavailable on this kernel: {}", unavailable.join(", "))))
-        } else {
-            match &self.programmed {
-                Programmed::Waiting => (
-                    ModuleState::WaitingForTarget,
-                    Some(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix)),
-                ),
-                Programmed::Comm { why, .. } => (ModuleState::Active, Some(format!("comm filtering only: {why}"))),
-                Programmed::Cgroup { .. } => (ModuleState::Active, None),
+        // The most pressing state wins; every reason is kept.
+        let mut state = ModuleState::Active;
+        let mut reasons = Vec::new();
+        match &self.programmed {
+            Programmed::Waiting => {
+                state = ModuleState::WaitingForTarget;
+                reasons.push(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix));
             }
-        };
+            Programmed::Comm { why, .. } => reasons.push(format!("comm filtering only: {why}")),
+            Programmed::Cgroup { .. } => {}
+        }
+        if let Some(e) = &self.last_error {
+            reasons.push(e.clone());
+        }
+        if !unavailable.is_empty() {
+            reasons.push(format!("unavailable on this kernel: {}", unavailable.join(", ")));
+        }
+        if state == ModuleState::Active && (self.last_error.is_some() || !unavailable.is_empty()) {
+            state = ModuleState::Degraded;
+        }
+        let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
         ModuleStatus {
             module: "iomonitor".into(),
             state,

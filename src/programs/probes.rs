@@ -52,7 +52,19 @@ fn counting(point: AttachPoint, lane: usize) -> Alternative {
     Alternative::new(point, move || count_one(lane))
 }
 
-fn latency(name: &str, func: &'static str, syscall: &'static str, h: super::layout::HistLanes) -> Plan {
+/// The kernel function that is the syscall itself (`__x64_sys_read` on x86-64): ksys_*
+/// helpers are inlined into it on some kernels (6.12's `ksys_pread64`), and a probe on the
+/// out-of-line copy would then never fire.
+fn syscall_fn(syscall: &str) -> String {
+    #[cfg(target_arch = "aarch64")]
+    return format!("__arm64_sys_{syscall}");
+    #[cfg(not(target_arch = "aarch64"))]
+    return format!("__x64_sys_{syscall}");
+}
+
+fn latency(name: &str, syscall: &'static str, h: super::layout::HistLanes) -> Plan {
+    let func = syscall_fn(syscall);
+    let func = func.as_str();
     let enter = || program(no_pre, |a, _| latency_enter(a));
     let exit = move || program(no_pre, move |a, out| latency_exit(a, out, h));
     Plan {
@@ -180,14 +192,8 @@ fn lru_shrink(
 pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
     vec![
-        Probe {
-            plan: latency("ktm_read", "ksys_read", "read", lane::READ),
-            metrics: &["ktm_sys_read_latency_seconds"],
-        },
-        Probe {
-            plan: latency("ktm_pread", "ksys_pread64", "pread64", lane::PREAD),
-            metrics: &["ktm_sys_pread_latency_seconds"],
-        },
+        Probe { plan: latency("ktm_read", "read", lane::READ), metrics: &["ktm_sys_read_latency_seconds"] },
+        Probe { plan: latency("ktm_pread", "pread64", lane::PREAD), metrics: &["ktm_sys_pread_latency_seconds"] },
         Probe {
             plan: fadvise(),
             metrics: &["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"],
