@@ -118,21 +118,30 @@ fn page_cache_misses_and_adds_match_mincore() {
     let cold = s.dir.path().join("cold");
     common::cold_file(&cold, 1 << 20);
     let cold_s = cold.to_str().unwrap().to_string();
+    // Metadata the filesystem reads for the target goes through the block device's own
+    // page cache: those are the target's adds too, so they are counted as resident growth.
+    let dev = common::block_device_of(&cold).expect("block device of the scratch dir");
+    let dev_before = common::device_resident_pages(&dev) as u64;
     let before = s.snap();
     s.target.run(&format!("readall {cold_s} 65536")).unwrap();
     let after = s.snap();
-    let resident = common::resident_pages(&cold) as u64;
-    assert!(after.cache_misses - before.cache_misses >= 1, "a cold read misses");
-    let attempts = s.available("ktm_cache_read_attempts_total");
-    if attempts {
-        assert!(after.cache_read_attempts - before.cache_read_attempts >= 1, "a read looks the cache up");
-    } else {
-        // Only where the kernel has none of its attach points (5.10 has no filemap_get_pages).
-        assert_eq!(after.cache_read_attempts, 0);
-        let why = s.source("ktm_cache_read_attempts_total");
-        assert!(why.contains("does not exist"), "{why}");
-    }
-    assert_eq!(after.page_cache_adds - before.page_cache_adds, resident, "adds == pages that became resident");
+    let grown = common::resident_pages(&cold) as u64 + (common::device_resident_pages(&dev) as u64 - dev_before);
+    // A metric is asserted where it is available; where the kernel (or the switches that
+    // disable fentry and kprobes) leaves it no attach point, it must read zero and say why.
+    let available = |m: &str, value: u64| {
+        let ok = s.available(m);
+        if !ok {
+            assert_eq!(value, 0, "{m} is unavailable yet counted");
+            let why = s.source(m);
+            assert!(why.contains("does not exist") || why.contains("disabled by"), "{m}: {why}");
+        }
+        ok
+    };
+    let misses = available("ktm_cache_misses_total", after.cache_misses);
+    let attempts = available("ktm_cache_read_attempts_total", after.cache_read_attempts);
+    assert!(!misses || after.cache_misses - before.cache_misses >= 1, "a cold read misses");
+    assert!(!attempts || after.cache_read_attempts - before.cache_read_attempts >= 1, "a read looks the cache up");
+    assert_eq!(after.page_cache_adds - before.page_cache_adds, grown, "adds == pages that became resident");
 
     // The decoy reading the same (now cached) file, and the target reading it again: no
     // misses, no adds; the target's lookups count.
@@ -145,15 +154,14 @@ fn page_cache_misses_and_adds_match_mincore() {
 
     // Buffered writes add pages and miss nothing.
     let written = s.dir.path().join("written");
+    let dev_before = common::device_resident_pages(&dev) as u64;
     let before = s.snap();
     s.target.run(&format!("write {} {}", written.display(), 256 * 1024)).unwrap();
     let after = s.snap();
-    // Creating the file may also bring a directory or inode-table block into the block
-    // device's cache in the target's context: a real add, so at least the file's pages.
     let file_pages = common::resident_pages(&written) as u64;
     assert_eq!(file_pages, 64);
-    let adds = after.page_cache_adds - before.page_cache_adds;
-    assert!((file_pages..=file_pages + 4).contains(&adds), "write adds {adds}, file pages {file_pages}");
+    let grown = file_pages + (common::device_resident_pages(&dev) as u64 - dev_before);
+    assert_eq!(after.page_cache_adds - before.page_cache_adds, grown, "write adds == pages that became resident");
     assert_eq!(after.cache_misses, before.cache_misses, "writes do not miss");
     for m in ["ktm_cache_read_attempts_total", "ktm_cache_misses_total", "ktm_page_cache_adds_total"] {
         let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };

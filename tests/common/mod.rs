@@ -128,3 +128,37 @@ pub fn cold_file(path: &std::path::Path, bytes: usize) {
     drop(f);
     assert_eq!(resident_pages(path), 0, "{} still cached after DONTNEED", path.display());
 }
+
+/// The block device holding `path`'s filesystem (e.g. /dev/vda), from its st_dev.
+pub fn block_device_of(path: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    Some(PathBuf::from("/dev").join(name))
+}
+
+/// Pages of a block device resident in its own page cache (filesystem metadata read
+/// through the buffer cache lives there); 0, with a note, where the device cannot be opened
+/// (a sandbox's device cgroup).
+pub fn device_resident_pages(dev: &std::path::Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = match std::fs::File::open(dev) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("note: cannot open {} ({e}): metadata pages are not accounted", dev.display());
+            return 0;
+        }
+    };
+    let len = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } as usize;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    unsafe {
+        let addr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        assert_ne!(addr, libc::MAP_FAILED, "mmap {}", dev.display());
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+}
