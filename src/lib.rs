@@ -10,6 +10,7 @@ pub mod btf;
 pub mod collector;
 pub mod config;
 pub mod discovery;
+pub mod elf;
 pub mod error;
 pub mod insn;
 pub mod iomonitor;
