@@ -11,6 +11,7 @@ pub mod collector;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod elf;
 pub mod error;
 pub mod insn;
 pub mod iomonitor;
