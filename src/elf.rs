@@ -30,8 +30,7 @@
 use crate::attach::AttachPoint;
 use crate::insn::{opcode, Program, RawInsn, RelocKind};
 use crate::maps::MapDef;
-use crate::programs::layout::{self, ConfigRecord, Counters};
-use crate::sys::bpf::MapType;
+use crate::programs::layout;
 use crate::{Error, Result};
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags};
@@ -232,19 +231,7 @@ fn data_symbol(name: &str, value: u64, size: usize, sec: SectionId) -> Symbol {
 
 /// The iomonitor's maps, with the parameters `IoMonitor::start` creates them with.
 pub fn iomonitor_maps() -> Vec<MapDef> {
-    let def = |name, map_type, key_size: usize, value_size: usize, max_entries| MapDef {
-        name,
-        map_type,
-        key_size: key_size as u32,
-        value_size: value_size as u32,
-        max_entries,
-        flags: 0,
-    };
-    vec![
-        def(layout::CONFIG, MapType::Array, size_of::<u32>(), size_of::<ConfigRecord>(), 1),
-        def(layout::COUNTERS, MapType::PercpuArray, size_of::<u32>(), size_of::<Counters>(), 1),
-        def(layout::START, MapType::Hash, size_of::<u32>(), size_of::<u64>(), layout::START_ENTRIES),
-    ]
+    layout::map_defs().to_vec()
 }
 
 /// The symbol for a program of `plan` at `point`: unique across the iomonitor because no
@@ -288,6 +275,7 @@ pub fn iomonitor_object() -> Result<(Vec<u8>, Vec<String>)> {
 mod tests {
     use super::*;
     use crate::insn::{Asm, MapRef, R0, R1};
+    use crate::sys::bpf::MapType;
     use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
     const M: MapRef = MapRef("m");

@@ -3,7 +3,7 @@
 
 use crate::attach::{attach_plan, Attached, PlanReport, Policy};
 use crate::insn::MapRef;
-use crate::maps::{Array, HashMap, PerCpuArray, Pod};
+use crate::maps::{Array, HashMap, Map, PerCpuArray, Pod};
 use crate::programs::layout::{self, config, lane, ConfigRecord, Counters, HIST_SLOTS};
 use crate::programs::{probes, Probe};
 use crate::sys::AsRawFd;
@@ -138,9 +138,10 @@ impl IoMonitor {
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
-        let config = Array::<ConfigRecord>::create(layout::CONFIG.0, 1)?;
-        let counters = PerCpuArray::<Counters>::create(layout::COUNTERS.0, 1)?;
-        let start = HashMap::<u32, u64>::create(layout::START.0, layout::START_ENTRIES, false)?;
+        let [config, counters, start] = layout::map_defs().map(Map::create);
+        let config = Array::<ConfigRecord>::from_map(config?)?;
+        let counters = PerCpuArray::<Counters>::from_map(counters?)?;
+        let start = HashMap::<u32, u64>::from_map(start?)?;
         let fds = [
             (layout::CONFIG, config.map().as_raw_fd()),
             (layout::COUNTERS, counters.map().as_raw_fd()),

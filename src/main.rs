@@ -16,6 +16,7 @@ const USAGE: &str = "usage:
   ktm run [--config FILE] [--output FILE]          the real job: push batches as Prometheus text
   ktm probe                                        what this kernel supports and why
   ktm dump [PROGRAM]                               the generated programs, disassembled
+  ktm emit-elf OUT.o                               the programs as an eBPF ELF object (llvm-objdump, bpftool)
 exit codes: 0 ok, 1 runtime failure, 2 usage or config error";
 
 enum Fail {
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("probe") => probe(),
         Some("dump") => dump(args.get(1).map(String::as_str)),
+        Some("emit-elf") => emit_elf(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -203,5 +205,16 @@ fn dump(only: Option<&str>) -> Result<(), Fail> {
     if shown == 0 {
         return Err(Fail::Usage(format!("no program named `{}`", only.unwrap_or(""))));
     }
+    Ok(())
+}
+
+fn emit_elf(args: &[String]) -> Result<(), Fail> {
+    let [out] = args else { return Err(Fail::Usage(format!("emit-elf takes one output path\n{USAGE}"))) };
+    let (bytes, warnings) = ktm::elf::iomonitor_object().map_err(|e| Fail::Runtime(e.to_string()))?;
+    for w in warnings {
+        eprintln!("ktm: skipped: {w}");
+    }
+    std::fs::write(out, &bytes).map_err(|e| Fail::Runtime(format!("cannot write {out}: {e}")))?;
+    eprintln!("ktm: wrote {out} ({} bytes)", bytes.len());
     Ok(())
 }

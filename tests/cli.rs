@@ -170,3 +170,15 @@ fn probe_and_dump() {
     assert!(out.contains("fexit/ksys_fadvise64_64") && out.contains("instructions") && out.contains("exit"), "{out}");
     assert_eq!(ktm(&["dump", "nosuch"]).status.code(), Some(2));
 }
+
+#[test]
+fn emit_elf_writes_an_object_readelf_reads() {
+    let dir = common::scratch();
+    let out = dir.path().join("iomonitor.o");
+    let o = ktm(&["emit-elf", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 247, "e_machine EM_BPF");
+    assert_eq!(ktm(&["emit-elf"]).status.code(), Some(2));
+}

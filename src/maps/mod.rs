@@ -136,6 +136,18 @@ impl AsRawFd for Map {
     }
 }
 
+/// Checks that `map` has one of `types` and `value_size`-byte values before a typed wrapper
+/// takes it.
+fn check_wrap(map: &Map, types: &[MapType], value_size: usize) -> Result<()> {
+    if !types.contains(&map.def.map_type) || map.def.value_size as usize != value_size {
+        return Err(Error::Other(format!(
+            "map `{}` is a {:?} of {}-byte values, not one of {types:?} of {value_size}",
+            map.def.name.0, map.def.map_type, map.def.value_size
+        )));
+    }
+    Ok(())
+}
+
 fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
@@ -162,6 +174,12 @@ impl<V: Pod> Array<V> {
     /// Creates an array of `len` zeroed values.
     pub fn create(name: &'static str, len: u32) -> Result<Self> {
         Ok(Array { map: Map::create(def_for::<u32, V>(name, MapType::Array, len, 0))?, _v: PhantomData })
+    }
+
+    /// Wraps an existing map created from a matching [`MapDef`].
+    pub fn from_map(map: Map) -> Result<Self> {
+        check_wrap(&map, &[MapType::Array], size_of::<V>())?;
+        Ok(Array { map, _v: PhantomData })
     }
 
     /// The value at `index`.
@@ -278,6 +296,20 @@ impl<K: Pod, V: Pod> HashMap<K, V> {
     pub fn create(name: &'static str, max_entries: u32, lru: bool) -> Result<Self> {
         let t = if lru { MapType::LruHash } else { MapType::Hash };
         Ok(HashMap { map: Map::create(def_for::<K, V>(name, t, max_entries, 0))?, _kv: PhantomData })
+    }
+
+    /// Wraps an existing hash map created from a matching [`MapDef`].
+    pub fn from_map(map: Map) -> Result<Self> {
+        check_wrap(&map, &[MapType::Hash, MapType::LruHash], size_of::<V>())?;
+        if map.def.key_size as usize != size_of::<K>() {
+            return Err(Error::Other(format!(
+                "map `{}` has {}-byte keys, not {}",
+                map.def.name.0,
+                map.def.key_size,
+                size_of::<K>()
+            )));
+        }
+        Ok(HashMap { map, _kv: PhantomData })
     }
 
     /// The value for `key`, if present.

@@ -79,6 +79,26 @@ pub mod lane {
 /// The counters value.
 pub type Counters = [u64; lane::LANES];
 
+/// The module's maps: the one definition both the loader and the ELF writer use.
+pub fn map_defs() -> [crate::maps::MapDef; 3] {
+    use crate::maps::MapDef;
+    use crate::sys::bpf::MapType;
+    use std::mem::size_of;
+    let def = |name, map_type, value_size: usize, max_entries| MapDef {
+        name,
+        map_type,
+        key_size: size_of::<u32>() as u32,
+        value_size: value_size as u32,
+        max_entries,
+        flags: 0,
+    };
+    [
+        def(CONFIG, MapType::Array, size_of::<ConfigRecord>(), 1),
+        def(COUNTERS, MapType::PercpuArray, size_of::<Counters>(), 1),
+        def(START, MapType::Hash, size_of::<u64>(), START_ENTRIES),
+    ]
+}
+
 /// Encodes a comm prefix as the two masked words the programs compare.
 pub fn comm_words(prefix: &str) -> ([u64; 2], [u64; 2]) {
     let mut bytes = [0u8; 16];
