@@ -3,12 +3,12 @@
 //! Layout (include/uapi/linux/btf.h): a header, then a type section of variable-length
 //! entries (type id N is the N-th entry, id 0 is the implicit `void`), then a section of
 //! NUL-terminated strings that entries refer to by byte offset. Entries carry no length and
-//! are not indexed, so the parse walks the section once, records where each entry starts and
-//! indexes function names; every later lookup is a bounds-checked read at a known offset.
+//! are not indexed, so the parse walks the section once, validating it and recording where each
+//! entry starts and which entries are functions; function names are hashed on the first
+//! lookup, and every lookup is a bounds-checked read at a known offset.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{BtfError, Kind};
 
@@ -42,16 +42,56 @@ struct Inner {
     str_len: usize,
     /// String offsets below this resolve in the base (its `str_end`); 0 for base BTF.
     str_base: u32,
-    /// FUNC entries of this blob, keyed by a hash of their name. Hashes rather than owned
-    /// names keep parse time down (tens of thousands of functions, no allocation each).
-    funcs: HashMap<u64, Ids>,
+    /// Ids of this blob's FUNC entries, in id order.
+    func_ids: Vec<u32>,
+    /// `func_ids` keyed by a hash of their names, built on the first lookup: hashing ~60k
+    /// names scattered over megabytes of strings costs more than the whole walk, and a
+    /// module blob is often parsed only to be searched once. Hashes rather than owned names
+    /// avoid one allocation per function.
+    func_index: OnceLock<FuncIndex>,
     base: Option<Btf>,
 }
 
-/// Ids of FUNC entries whose names hash alike: almost always one.
-enum Ids {
-    One(u32),
-    Many(Vec<u32>),
+/// Open-addressing table of FUNC ids by name hash: one 8-byte slot per entry and one
+/// allocation, which matters when tens of thousands of functions are indexed.
+struct FuncIndex {
+    /// `(high half of the name hash, id)`; id 0 (`void`, never a FUNC) marks a free slot.
+    slots: Vec<(u32, u32)>,
+    mask: usize,
+}
+
+impl FuncIndex {
+    fn new(entries: usize) -> FuncIndex {
+        // At most half full, so probe runs stay short.
+        let len = entries.saturating_mul(2).max(8).checked_next_power_of_two().unwrap_or(1 << 31);
+        FuncIndex { slots: vec![(0, 0); len], mask: len - 1 }
+    }
+
+    /// Adds `id`. Linear probing in insertion (id) order means a lookup meets equal names in
+    /// id order, so duplicates resolve to the lowest id.
+    fn insert(&mut self, hash: u64, id: u32) {
+        let tag = (hash >> 32) as u32;
+        let mut at = (hash as usize) & self.mask;
+        for _ in 0..self.slots.len() {
+            let Some(slot) = self.slots.get_mut(at) else { return };
+            if slot.1 == 0 {
+                *slot = (tag, id);
+                return;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Ids whose name hash matches, in insertion order, until the first free slot.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
+        let tag = (hash >> 32) as u32;
+        let start = (hash as usize) & self.mask;
+        (0..self.slots.len())
+            .map(move |i| self.slots.get((start + i) & self.mask).copied().unwrap_or((0, 0)))
+            .take_while(|&(_, id)| id != 0)
+            .filter(move |&(t, _)| t == tag)
+            .map(|(_, id)| id)
+    }
 }
 
 /// The fixed part of a type entry.
@@ -100,7 +140,8 @@ impl Btf {
             str_start: header.str_start,
             str_len: header.str_len,
             str_base,
-            funcs: HashMap::new(),
+            func_ids: Vec::new(),
+            func_index: OnceLock::new(),
             base: base.cloned(),
         };
         inner.walk_types(header.type_start, header.type_end)?;
@@ -156,10 +197,8 @@ impl Btf {
         let inner = &*self.inner;
         let want = name.as_bytes();
         let matches = |id: &u32| self.entry(*id).and_then(|(b, e)| b.str_bytes(e.name_off)).is_some_and(|n| n == want);
-        match inner.funcs.get(&name_hash(want))? {
-            Ids::One(id) => Some(*id).filter(matches),
-            Ids::Many(ids) => ids.iter().copied().find(matches),
-        }
+        let index = inner.func_index.get_or_init(|| inner.index_funcs());
+        index.candidates(name_hash(want)).find(matches)
     }
 
     /// Number of declared parameters of function `func_id` (a FUNC, in this blob or its
@@ -206,9 +245,7 @@ impl Btf {
         if id < inner.first_id {
             return inner.base.as_ref()?.entry(id);
         }
-        let index = usize::try_from(id - inner.first_id).ok()?;
-        let offset = usize::try_from(*inner.offsets.get(index)?).ok()?;
-        let e = read_entry(&inner.data, offset)?;
+        let e = read_entry(&inner.data, inner.local_offset(id)?)?;
         Some((self, e))
     }
 
@@ -230,13 +267,12 @@ impl Btf {
 
 impl Inner {
     /// Walks the type section once: checks every entry fits, every kind is known and every
-    /// name offset resolves, records entry offsets and indexes FUNC names.
+    /// name offset resolves; records entry offsets and FUNC ids.
     fn walk_types(&mut self, start: usize, end: usize) -> Result<(), BtfError> {
         // An entry is at least 12 bytes; the bound keeps a hostile header from making us
         // reserve more than the blob could hold.
         self.offsets.reserve(end.saturating_sub(start) / TYPE_HEADER_LEN);
         let str_limit = self.str_base.saturating_add(u32::try_from(self.str_len).unwrap_or(u32::MAX));
-        let mut func_names: Vec<(u32, u32)> = Vec::new();
         let mut offset = start;
         let mut id = self.first_id;
         while offset < end {
@@ -273,7 +309,7 @@ impl Inner {
                 }
             }
             if kind == Kind::Func {
-                func_names.push((e.name_off, id));
+                self.func_ids.push(id);
             }
 
             let off32 = u32::try_from(offset).map_err(|_| BtfError::BadHeader {
@@ -285,29 +321,28 @@ impl Inner {
                 id = id.checked_add(1).ok_or(BtfError::TooManyTypes { first_id: self.first_id })?;
             }
         }
-        self.index_funcs(&func_names);
         Ok(())
     }
 
-    /// Fills `funcs` from `(name_off, id)` pairs; names were validated by the walk.
-    fn index_funcs(&mut self, func_names: &[(u32, u32)]) {
-        let mut funcs: HashMap<u64, Ids> = HashMap::with_capacity(func_names.len());
-        for &(name_off, id) in func_names {
-            let Some(name) = self.str_bytes(name_off) else { continue };
-            match funcs.entry(name_hash(name)) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Ids::One(id));
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let ids = o.get_mut();
-                    match ids {
-                        Ids::One(first) => *ids = Ids::Many(vec![*first, id]),
-                        Ids::Many(v) => v.push(id),
-                    }
-                }
+    /// Hashes the names of `func_ids`.
+    fn index_funcs(&self) -> FuncIndex {
+        let mut index = FuncIndex::new(self.func_ids.len());
+        for &id in &self.func_ids {
+            let name = self
+                .local_offset(id)
+                .and_then(|off| read_u32(&self.data, off))
+                .and_then(|name_off| self.str_bytes(name_off));
+            if let Some(name) = name {
+                index.insert(name_hash(name), id);
             }
         }
-        self.funcs = funcs;
+        index
+    }
+
+    /// Offset in `data` of this blob's own type `id`.
+    fn local_offset(&self, id: u32) -> Option<usize> {
+        let index = usize::try_from(id.checked_sub(self.first_id)?).ok()?;
+        usize::try_from(*self.offsets.get(index)?).ok()
     }
 
     /// The NUL-terminated string at `off`, resolving offsets below this blob's strings in
@@ -323,7 +358,7 @@ impl Inner {
         let start = self.str_start.checked_add(local)?;
         let end = self.str_start.checked_add(self.str_len)?;
         let rest = self.data.get(start..end)?;
-        rest.get(..rest.iter().position(|&b| b == 0)?)
+        rest.get(..nul_position(rest)?)
     }
 }
 
@@ -333,7 +368,7 @@ impl fmt::Debug for Btf {
             .field("first_id", &self.first_id())
             .field("types", &self.len())
             .field("string_bytes", &self.inner.str_len)
-            .field("funcs_indexed", &self.inner.funcs.len())
+            .field("funcs", &self.inner.func_ids.len())
             .field("split", &self.inner.base.is_some())
             .finish()
     }
@@ -459,12 +494,94 @@ fn read_entry(data: &[u8], offset: usize) -> Option<Entry> {
     })
 }
 
+/// Index of the first NUL, 8 bytes per step: string lookups are most of the cost of
+/// indexing function names.
+fn nul_position(s: &[u8]) -> Option<usize> {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut done = 0usize;
+    for c in &mut chunks {
+        let w = c.try_into().map_or(0, u64::from_le_bytes);
+        if w.wrapping_sub(LOW) & !w & HIGH != 0 {
+            return c.iter().position(|&b| b == 0).map(|p| done + p);
+        }
+        done += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == 0).map(|p| done + p)
+}
+
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
     let bytes = data.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// FNV-1a: cheap on short identifiers, and collisions are resolved by comparing names.
+/// Hash of a function name, 8 bytes per step (FxHash's mixing): cheap on identifiers, and
+/// collisions are resolved by comparing names, so quality only matters for speed.
 fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = name.len() as u64;
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        let w = c.try_into().map_or(0, u64::from_le_bytes);
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    for (t, &b) in tail.iter_mut().zip(chunks.remainder()) {
+        *t = b;
+    }
+    (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{name_hash, nul_position, FuncIndex};
+
+    #[test]
+    fn colliding_hashes_come_back_in_insertion_order() {
+        let mut index = FuncIndex::new(4);
+        let same = 0xdead_beef_0000_0003;
+        for id in [7, 3, 9] {
+            index.insert(same, id);
+        }
+        // Same slot, different tag: probed past, never returned.
+        index.insert(0x1234_5678_0000_0003, 11);
+        assert_eq!(index.candidates(same).collect::<Vec<_>>(), [7, 3, 9]);
+        assert_eq!(index.candidates(0x1234_5678_0000_0003).collect::<Vec<_>>(), [11]);
+        // Starting mid-run with a tag nobody has: the whole run is probed, nothing returned.
+        assert_eq!(index.candidates(0xfeed_0000_0000_0004).count(), 0);
+    }
+
+    #[test]
+    fn full_index_terminates() {
+        let mut index = FuncIndex::new(0);
+        for id in 1..=20 {
+            index.insert(5, id);
+        }
+        assert_eq!(index.candidates(5).count(), index.slots.len());
+        assert_eq!(index.candidates(6 | 1 << 32).count(), 0, "no free slot to stop at, still ends");
+    }
+
+    #[test]
+    fn nul_is_found_in_every_position() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'a'; len];
+                s[at] = 0;
+                assert_eq!(nul_position(&s), Some(at), "len {len} at {at}");
+                s[at] = 0x80; // high bit set, not NUL
+                assert_eq!(nul_position(&s), None);
+            }
+        }
+        assert_eq!(nul_position(&[0x01, 0x80, 0xff, 0x7f, 0x01, 0x01, 0x01, 0x01, 0]), Some(8));
+    }
+
+    #[test]
+    fn names_hash_apart() {
+        let names = ["", "a", "b", "ab", "ba", "ksys_fadvise64_64", "ksys_fadvise64_6", "vfs_read", "vfs_reaD"];
+        let mut hashes: Vec<u64> = names.iter().map(|n| name_hash(n.as_bytes())).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), names.len());
+    }
 }

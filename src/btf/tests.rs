@@ -366,5 +366,24 @@ fn errors_are_cloneable_std_errors() {
 fn debug_output_is_a_summary() {
     let (blob, _) = every_kind();
     let s = format!("{:?}", Btf::parse(&blob).unwrap());
-    assert!(s.contains("types: 19") && s.contains("funcs_indexed: 1"), "{s}");
+    assert!(s.contains("types: 19") && s.contains("funcs: 1"), "{s}");
+}
+
+#[test]
+fn thousands_of_functions_are_all_found() {
+    let mut w = BtfWriter::new();
+    let proto = w.func_proto(0, &[]);
+    let mut ids = Vec::new();
+    for i in 0..3000 {
+        ids.push(w.func(&format!("fn_{i}"), proto, 0));
+        if i % 100 == 0 {
+            w.func(&format!("fn_{i}"), proto, 0); // a later duplicate must not win
+        }
+    }
+    let btf = Btf::parse(&w.finish()).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(btf.find_func(&format!("fn_{i}")), Some(*id));
+    }
+    assert_eq!(btf.find_func("fn_3000"), None);
+    assert_eq!(btf.find_func("fn_"), None);
 }
