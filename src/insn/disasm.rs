@@ -2,7 +2,7 @@
 //! `kernel/bpf/disasm.c`), so that a verifier log, a bpftool dump and KTM's own output can be
 //! read side by side.
 
-use super::{AluOp, AtomicOp, Call, Endian, Imm64, Instruction, Program, RawInsn, Reg, Size, Src, Width};
+use super::{AtomicOp, Call, Endian, Imm64, Instruction, Program, RawInsn, Reg, Size, Src, Width};
 use std::fmt;
 
 fn reg(width: Width, r: Reg) -> String {
@@ -147,31 +147,120 @@ mod tests {
 
     #[test]
     fn bpftool_syntax() {
-        assert_eq!(one(|a| drop(a.mov64(R0, 0))), "(b7) r0 = 0");
-        assert_eq!(one(|a| drop(a.mov64(R1, R10))), "(bf) r1 = r10");
-        assert_eq!(one(|a| drop(a.add64(R1, -8))), "(07) r1 += -8");
-        assert_eq!(one(|a| drop(a.mov32(R0, 0))), "(b4) w0 = 0");
-        assert_eq!(one(|a| drop(a.mov32(R1, R2))), "(bc) w1 = w2");
-        assert_eq!(one(|a| drop(a.arsh64(R1, 3))), "(c7) r1 s>>= 3");
-        assert_eq!(one(|a| drop(a.neg64(R1))), "(87) r1 = -r1");
-        assert_eq!(one(|a| drop(a.ldx_dw(R1, R1, 8))), "(79) r1 = *(u64 *)(r1 +8)");
-        assert_eq!(one(|a| drop(a.stx_dw(R10, -8, R1))), "(7b) *(u64 *)(r10 -8) = r1");
-        assert_eq!(one(|a| drop(a.st_dw(R10, -8, 0))), "(7a) *(u64 *)(r10 -8) = 0");
-        assert_eq!(one(|a| drop(a.ld_imm64(R1, 0x1234))), "(18) r1 = 0x1234");
-        assert_eq!(one(|a| drop(a.ld_map_fd(R1, MapRef("m")))), "(18) r1 = map[fd:0]");
-        assert_eq!(one(|a| drop(a.call(Helper::MapLookupElem))), "(85) call bpf_map_lookup_elem#1");
-        assert_eq!(one(|a| drop(a.atomic_add64(R0, 0, R1))), "(db) lock *(u64 *)(r0 +0) += r1");
         assert_eq!(
-            one(|a| drop(a.atomic(Size::DW, AtomicOp::Add { fetch: true }, R0, 0, R1))),
+            one(|a| {
+                a.mov64(R0, 0);
+            }),
+            "(b7) r0 = 0"
+        );
+        assert_eq!(
+            one(|a| {
+                a.mov64(R1, R10);
+            }),
+            "(bf) r1 = r10"
+        );
+        assert_eq!(
+            one(|a| {
+                a.add64(R1, -8);
+            }),
+            "(07) r1 += -8"
+        );
+        assert_eq!(
+            one(|a| {
+                a.mov32(R0, 0);
+            }),
+            "(b4) w0 = 0"
+        );
+        assert_eq!(
+            one(|a| {
+                a.mov32(R1, R2);
+            }),
+            "(bc) w1 = w2"
+        );
+        assert_eq!(
+            one(|a| {
+                a.arsh64(R1, 3);
+            }),
+            "(c7) r1 s>>= 3"
+        );
+        assert_eq!(
+            one(|a| {
+                a.neg64(R1);
+            }),
+            "(87) r1 = -r1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.ldx_dw(R1, R1, 8);
+            }),
+            "(79) r1 = *(u64 *)(r1 +8)"
+        );
+        assert_eq!(
+            one(|a| {
+                a.stx_dw(R10, -8, R1);
+            }),
+            "(7b) *(u64 *)(r10 -8) = r1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.st_dw(R10, -8, 0);
+            }),
+            "(7a) *(u64 *)(r10 -8) = 0"
+        );
+        assert_eq!(
+            one(|a| {
+                a.ld_imm64(R1, 0x1234);
+            }),
+            "(18) r1 = 0x1234"
+        );
+        assert_eq!(
+            one(|a| {
+                a.ld_map_fd(R1, MapRef("m"));
+            }),
+            "(18) r1 = map[fd:0]"
+        );
+        assert_eq!(
+            one(|a| {
+                a.call(Helper::MapLookupElem);
+            }),
+            "(85) call bpf_map_lookup_elem#1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.atomic_add64(R0, 0, R1);
+            }),
+            "(db) lock *(u64 *)(r0 +0) += r1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.atomic(Size::DW, AtomicOp::Add { fetch: true }, R0, 0, R1);
+            }),
             "(db) r1 = atomic64_fetch_add((u64 *)(r0 +0), r1)"
         );
         assert_eq!(
-            one(|a| drop(a.atomic(Size::W, AtomicOp::Cmpxchg, R0, 4, R1))),
+            one(|a| {
+                a.atomic(Size::W, AtomicOp::Cmpxchg, R0, 4, R1);
+            }),
             "(c3) r0 = atomic_cmpxchg((u32 *)(r0 +4), r0, r1)"
         );
-        assert_eq!(one(|a| drop(a.be(16, R1))), "(dc) r1 = be16 r1");
-        assert_eq!(one(|a| drop(a.le(16, R1))), "(d4) r1 = le16 r1");
-        assert_eq!(one(|a| drop(a.exit())), "(95) exit");
+        assert_eq!(
+            one(|a| {
+                a.be(16, R1);
+            }),
+            "(dc) r1 = be16 r1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.le(16, R1);
+            }),
+            "(d4) r1 = le16 r1"
+        );
+        assert_eq!(
+            one(|a| {
+                a.exit();
+            }),
+            "(95) exit"
+        );
         let jump = Instruction::Jump { width: Width::W64, cond: Cond::Eq, dst: R0, src: Src::Imm(0), off: 3 };
         assert_eq!(jump.to_string(), "(15) if r0 == 0x0 goto pc+3");
         let jump32 = Instruction::Jump { width: Width::W32, cond: Cond::Sgt, dst: R1, src: Src::Reg(R2), off: -2 };
