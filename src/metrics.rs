@@ -172,8 +172,11 @@ impl Metric {
     }
 
     /// Adds a label.
-    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Metric {
-        self.labels.push((key.into(), value.into()));
+    ///
+    /// Takes `AsRef<str>` rather than `Into<String>` so that `&&str` items of an iterator
+    /// over a `[&str]` table (the fadvise advice names) work without a deref.
+    pub fn with_label(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Metric {
+        self.labels.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
