@@ -5,8 +5,7 @@ use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, Roots};
 use crate::iomonitor::{IoMonitor, Scope, Snapshot, ADVICE_LABELS};
-use crate::metrics::{Bucket, Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
-use crate::programs::layout::HIST_SLOTS;
+use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
 use crate::Result;
 use std::path::PathBuf;
 
@@ -258,19 +257,7 @@ pub fn metrics(s: &Snapshot) -> Vec<Metric> {
     out
 }
 
-/// Log2 slots as a Prometheus histogram: slot i's true upper bound is 2^(i+1) ns; the last
-/// slot (2^36 ns and up) appears only in `+Inf`.
+/// Log2 slots as a Prometheus histogram (true upper bounds; the last slot only in `+Inf`).
 fn histogram(l: &crate::iomonitor::Latency) -> Histogram {
-    let mut cumulative = 0u64;
-    let buckets = l
-        .slots
-        .iter()
-        .take(HIST_SLOTS - 1)
-        .enumerate()
-        .map(|(i, &n)| {
-            cumulative += n;
-            Bucket { upper_bound: (1u64 << (i + 1)) as f64 * 1e-9, cumulative_count: cumulative }
-        })
-        .collect();
-    Histogram { buckets, sum: l.sum_ns as f64 * 1e-9, count: l.count }
+    Histogram::from_log2_ns(&l.slots, l.sum_ns)
 }

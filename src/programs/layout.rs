@@ -37,7 +37,7 @@ pub type ConfigRecord = [u64; config::WORDS];
 
 /// Log2 latency slots: slot i holds [2^i, 2^(i+1)) ns (slot 0 also 0 ns); the last slot
 /// holds everything from 2^36 ns (68.7 s) up and is exported only in `+Inf`.
-pub const HIST_SLOTS: usize = 37;
+pub const HIST_SLOTS: usize = crate::metrics::LOG2_NS_SLOTS;
 
 /// A latency histogram's lanes: count, sum of ns, then the slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
