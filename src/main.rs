@@ -25,6 +25,10 @@ enum Fail {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`ktm dump | head`), as command-line tools do, instead of
+    // panicking in print!.
+    // SAFETY: resetting a signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("workload") => {
