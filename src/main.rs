@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 
-use ktm::attach::{features, Mechanism, Policy};
+use ktm::attach::{features, Mechanism};
 use ktm::collector::{Collector, IoMonitorModule, Module};
 use ktm::config::{Config, EbpfConfig};
 use ktm::metrics::Batch;
@@ -185,7 +185,13 @@ fn probe() -> Result<(), Fail> {
 }
 
 fn dump(only: Option<&str>) -> Result<(), Fail> {
-    let policy = Policy::default();
+    // The module's maps, so programs can be loaded for the verifier's count (when privileged).
+    let maps: Vec<ktm::maps::Map> =
+        ktm::programs::layout::map_defs().into_iter().filter_map(|d| ktm::maps::Map::create(d).ok()).collect();
+    let fd_of = |m: ktm::insn::MapRef| {
+        use std::os::fd::AsRawFd;
+        maps.iter().find(|x| x.def().name == m).map(|x| x.as_raw_fd())
+    };
     let mut shown = 0;
     for probe in ktm::programs::probes() {
         if only.is_some_and(|n| n != probe.plan.name) {
@@ -195,16 +201,32 @@ fn dump(only: Option<&str>) -> Result<(), Fail> {
         for alt in &probe.plan.alternatives {
             for (point, build) in alt.parts() {
                 shown += 1;
-                match build() {
-                    Ok(p) => {
-                        println!("-- {point}: {} instructions", p.len());
-                        print!("{}", ktm::insn::disasm_program(&p));
+                let program = match build() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        println!("-- {point}: cannot build on this kernel: {e}");
+                        continue;
                     }
-                    Err(e) => println!("-- {point}: cannot build on this kernel: {e}"),
-                }
+                };
+                let verified = if maps.is_empty() {
+                    "not loaded (no privileges)".to_string()
+                } else {
+                    let spec = ktm::load::ProgramSpec {
+                        name: probe.plan.name.clone(),
+                        prog_type: point.prog_type(),
+                        program: program.clone(),
+                        attach: point.load_target().ok().flatten(),
+                    };
+                    match ktm::load::load(&spec, fd_of).and_then(|p| p.info()) {
+                        Ok(info) if info.verified_insns > 0 => format!("verifier processed {}", info.verified_insns),
+                        Ok(_) => "loaded (this kernel does not report the verifier's count)".to_string(),
+                        Err(e) => format!("not loadable here: {e}"),
+                    }
+                };
+                println!("-- {point}: {} instructions; {verified}", program.len());
+                print!("{}", ktm::insn::disasm_program(&program));
             }
         }
-        let _ = &policy;
     }
     if shown == 0 {
         return Err(Fail::Usage(format!("no program named `{}`", only.unwrap_or(""))));

@@ -168,6 +168,7 @@ fn probe_and_dump() {
     let out = text(&o.stdout);
     assert_eq!(o.status.code(), Some(0));
     assert!(out.contains("fexit/ksys_fadvise64_64") && out.contains("instructions") && out.contains("exit"), "{out}");
+    assert!(out.contains("verifier processed"), "the verifier's count where the program loads: {out}");
     assert_eq!(ktm(&["dump", "nosuch"]).status.code(), Some(2));
 }
 
