@@ -63,7 +63,7 @@ rm -f "$out"/initrd-*.cpio.gz
 for line in "${kernels[@]}"; do
   IFS=$'\t' read -r label vmlinuz moddir <<<"$line"
   run_guest "$label" "$vmlinuz" "$moddir" ""
-  for v in ${KTM_QEMU_VARIANTS:-6.12:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1}; do
+  for v in ${KTM_QEMU_VARIANTS:-6.1:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1}; do
     [ "${v%%:*}" = "$label" ] && run_guest "$label" "$vmlinuz" "$moddir" "${v#*:}"
   done
 done
