@@ -73,10 +73,9 @@ pub const ADVICE_LABELS: [&str; 7] = ["normal", "random", "sequential", "willnee
 impl Snapshot {
     fn from_lanes(v: &[u64]) -> Snapshot {
         let get = |i: usize| v.get(i).copied().unwrap_or(0);
-        let hist = |h: layout::HistLanes| Latency {
-            count: get(h.count()),
-            sum_ns: get(h.sum()),
-            slots: (0..HIST_SLOTS).map(|i| get(h.slot0() + i)).collect(),
+        let hist = |h: layout::HistLanes| {
+            let slots: Vec<u64> = (0..HIST_SLOTS).map(|i| get(h.slot0() + i)).collect();
+            Latency { count: slots.iter().fold(0u64, |a, b| a.saturating_add(*b)), sum_ns: get(h.sum()), slots }
         };
         let mut advice = [0u64; 7];
         for (i, a) in advice.iter_mut().enumerate() {

@@ -97,9 +97,8 @@ pub(crate) fn add_indexed(a: &mut Asm, base: usize, limit: i32) {
     a.atomic_add64(R1, off(base), R2);
 }
 
-/// Records the latency in r9 (ns) into histogram `h`: count, sum, and its log2 slot.
+/// Records the latency in r9 (ns) into histogram `h`: its sum and its log2 slot.
 pub(crate) fn record_latency(a: &mut Asm, h: HistLanes) {
-    add_imm(a, h.count(), 1);
     add_reg(a, h.sum(), R9);
     // r1 = floor(log2(r9)) (0 for 0), by halving the search range six times.
     a.mov64(R1, 0);
