@@ -20,29 +20,13 @@ impl Rng {
     }
 }
 
-const ALU: [AluOp; 12] = [
-    AluOp::Add,
-    AluOp::Sub,
-    AluOp::Mul,
-    AluOp::Div,
-    AluOp::Or,
-    AluOp::And,
-    AluOp::Lsh,
-    AluOp::Rsh,
-    AluOp::Mod,
-    AluOp::Xor,
-    AluOp::Mov,
-    AluOp::Arsh,
-];
-const CONDS: [Cond; 11] =
-    [Cond::Eq, Cond::Gt, Cond::Ge, Cond::Set, Cond::Ne, Cond::Sgt, Cond::Sge, Cond::Lt, Cond::Le, Cond::Slt, Cond::Sle];
 const SIZES: [Size; 4] = [Size::B, Size::H, Size::W, Size::DW];
 
 fn random(r: &mut Rng) -> Instruction {
     let width = r.pick(&[Width::W32, Width::W64]);
     let src = if r.next() % 2 == 0 { Src::Reg(r.reg()) } else { Src::Imm(r.next() as i32) };
     match r.next() % 12 {
-        0 => Instruction::Alu { width, op: r.pick(&ALU), dst: r.reg(), src },
+        0 => Instruction::Alu { width, op: r.pick(&AluOp::ALL), dst: r.reg(), src },
         1 => Instruction::Neg { width, dst: r.reg() },
         2 => Instruction::Endian {
             kind: r.pick(&[Endian::ToLe, Endian::ToBe, Endian::Swap]),
@@ -79,7 +63,7 @@ fn random(r: &mut Rng) -> Instruction {
             }
         }
         8 => Instruction::Ja { off: r.next() as i16 },
-        9 => Instruction::Jump { width, cond: r.pick(&CONDS), dst: r.reg(), src, off: r.next() as i16 },
+        9 => Instruction::Jump { width, cond: r.pick(&Cond::ALL), dst: r.reg(), src, off: r.next() as i16 },
         10 => Instruction::Call(match r.next() % 3 {
             0 => Call::Helper(Helper::from_id((r.next() % 300) as u32)),
             1 => Call::Local(r.next() as i32),
