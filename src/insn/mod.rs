@@ -644,6 +644,10 @@ impl Instruction {
     }
 
     /// Decodes the instruction starting at `slots[index]`; returns it and how many slots it used.
+    ///
+    /// Strict where the kernel is: a field the instruction does not use must be zero (the
+    /// verifier refuses it with "uses reserved fields"), so that every slot that decodes
+    /// re-encodes to the same bytes and the disassembly shows all there is.
     pub fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
         let err = |reason: String| DecodeError { index, reason };
         let raw = slots
@@ -653,6 +657,16 @@ impl Instruction {
             Reg::from_u8(n).ok_or_else(|| err(format!("{what} register r{n} does not exist")))
         };
         let code = raw.code;
+        // Fields that must be zero for this opcode, checked in one place.
+        let unused = |fields: &[(&str, bool)]| -> Result<(), DecodeError> {
+            match fields.iter().find(|(_, nonzero)| *nonzero) {
+                Some((name, _)) => Err(err(format!(
+                    "opcode {code:#04x} has a nonzero {name}, a field it does not use \
+                     (the kernel rejects reserved fields)"
+                ))),
+                None => Ok(()),
+            }
+        };
         let class = code & 0x07;
         let insn = match class {
             BPF_ALU | BPF_ALU64 => {
@@ -664,6 +678,12 @@ impl Instruction {
                 let op = code & 0xf0;
                 let dst = reg(raw.dst(), "dst")?;
                 if op == BPF_NEG {
+                    unused(&[
+                        ("source bit", code & BPF_X != 0),
+                        ("src register", raw.src() != 0),
+                        ("offset", raw.off != 0),
+                        ("immediate", raw.imm != 0),
+                    ])?;
                     Instruction::Neg { width, dst }
                 } else if op == BPF_END {
                     let kind = match (class, code & BPF_X) {
@@ -672,6 +692,7 @@ impl Instruction {
                         (_, 0) => Endian::Swap,
                         _ => return Err(err(format!("opcode {code:#04x}: no such byte-swap"))),
                     };
+                    unused(&[("src register", raw.src() != 0), ("offset", raw.off != 0)])?;
                     let bits = match raw.imm {
                         16 | 32 | 64 => raw.imm as u8,
                         n => return Err(err(format!("byte swap of {n} bits"))),
@@ -684,8 +705,10 @@ impl Instruction {
                         return Err(err(format!("ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)", raw.off)));
                     }
                     let src = if code & BPF_X != 0 {
+                        unused(&[("immediate", raw.imm != 0)])?;
                         Src::Reg(reg(raw.src(), "src")?)
                     } else {
+                        unused(&[("src register", raw.src() != 0)])?;
                         Src::Imm(raw.imm)
                     };
                     Instruction::Alu {
@@ -699,8 +722,21 @@ impl Instruction {
             BPF_JMP | BPF_JMP32 => {
                 let op = code & 0xf0;
                 match (class, op) {
-                    (BPF_JMP, BPF_JA) => Instruction::Ja { off: raw.off },
+                    (BPF_JMP, BPF_JA) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("src register", raw.src() != 0),
+                            ("immediate", raw.imm != 0),
+                        ])?;
+                        Instruction::Ja { off: raw.off }
+                    }
                     (BPF_JMP, BPF_CALL) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("offset", raw.off != 0),
+                        ])?;
                         let call = match raw.src() {
                             0 => Call::Helper(Helper::from_id(raw.imm as u32)),
                             BPF_PSEUDO_CALL => Call::Local(raw.imm),
@@ -709,7 +745,16 @@ impl Instruction {
                         };
                         Instruction::Call(call)
                     }
-                    (BPF_JMP, BPF_EXIT) => Instruction::Exit,
+                    (BPF_JMP, BPF_EXIT) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("src register", raw.src() != 0),
+                            ("offset", raw.off != 0),
+                            ("immediate", raw.imm != 0),
+                        ])?;
+                        Instruction::Exit
+                    }
                     _ => {
                         let width = if class == BPF_JMP {
                             Width::W64
@@ -720,8 +765,10 @@ impl Instruction {
                             .ok_or_else(|| err(format!("unknown jump opcode {code:#04x}")))?;
                         let dst = reg(raw.dst(), "dst")?;
                         let src = if code & BPF_X != 0 {
+                            unused(&[("immediate", raw.imm != 0)])?;
                             Src::Reg(reg(raw.src(), "src")?)
                         } else {
+                            unused(&[("src register", raw.src() != 0)])?;
                             Src::Imm(raw.imm)
                         };
                         Instruction::Jump {
@@ -736,10 +783,17 @@ impl Instruction {
             }
             BPF_LD => {
                 if code != BPF_LD | BPF_DW | BPF_IMM {
-                    return Err(err(format!(
-                        "legacy packet load {code:#04x} is not supported"
-                    )));
+                    // Packet-access modes of classic BPF (`linux/bpf_common.h`).
+                    const BPF_ABS: u8 = 0x20;
+                    const BPF_IND: u8 = 0x40;
+                    return Err(err(match code & 0xe0 {
+                        BPF_ABS | BPF_IND => {
+                            format!("legacy packet load {code:#04x} is not supported")
+                        }
+                        _ => format!("no such load opcode {code:#04x}"),
+                    }));
                 }
+                unused(&[("offset", raw.off != 0)])?;
                 let next = slots.get(index + 1).ok_or_else(|| {
                     err("64-bit immediate load is missing its second slot".into())
                 })?;
@@ -752,6 +806,12 @@ impl Instruction {
                 let value = match raw.src() {
                     0 => Imm64::Const((i64::from(next.imm) << 32) | i64::from(raw.imm as u32)),
                     BPF_PSEUDO_MAP_FD if next.imm == 0 => Imm64::MapFd(raw.imm),
+                    BPF_PSEUDO_MAP_FD => {
+                        return Err(err(format!(
+                            "map fd load with {} in its second slot, which must be 0",
+                            next.imm
+                        )))
+                    }
                     BPF_PSEUDO_MAP_VALUE => Imm64::MapValue {
                         fd: raw.imm,
                         offset: next.imm as u32,
@@ -770,6 +830,7 @@ impl Instruction {
                         "load mode of opcode {code:#04x} is not supported"
                     )));
                 }
+                unused(&[("immediate", raw.imm != 0)])?;
                 Instruction::Load {
                     size: Size::from_code(code),
                     dst: reg(raw.dst(), "dst")?,
@@ -783,6 +844,7 @@ impl Instruction {
                         "store mode of opcode {code:#04x} is not supported"
                     )));
                 }
+                unused(&[("src register", raw.src() != 0)])?;
                 Instruction::StoreImm {
                     size: Size::from_code(code),
                     dst: reg(raw.dst(), "dst")?,
@@ -796,12 +858,15 @@ impl Instruction {
                 let dst = reg(raw.dst(), "dst")?;
                 let src = reg(raw.src(), "src")?;
                 match code & 0xe0 {
-                    BPF_MEM => Instruction::Store {
-                        size,
-                        dst,
-                        off: raw.off,
-                        src,
-                    },
+                    BPF_MEM => {
+                        unused(&[("immediate", raw.imm != 0)])?;
+                        Instruction::Store {
+                            size,
+                            dst,
+                            off: raw.off,
+                            src,
+                        }
+                    }
                     BPF_ATOMIC if matches!(size, Size::W | Size::DW) => {
                         let op = AtomicOp::from_imm(raw.imm).ok_or_else(|| {
                             err(format!("unknown atomic operation {:#x}", raw.imm))
