@@ -7,10 +7,12 @@
 
 mod asm;
 mod check;
+mod disasm;
 mod helper;
 pub mod opcode;
 
-pub use asm::{Asm, AsmError, Label, MapRef, MapReloc, Program, RelocKind};
+pub use asm::{Asm, AsmError, Label, MapRef, MapReloc, Program, RelocKind, Site};
+pub use disasm::{disasm, disasm_at, disasm_insn, disasm_program};
 pub use helper::Helper;
 
 use opcode::*;
