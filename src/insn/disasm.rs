@@ -87,9 +87,20 @@ pub fn disasm_insn(insn: &Instruction) -> String {
     s
 }
 
+/// The text without the opcode prefix (`r1 += -8`), for messages that quote an instruction.
+pub(crate) fn insn_body(insn: &Instruction) -> String {
+    let mut s = String::new();
+    let _ = write_body(&mut s, insn);
+    s
+}
+
 fn write_insn(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
     let code = insn.encode().first().map_or(0, |r| r.code);
     write!(f, "({code:02x}) ")?;
+    write_body(f, insn)
+}
+
+fn write_body(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
     match *insn {
         Instruction::Alu {
             width,
