@@ -401,3 +401,37 @@ fn vectors_cover_every_opcode() {
     let missing: Vec<String> = missing.iter().map(|c| format!("{c:#04x}")).collect();
     assert!(missing.is_empty(), "opcodes without a vector: {missing:?}");
 }
+
+/// The disassembler against the kernel's own: `verifier-disasm.txt` holds, for each
+/// instruction of a program the verifier walked entirely, its bytes and the text the
+/// verifier printed for it (regenerate with `tests/data/insn/gen-verifier-disasm.sh`).
+#[test]
+fn disassembly_matches_the_kernel() {
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for line in include_str!("data/insn/verifier-disasm.txt").lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (hex, text) = line.split_once('\t').expect("bytes <TAB> text");
+        for b in hex.split(' ') {
+            bytes.push(u8::from_str_radix(b, 16).unwrap());
+        }
+        expected.push(text);
+    }
+    let slots = from_bytes(&bytes).unwrap();
+    let ours = disasm(&slots);
+    let ours: Vec<&str> = ours
+        .lines()
+        .map(|l| l.split_once(": ").map_or(l, |(_, text)| text))
+        .collect();
+    let differ: Vec<String> = expected
+        .iter()
+        .zip(&ours)
+        .filter(|(k, o)| k != o)
+        .map(|(k, o)| format!("  kernel: {k}\n  ktm:    {o}"))
+        .collect();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    assert_eq!(ours.len(), expected.len());
+    assert!(expected.len() > 90, "{} instructions", expected.len());
+}
