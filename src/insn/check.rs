@@ -148,10 +148,14 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
         };
         let after = transfer(&insn, before);
         for s in successors(i, &insn).into_iter().flatten() {
-            // In range: every jump target and the fall-through were checked above.
-            let new = set_in[s].map_or(after, |old| old & after);
-            if set_in[s] != Some(new) {
-                set_in[s] = Some(new);
+            // Targets and fall-throughs were checked to be in range above; `get_mut` keeps
+            // this loop panic-free even if that ever changes.
+            let Some(slot) = set_in.get_mut(s) else {
+                continue;
+            };
+            let new = slot.map_or(after, |old| old & after);
+            if *slot != Some(new) {
+                *slot = Some(new);
                 work.push(s);
             }
         }
