@@ -3,8 +3,10 @@
 //! The verifier rejects these mistakes too, but only at load time, on the target machine,
 //! with an instruction index. Caught here, in [`super::Asm::finish`], they name the line of
 //! Rust that emitted the instruction and fail in `cargo test` rather than in production.
-//! Each check is one the kernel also makes, so a program that passes here is never refused
-//! for a reason found here.
+//! Each check is one the kernel makes too, so nothing refused here would have loaded, with
+//! two approximations in the register check: it follows every branch (the verifier skips
+//! one it can prove is never taken, so a read that only such a path reaches is refused here
+//! and not there), and it counts every call as setting r0.
 
 use super::disasm::insn_body;
 use super::{AsmError, Call, Instruction, Program, Reg, Src};

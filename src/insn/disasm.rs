@@ -2,7 +2,8 @@
 //!
 //! The verifier's log uses the same syntax (both come from the kernel's
 //! `kernel/bpf/disasm.c`), so a program printed here can be compared line by line with a
-//! rejection log or a dump of the loaded program. The one deliberate difference is map
+//! rejection log or a dump of the loaded program (tests/insn_vectors.rs holds it to the
+//! text a kernel's verifier printed for every kind of instruction). The one difference is map
 //! loads: before loading there is no map id, so they show the fd the slot carries
 //! (`map[fd:5]` where bpftool shows `map[id:12]`).
 
