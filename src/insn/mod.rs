@@ -541,12 +541,26 @@ impl Instruction {
     }
 
     /// Decodes the instruction starting at `slots[index]`; returns it and how many slots it used.
+    ///
+    /// Strict where the kernel is: a field the instruction does not use must be zero (the
+    /// verifier refuses it with "uses reserved fields"), so that every slot that decodes
+    /// re-encodes to the same bytes and the disassembly shows all there is.
     pub fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
         let err = |reason: String| DecodeError { index, reason };
         let raw = slots.get(index).ok_or_else(|| err("past the end of the program".into()))?;
         let reg =
             |n: u8, what: &str| Reg::from_u8(n).ok_or_else(|| err(format!("{what} register r{n} does not exist")));
         let code = raw.code;
+        // Fields that must be zero for this opcode, checked in one place.
+        let unused = |fields: &[(&str, bool)]| -> Result<(), DecodeError> {
+            match fields.iter().find(|(_, nonzero)| *nonzero) {
+                Some((name, _)) => Err(err(format!(
+                    "opcode {code:#04x} has a nonzero {name}, a field it does not use \
+                     (the kernel rejects reserved fields)"
+                ))),
+                None => Ok(()),
+            }
+        };
         let class = code & 0x07;
         let insn = match class {
             BPF_ALU | BPF_ALU64 => {
@@ -554,6 +568,12 @@ impl Instruction {
                 let op = code & 0xf0;
                 let dst = reg(raw.dst(), "dst")?;
                 if op == BPF_NEG {
+                    unused(&[
+                        ("source bit", code & BPF_X != 0),
+                        ("src register", raw.src() != 0),
+                        ("offset", raw.off != 0),
+                        ("immediate", raw.imm != 0),
+                    ])?;
                     Instruction::Neg { width, dst }
                 } else if op == BPF_END {
                     let kind = match (class, code & BPF_X) {
@@ -562,6 +582,7 @@ impl Instruction {
                         (_, 0) => Endian::Swap,
                         _ => return Err(err(format!("opcode {code:#04x}: no such byte-swap"))),
                     };
+                    unused(&[("src register", raw.src() != 0), ("offset", raw.off != 0)])?;
                     let bits = match raw.imm {
                         16 | 32 | 64 => raw.imm as u8,
                         n => return Err(err(format!("byte swap of {n} bits"))),
@@ -570,10 +591,20 @@ impl Instruction {
                 } else {
                     let op = AluOp::from_code(op).ok_or_else(|| err(format!("unknown ALU opcode {code:#04x}")))?;
                     if raw.off != 0 {
-                        return Err(err(format!(
-                            "ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)",
-                            raw.off
-                        )));
+                        return Err(err(format!("ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)", raw.off)));
+                    }
+                    let src = if code & BPF_X != 0 {
+                        unused(&[("immediate", raw.imm != 0)])?;
+                        Src::Reg(reg(raw.src(), "src")?)
+                    } else {
+                        unused(&[("src register", raw.src() != 0)])?;
+                        Src::Imm(raw.imm)
+                    };
+                    Instruction::Alu {
+                        width,
+                        op,
+                        dst,
+                        src,
                     }
                     let src = if code & BPF_X != 0 { Src::Reg(reg(raw.src(), "src")?) } else { Src::Imm(raw.imm) };
                     Instruction::Alu { width, op, dst, src }
@@ -582,8 +613,21 @@ impl Instruction {
             BPF_JMP | BPF_JMP32 => {
                 let op = code & 0xf0;
                 match (class, op) {
-                    (BPF_JMP, BPF_JA) => Instruction::Ja { off: raw.off },
+                    (BPF_JMP, BPF_JA) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("src register", raw.src() != 0),
+                            ("immediate", raw.imm != 0),
+                        ])?;
+                        Instruction::Ja { off: raw.off }
+                    }
                     (BPF_JMP, BPF_CALL) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("offset", raw.off != 0),
+                        ])?;
                         let call = match raw.src() {
                             0 => Call::Helper(Helper::from_id(raw.imm as u32)),
                             BPF_PSEUDO_CALL => Call::Local(raw.imm),
@@ -592,24 +636,54 @@ impl Instruction {
                         };
                         Instruction::Call(call)
                     }
-                    (BPF_JMP, BPF_EXIT) => Instruction::Exit,
+                    (BPF_JMP, BPF_EXIT) => {
+                        unused(&[
+                            ("source bit", code & BPF_X != 0),
+                            ("dst register", raw.dst() != 0),
+                            ("src register", raw.src() != 0),
+                            ("offset", raw.off != 0),
+                            ("immediate", raw.imm != 0),
+                        ])?;
+                        Instruction::Exit
+                    }
                     _ => {
                         let width = if class == BPF_JMP { Width::W64 } else { Width::W32 };
                         let cond =
                             Cond::from_code(op).ok_or_else(|| err(format!("unknown jump opcode {code:#04x}")))?;
                         let dst = reg(raw.dst(), "dst")?;
-                        let src = if code & BPF_X != 0 { Src::Reg(reg(raw.src(), "src")?) } else { Src::Imm(raw.imm) };
-                        Instruction::Jump { width, cond, dst, src, off: raw.off }
+                        let src = if code & BPF_X != 0 {
+                            unused(&[("immediate", raw.imm != 0)])?;
+                            Src::Reg(reg(raw.src(), "src")?)
+                        } else {
+                            unused(&[("src register", raw.src() != 0)])?;
+                            Src::Imm(raw.imm)
+                        };
+                        Instruction::Jump {
+                            width,
+                            cond,
+                            dst,
+                            src,
+                            off: raw.off,
+                        }
                     }
                 }
             }
             BPF_LD => {
                 if code != BPF_LD | BPF_DW | BPF_IMM {
-                    return Err(err(format!("legacy packet load {code:#04x} is not supported")));
+                    // Packet-access modes of classic BPF (`linux/bpf_common.h`).
+                    const BPF_ABS: u8 = 0x20;
+                    const BPF_IND: u8 = 0x40;
+                    return Err(err(match code & 0xe0 {
+                        BPF_ABS | BPF_IND => {
+                            format!("legacy packet load {code:#04x} is not supported")
+                        }
+                        _ => format!("no such load opcode {code:#04x}"),
+                    }));
                 }
-                let next = slots
-                    .get(index + 1)
-                    .ok_or_else(|| err("64-bit immediate load is missing its second slot".into()))?;
+                unused(&[("offset", raw.off != 0)])?;
+                let next = slots.get(index + 1).ok_or_else(|| {
+                    err("64-bit immediate load is missing its second slot".into())
+                })?;
                 if next.code != 0 || next.regs != 0 || next.off != 0 {
                     return Err(err("second slot of a 64-bit immediate load is not zero-coded".into()));
                 }
@@ -617,8 +691,21 @@ impl Instruction {
                 let value = match raw.src() {
                     0 => Imm64::Const((i64::from(next.imm) << 32) | i64::from(raw.imm as u32)),
                     BPF_PSEUDO_MAP_FD if next.imm == 0 => Imm64::MapFd(raw.imm),
-                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue { fd: raw.imm, offset: next.imm as u32 },
-                    s => return Err(err(format!("64-bit immediate load with unsupported pseudo source {s}"))),
+                    BPF_PSEUDO_MAP_FD => {
+                        return Err(err(format!(
+                            "map fd load with {} in its second slot, which must be 0",
+                            next.imm
+                        )))
+                    }
+                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue {
+                        fd: raw.imm,
+                        offset: next.imm as u32,
+                    },
+                    s => {
+                        return Err(err(format!(
+                            "64-bit immediate load with unsupported pseudo source {s}"
+                        )))
+                    }
                 };
                 return Ok((Instruction::LoadImm64 { dst, value }, 2));
             }
@@ -626,6 +713,7 @@ impl Instruction {
                 if code & 0xe0 != BPF_MEM {
                     return Err(err(format!("load mode of opcode {code:#04x} is not supported")));
                 }
+                unused(&[("immediate", raw.imm != 0)])?;
                 Instruction::Load {
                     size: Size::from_code(code),
                     dst: reg(raw.dst(), "dst")?,
@@ -637,6 +725,7 @@ impl Instruction {
                 if code & 0xe0 != BPF_MEM {
                     return Err(err(format!("store mode of opcode {code:#04x} is not supported")));
                 }
+                unused(&[("src register", raw.src() != 0)])?;
                 Instruction::StoreImm {
                     size: Size::from_code(code),
                     dst: reg(raw.dst(), "dst")?,
@@ -650,7 +739,15 @@ impl Instruction {
                 let dst = reg(raw.dst(), "dst")?;
                 let src = reg(raw.src(), "src")?;
                 match code & 0xe0 {
-                    BPF_MEM => Instruction::Store { size, dst, off: raw.off, src },
+                    BPF_MEM => {
+                        unused(&[("immediate", raw.imm != 0)])?;
+                        Instruction::Store {
+                            size,
+                            dst,
+                            off: raw.off,
+                            src,
+                        }
+                    }
                     BPF_ATOMIC if matches!(size, Size::W | Size::DW) => {
                         let op = AtomicOp::from_imm(raw.imm)
                             .ok_or_else(|| err(format!("unknown atomic operation {:#x}", raw.imm)))?;
