@@ -14,10 +14,7 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("KTM_INSN_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DEFAULT_SEED);
+        let seed = std::env::var("KTM_INSN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
         eprintln!("seed {seed} (set KTM_INSN_SEED to change)");
         Rng(seed.max(1))
     }
@@ -101,19 +98,8 @@ const ALU_OPS: [AluOp; 12] = [
     AluOp::Arsh,
 ];
 
-const CONDS: [Cond; 11] = [
-    Cond::Eq,
-    Cond::Gt,
-    Cond::Ge,
-    Cond::Set,
-    Cond::Ne,
-    Cond::Sgt,
-    Cond::Sge,
-    Cond::Lt,
-    Cond::Le,
-    Cond::Slt,
-    Cond::Sle,
-];
+const CONDS: [Cond; 11] =
+    [Cond::Eq, Cond::Gt, Cond::Ge, Cond::Set, Cond::Ne, Cond::Sgt, Cond::Sge, Cond::Lt, Cond::Le, Cond::Slt, Cond::Sle];
 
 const ATOMIC_OPS: [AtomicOp; 10] = [
     AtomicOp::Add { fetch: false },
@@ -131,16 +117,8 @@ const ATOMIC_OPS: [AtomicOp; 10] = [
 /// Any well-formed instruction, every variant equally likely.
 fn instruction(rng: &mut Rng) -> Instruction {
     match rng.below(12) {
-        0 => Instruction::Alu {
-            width: rng.width(),
-            op: rng.pick(&ALU_OPS),
-            dst: rng.reg(),
-            src: rng.src(),
-        },
-        1 => Instruction::Neg {
-            width: rng.width(),
-            dst: rng.reg(),
-        },
+        0 => Instruction::Alu { width: rng.width(), op: rng.pick(&ALU_OPS), dst: rng.reg(), src: rng.src() },
+        1 => Instruction::Neg { width: rng.width(), dst: rng.reg() },
         2 => Instruction::Endian {
             kind: rng.pick(&[Endian::ToLe, Endian::ToBe, Endian::Swap]),
             bits: rng.pick(&[16, 32, 64]),
@@ -151,30 +129,12 @@ fn instruction(rng: &mut Rng) -> Instruction {
             value: match rng.below(3) {
                 0 => Imm64::Const(rng.i64()),
                 1 => Imm64::MapFd(rng.i32()),
-                _ => Imm64::MapValue {
-                    fd: rng.i32(),
-                    offset: rng.i32() as u32,
-                },
+                _ => Imm64::MapValue { fd: rng.i32(), offset: rng.i32() as u32 },
             },
         },
-        4 => Instruction::Load {
-            size: rng.size(),
-            dst: rng.reg(),
-            src: rng.reg(),
-            off: rng.i16(),
-        },
-        5 => Instruction::StoreImm {
-            size: rng.size(),
-            dst: rng.reg(),
-            off: rng.i16(),
-            imm: rng.i32(),
-        },
-        6 => Instruction::Store {
-            size: rng.size(),
-            dst: rng.reg(),
-            off: rng.i16(),
-            src: rng.reg(),
-        },
+        4 => Instruction::Load { size: rng.size(), dst: rng.reg(), src: rng.reg(), off: rng.i16() },
+        5 => Instruction::StoreImm { size: rng.size(), dst: rng.reg(), off: rng.i16(), imm: rng.i32() },
+        6 => Instruction::Store { size: rng.size(), dst: rng.reg(), off: rng.i16(), src: rng.reg() },
         7 => Instruction::Atomic {
             size: rng.pick(&[Size::W, Size::DW]),
             op: rng.pick(&ATOMIC_OPS),
@@ -193,11 +153,7 @@ fn instruction(rng: &mut Rng) -> Instruction {
         10 => Instruction::Call(match rng.below(3) {
             // Through from_id: `Helper::Other(1)` and `Helper::MapLookupElem` encode alike,
             // and decoding gives the named one.
-            0 => Call::Helper(Helper::from_id(if rng.bool() {
-                rng.below(220) as u32
-            } else {
-                rng.next() as u32
-            })),
+            0 => Call::Helper(Helper::from_id(if rng.bool() { rng.below(220) as u32 } else { rng.next() as u32 })),
             1 => Call::Local(rng.i32()),
             _ => Call::Kfunc(rng.i32()),
         }),
@@ -233,14 +189,10 @@ fn decode_inverts_encode() {
 /// often zero (as real ones are), sometimes pure noise.
 fn raw_slot(rng: &mut Rng) -> RawInsn {
     const CODES: [u8; 24] = [
-        0x07, 0x0f, 0x04, 0x0c, 0x87, 0x84, 0xd4, 0xdc, 0xd7, 0xdf, 0x18, 0x79, 0x61, 0x7a, 0x7b,
-        0x63, 0xdb, 0xc3, 0x05, 0x15, 0x1e, 0x85, 0x95, 0x00,
+        0x07, 0x0f, 0x04, 0x0c, 0x87, 0x84, 0xd4, 0xdc, 0xd7, 0xdf, 0x18, 0x79, 0x61, 0x7a, 0x7b, 0x63, 0xdb, 0xc3,
+        0x05, 0x15, 0x1e, 0x85, 0x95, 0x00,
     ];
-    let code = if rng.below(4) == 0 {
-        rng.next() as u8
-    } else {
-        rng.pick(&CODES)
-    };
+    let code = if rng.below(4) == 0 { rng.next() as u8 } else { rng.pick(&CODES) };
     let field = |rng: &mut Rng| rng.below(3) != 0;
     let regs = if field(rng) { rng.next() as u8 } else { 0 };
     let off = if field(rng) { rng.i16() } else { 0 };
@@ -249,12 +201,7 @@ fn raw_slot(rng: &mut Rng) -> RawInsn {
         1 => rng.pick(&[1, 16, 32, 64, 0x41, 0xe1, 0xf1]),
         _ => rng.i32(),
     };
-    RawInsn {
-        code,
-        regs,
-        off,
-        imm,
-    }
+    RawInsn { code, regs, off, imm }
 }
 
 #[test]
@@ -269,18 +216,11 @@ fn garbage_never_panics_and_what_decodes_reencodes() {
         if let Ok((insn, n)) = Instruction::decode(&slots, i) {
             decoded += 1;
             // Strict decoding: nothing the slots hold is dropped.
-            assert_eq!(
-                insn.encode(),
-                slots[i..i + n].to_vec(),
-                "slot {i}: {insn:?}"
-            );
+            assert_eq!(insn.encode(), slots[i..i + n].to_vec(), "slot {i}: {insn:?}");
         }
     }
     eprintln!("{decoded} of {COUNT} random slots decode");
-    assert!(
-        decoded > COUNT / 10,
-        "the generator should reach the decoder's success paths"
-    );
+    assert!(decoded > COUNT / 10, "the generator should reach the decoder's success paths");
     assert!(decoded < COUNT, "and its failure paths");
 
     // Fully random bytes too, through every reader.

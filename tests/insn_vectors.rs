@@ -226,36 +226,20 @@ fn vectors() -> Vec<Vector<'static>> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let (asm, hex) = line
-            .split_once('\t')
-            .unwrap_or_else(|| panic!("vectors.txt:{}: no tab", n + 1));
+        let (asm, hex) = line.split_once('\t').unwrap_or_else(|| panic!("vectors.txt:{}: no tab", n + 1));
         let bytes = hex
             .split(' ')
             .map(|b| u8::from_str_radix(b, 16))
             .collect::<Result<Vec<u8>, _>>()
             .unwrap_or_else(|e| panic!("vectors.txt:{}: {e}", n + 1));
-        assert!(
-            !bytes.is_empty() && bytes.len() % 8 == 0,
-            "vectors.txt:{}: {} bytes",
-            n + 1,
-            bytes.len()
-        );
-        out.push(Vector {
-            source,
-            asm,
-            bytes,
-            line: n + 1,
-        });
+        assert!(!bytes.is_empty() && bytes.len() % 8 == 0, "vectors.txt:{}: {} bytes", n + 1, bytes.len());
+        out.push(Vector { source, asm, bytes, line: n + 1 });
     }
     out
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 #[test]
@@ -264,10 +248,7 @@ fn encodings_match_llvm() {
     let mut failures = Vec::new();
     for v in &vectors {
         let Some((_, build)) = TABLE.iter().find(|(asm, _)| *asm == v.asm) else {
-            failures.push(format!(
-                "line {}: `{}` has no entry in TABLE",
-                v.line, v.asm
-            ));
+            failures.push(format!("line {}: `{}` has no entry in TABLE", v.line, v.asm));
             continue;
         };
         let slots = match assemble(*build) {
@@ -287,8 +268,7 @@ fn encodings_match_llvm() {
                 v.source,
                 hex(&v.bytes),
                 hex(ours),
-                Instruction::decode(&slots, 0)
-                    .map_or_else(|e| e.to_string(), |(i, _)| i.to_string())
+                Instruction::decode(&slots, 0).map_or_else(|e| e.to_string(), |(i, _)| i.to_string())
             ));
         }
     }
@@ -297,19 +277,10 @@ fn encodings_match_llvm() {
             failures.push(format!("TABLE entry `{asm}` has no vector"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} vectors differ:\n{}",
-        failures.len(),
-        vectors.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} vectors differ:\n{}", failures.len(), vectors.len(), failures.join("\n"));
     // Every section contributes, so a truncated regeneration cannot pass unnoticed.
     for source in ["llvm-mc-14", "llvm-mc-19", "hand-checked"] {
-        let n = vectors
-            .iter()
-            .filter(|v| v.source.starts_with(source))
-            .count();
+        let n = vectors.iter().filter(|v| v.source.starts_with(source)).count();
         assert!(n > 0, "no vectors from {source}");
         eprintln!("{n:4} vectors from {source}");
     }
@@ -321,16 +292,9 @@ fn encodings_match_llvm() {
 fn llvm_bytes_decode_and_reencode() {
     for v in vectors() {
         let slots = from_bytes(&v.bytes).unwrap();
-        let (insn, n) = Instruction::decode(&slots, 0)
-            .unwrap_or_else(|e| panic!("line {}: `{}`: {e}", v.line, v.asm));
+        let (insn, n) = Instruction::decode(&slots, 0).unwrap_or_else(|e| panic!("line {}: `{}`: {e}", v.line, v.asm));
         assert_eq!(n, slots.len(), "line {}: `{}`", v.line, v.asm);
-        assert_eq!(
-            insn.encode(),
-            slots,
-            "line {}: `{}` decoded to {insn:?}",
-            v.line,
-            v.asm
-        );
+        assert_eq!(insn.encode(), slots, "line {}: `{}` decoded to {insn:?}", v.line, v.asm);
     }
 }
 
@@ -363,9 +327,7 @@ fn vectors_cover_every_opcode() {
         }
     }
     for class in [opcode::BPF_JMP, opcode::BPF_JMP32] {
-        for op in [
-            0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xa0, 0xb0, 0xc0, 0xd0,
-        ] {
+        for op in [0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xa0, 0xb0, 0xc0, 0xd0] {
             for src in [opcode::BPF_K, opcode::BPF_X] {
                 if !seen.contains(&(class | op | src)) {
                     missing.push(class | op | src);
@@ -392,9 +354,7 @@ fn vectors_cover_every_opcode() {
     for size in [opcode::BPF_W, opcode::BPF_DW] {
         let code = opcode::BPF_STX | opcode::BPF_ATOMIC | size;
         for imm in [0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xa0, 0xa1, 0xe1, 0xf1] {
-            let found = vectors()
-                .iter()
-                .any(|v| v.bytes[0] == code && v.bytes[4] == imm);
+            let found = vectors().iter().any(|v| v.bytes[0] == code && v.bytes[4] == imm);
             assert!(found, "no vector for atomic {code:#04x} imm {imm:#04x}");
         }
     }
@@ -421,10 +381,7 @@ fn disassembly_matches_the_kernel() {
     }
     let slots = from_bytes(&bytes).unwrap();
     let ours = disasm(&slots);
-    let ours: Vec<&str> = ours
-        .lines()
-        .map(|l| l.split_once(": ").map_or(l, |(_, text)| text))
-        .collect();
+    let ours: Vec<&str> = ours.lines().map(|l| l.split_once(": ").map_or(l, |(_, text)| text)).collect();
     let differ: Vec<String> = expected
         .iter()
         .zip(&ours)

@@ -211,12 +211,6 @@ impl Asm {
         self.insns.is_empty()
     }
 
-    /// The slots emitted so far, labels unresolved (unit tests of single instructions).
-    #[cfg(test)]
-    pub(crate) fn insns_for_test(&self) -> Vec<RawInsn> {
-        self.insns.clone()
-    }
-
     /// Emits any instruction.
     #[track_caller]
     pub fn emit(&mut self, insn: Instruction) -> &mut Self {

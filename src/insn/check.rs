@@ -27,8 +27,7 @@ const AT_ENTRY: Regs = bit(Reg::R1) | bit(Reg::R10);
 /// many arguments it takes is not known here, so all five count as set.)
 const AT_SUBPROG: Regs = AT_ENTRY | bit(Reg::R2) | bit(Reg::R3) | bit(Reg::R4) | bit(Reg::R5);
 /// Registers a call leaves unreadable: the argument registers.
-const CLOBBERED_BY_CALL: Regs =
-    bit(Reg::R1) | bit(Reg::R2) | bit(Reg::R3) | bit(Reg::R4) | bit(Reg::R5);
+const CLOBBERED_BY_CALL: Regs = bit(Reg::R1) | bit(Reg::R2) | bit(Reg::R3) | bit(Reg::R4) | bit(Reg::R5);
 
 /// Checks a finished program; the first mistake found, in slot order within each check, is
 /// returned with the builder call that emitted it.
@@ -36,19 +35,12 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
     let at = |index: usize, reason: String| AsmError::at(index, program.site(index), reason);
     let slots = program.insns();
     if slots.is_empty() {
-        return Err(AsmError {
-            index: None,
-            site: None,
-            reason: "the program is empty".into(),
-        });
+        return Err(AsmError { index: None, site: None, reason: "the program is empty".into() });
     }
     if slots.len() > MAX_SLOTS {
         return Err(at(
             MAX_SLOTS,
-            format!(
-                "the program has {} instruction slots; the kernel accepts at most {MAX_SLOTS}",
-                slots.len()
-            ),
+            format!("the program has {} instruction slots; the kernel accepts at most {MAX_SLOTS}", slots.len()),
         ));
     }
 
@@ -60,12 +52,7 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
         insns[i] = Some(insn);
         i += n;
     }
-    let starts = || {
-        insns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, insn)| insn.map(|insn| (i, insn)))
-    };
+    let starts = || insns.iter().enumerate().filter_map(|(i, insn)| insn.map(|insn| (i, insn)));
 
     // Instruction by instruction.
     let target = |i: usize, rel: i64, what: &str| -> Result<usize, AsmError> {
@@ -73,20 +60,14 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
         if t < 0 || t >= slots.len() as i64 {
             return Err(at(
                 i,
-                format!(
-                    "{what} pc{rel:+} lands at slot {t}, outside the program (slots 0..{})",
-                    slots.len()
-                ),
+                format!("{what} pc{rel:+} lands at slot {t}, outside the program (slots 0..{})", slots.len()),
             ));
         }
         let t = t as usize;
         if insns[t].is_none() {
             return Err(at(
                 i,
-                format!(
-                    "{what} pc{rel:+} lands at slot {t}, the second half of the 64-bit load at slot {}",
-                    t - 1
-                ),
+                format!("{what} pc{rel:+} lands at slot {t}, the second half of the 64-bit load at slot {}", t - 1),
             ));
         }
         Ok(t)
@@ -94,13 +75,7 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
     let mut subprogs = Vec::new();
     for (i, insn) in starts() {
         if writes(&insn) & bit(Reg::R10) != 0 {
-            return Err(at(
-                i,
-                format!(
-                    "`{}` writes r10, the read-only frame pointer",
-                    insn_body(&insn)
-                ),
-            ));
+            return Err(at(i, format!("`{}` writes r10, the read-only frame pointer", insn_body(&insn))));
         }
         match insn {
             Instruction::Ja { off } => {
@@ -120,18 +95,10 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
     }
 
     // The last instruction must not fall through past the end.
-    if let Some((last, insn)) = insns
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, insn)| insn.map(|insn| (i, insn)))
-    {
+    if let Some((last, insn)) = insns.iter().enumerate().rev().find_map(|(i, insn)| insn.map(|insn| (i, insn))) {
         if !matches!(insn, Instruction::Exit | Instruction::Ja { .. }) {
             let text = insn_body(&insn);
-            return Err(at(
-                last,
-                format!("the last instruction `{text}` falls off the end; end with exit or goto"),
-            ));
+            return Err(at(last, format!("the last instruction `{text}` falls off the end; end with exit or goto")));
         }
     }
 
@@ -166,10 +133,7 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
     for (i, insn) in starts() {
         let text = || insn_body(&insn);
         let Some(before) = set_in[i] else {
-            return Err(at(
-                i,
-                format!("`{}` is unreachable (the kernel refuses dead code)", text()),
-            ));
+            return Err(at(i, format!("`{}` is unreachable (the kernel refuses dead code)", text())));
         };
         let missing = reads(&insn) & !before;
         if missing != 0 {
@@ -220,23 +184,14 @@ fn src_bit(src: Src) -> Regs {
 fn reads(insn: &Instruction) -> Regs {
     use super::{AluOp, AtomicOp};
     match *insn {
-        Instruction::Alu {
-            op: AluOp::Mov,
-            src,
-            ..
-        } => src_bit(src),
+        Instruction::Alu { op: AluOp::Mov, src, .. } => src_bit(src),
         Instruction::Alu { dst, src, .. } => bit(dst) | src_bit(src),
         Instruction::Neg { dst, .. } | Instruction::Endian { dst, .. } => bit(dst),
         Instruction::LoadImm64 { .. } | Instruction::Ja { .. } | Instruction::Call(_) => 0,
         Instruction::Load { src, .. } => bit(src),
         Instruction::StoreImm { dst, .. } => bit(dst),
         Instruction::Store { dst, src, .. } => bit(dst) | bit(src),
-        Instruction::Atomic {
-            op: AtomicOp::Cmpxchg,
-            dst,
-            src,
-            ..
-        } => bit(dst) | bit(src) | bit(Reg::R0),
+        Instruction::Atomic { op: AtomicOp::Cmpxchg, dst, src, .. } => bit(dst) | bit(src) | bit(Reg::R0),
         Instruction::Atomic { dst, src, .. } => bit(dst) | bit(src),
         Instruction::Jump { dst, src, .. } => bit(dst) | src_bit(src),
         Instruction::Exit => bit(Reg::R0),
@@ -255,10 +210,7 @@ fn writes(insn: &Instruction) -> Regs {
         Instruction::Atomic { op, src, .. } => match op {
             AtomicOp::Cmpxchg => bit(Reg::R0),
             AtomicOp::Xchg => bit(src),
-            AtomicOp::Add { fetch }
-            | AtomicOp::Or { fetch }
-            | AtomicOp::And { fetch }
-            | AtomicOp::Xor { fetch } => {
+            AtomicOp::Add { fetch } | AtomicOp::Or { fetch } | AtomicOp::And { fetch } | AtomicOp::Xor { fetch } => {
                 if fetch {
                     bit(src)
                 } else {
@@ -278,13 +230,7 @@ fn writes(insn: &Instruction) -> Regs {
 /// Constant operands the verifier refuses outright.
 fn bad_operand(insn: &Instruction) -> Option<String> {
     use super::{AluOp, Width};
-    let Instruction::Alu {
-        width,
-        op,
-        src: Src::Imm(imm),
-        ..
-    } = *insn
-    else {
+    let Instruction::Alu { width, op, src: Src::Imm(imm), .. } = *insn else {
         return None;
     };
     let text = insn_body(insn);
@@ -479,13 +425,7 @@ mod tests {
         let mut a = Asm::new();
         a.mov64(R0, 0);
         let line = line!() + 1;
-        a.emit(Instruction::Jump {
-            width: Width::W64,
-            cond: Cond::Eq,
-            dst: R1,
-            src: Src::Imm(0),
-            off: 1,
-        });
+        a.emit(Instruction::Jump { width: Width::W64, cond: Cond::Eq, dst: R1, src: Src::Imm(0), off: 1 });
         a.ld_imm64(R2, 5);
         a.exit();
         fails(a, 1, line, "second half of the 64-bit load at slot 2");
@@ -565,24 +505,14 @@ mod tests {
         let mut a = Asm::new();
         a.mov64(R0, 0);
         let line = line!() + 1;
-        a.emit(Instruction::Endian {
-            kind: Endian::ToBe,
-            bits: 8,
-            dst: R1,
-        });
+        a.emit(Instruction::Endian { kind: Endian::ToBe, bits: 8, dst: R1 });
         a.exit();
         fails(a, 1, line, "byte swap of 8 bits");
 
         let mut a = Asm::new();
         a.mov64(R0, 0);
         let line = line!() + 1;
-        a.emit(Instruction::Atomic {
-            size: Size::B,
-            op: AtomicOp::Add { fetch: false },
-            dst: R1,
-            src: R2,
-            off: 0,
-        });
+        a.emit(Instruction::Atomic { size: Size::B, op: AtomicOp::Add { fetch: false }, dst: R1, src: R2, off: 0 });
         a.exit();
         fails(a, 1, line, "not supported");
     }

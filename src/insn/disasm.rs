@@ -7,16 +7,13 @@
 //! loads: before loading there is no map id, so they show the fd the slot carries
 //! (`map[fd:5]` where bpftool shows `map[id:12]`).
 
-use super::{
-    AtomicOp, Call, DecodeError, Endian, Imm64, Instruction, Program, RawInsn, Size, Src, Width,
-};
+use super::{AtomicOp, Call, DecodeError, Endian, Imm64, Instruction, Program, RawInsn, Size, Src, Width};
 use std::fmt::{self, Write};
 
 /// Helper names by ABI number (`__BPF_FUNC_MAPPER` of `linux/bpf.h` from Linux 6.1), so
 /// that every helper prints with the name bpftool gives it, not only the few [`super::Helper`]
 /// names. The list is append-only in the kernel; numbers past its end print as `unknown`.
-const HELPER_NAMES: &str =
-    "unspec map_lookup_elem map_update_elem map_delete_elem probe_read ktime_get_ns \
+const HELPER_NAMES: &str = "unspec map_lookup_elem map_update_elem map_delete_elem probe_read ktime_get_ns \
     trace_printk get_prandom_u32 get_smp_processor_id skb_store_bytes l3_csum_replace \
     l4_csum_replace tail_call clone_redirect get_current_pid_tgid get_current_uid_gid \
     get_current_comm get_cgroup_classid skb_vlan_push skb_vlan_pop skb_get_tunnel_key \
@@ -103,12 +100,7 @@ fn write_insn(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
 
 fn write_body(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
     match *insn {
-        Instruction::Alu {
-            width,
-            op,
-            dst,
-            src,
-        } => {
+        Instruction::Alu { width, op, dst, src } => {
             let p = reg_prefix(width);
             let (d, sym) = (dst.num(), op.symbol());
             match src {
@@ -134,31 +126,10 @@ fn write_body(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
             Imm64::MapFd(fd) => write!(f, "{dst} = map[fd:{fd}]"),
             Imm64::MapValue { fd, offset } => write!(f, "{dst} = map[fd:{fd}][0]+{offset}"),
         },
-        Instruction::Load {
-            size,
-            dst,
-            src,
-            off,
-        } => write!(f, "{dst} = *({} *)({src} {off:+})", size_type(size)),
-        Instruction::StoreImm {
-            size,
-            dst,
-            off,
-            imm,
-        } => write!(f, "*({} *)({dst} {off:+}) = {imm}", size_type(size)),
-        Instruction::Store {
-            size,
-            dst,
-            off,
-            src,
-        } => write!(f, "*({} *)({dst} {off:+}) = {src}", size_type(size)),
-        Instruction::Atomic {
-            size,
-            op,
-            dst,
-            src,
-            off,
-        } => {
+        Instruction::Load { size, dst, src, off } => write!(f, "{dst} = *({} *)({src} {off:+})", size_type(size)),
+        Instruction::StoreImm { size, dst, off, imm } => write!(f, "*({} *)({dst} {off:+}) = {imm}", size_type(size)),
+        Instruction::Store { size, dst, off, src } => write!(f, "*({} *)({dst} {off:+}) = {src}", size_type(size)),
+        Instruction::Atomic { size, op, dst, src, off } => {
             let ty = size_type(size);
             let bits = if size == Size::DW { "64" } else { "" };
             let (name, fetch) = match op {
@@ -166,24 +137,11 @@ fn write_body(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
                 AtomicOp::Or { fetch } => ("or", fetch),
                 AtomicOp::And { fetch } => ("and", fetch),
                 AtomicOp::Xor { fetch } => ("xor", fetch),
-                AtomicOp::Xchg => {
-                    return write!(
-                        f,
-                        "{src} = atomic{bits}_xchg(({ty} *)({dst} {off:+}), {src})"
-                    )
-                }
-                AtomicOp::Cmpxchg => {
-                    return write!(
-                        f,
-                        "r0 = atomic{bits}_cmpxchg(({ty} *)({dst} {off:+}), r0, {src})"
-                    )
-                }
+                AtomicOp::Xchg => return write!(f, "{src} = atomic{bits}_xchg(({ty} *)({dst} {off:+}), {src})"),
+                AtomicOp::Cmpxchg => return write!(f, "r0 = atomic{bits}_cmpxchg(({ty} *)({dst} {off:+}), r0, {src})"),
             };
             if fetch {
-                write!(
-                    f,
-                    "{src} = atomic{bits}_fetch_{name}(({ty} *)({dst} {off:+}), {src})"
-                )
+                write!(f, "{src} = atomic{bits}_fetch_{name}(({ty} *)({dst} {off:+}), {src})")
             } else {
                 let sym = match op {
                     AtomicOp::Add { .. } => "+=",
@@ -195,13 +153,7 @@ fn write_body(f: &mut impl Write, insn: &Instruction) -> fmt::Result {
             }
         }
         Instruction::Ja { off } => write!(f, "goto pc{off:+}"),
-        Instruction::Jump {
-            width,
-            cond,
-            dst,
-            src,
-            off,
-        } => {
+        Instruction::Jump { width, cond, dst, src, off } => {
             let p = reg_prefix(width);
             let (d, sym) = (dst.num(), cond.symbol());
             match src {
@@ -246,18 +198,8 @@ fn steps(slots: &[RawInsn]) -> impl Iterator<Item = Step> + '_ {
     std::iter::from_fn(move || {
         let raw = slots.get(index)?;
         let step = match Instruction::decode(slots, index) {
-            Ok((insn, n)) => Step {
-                index,
-                slots: n,
-                insn: Ok(insn),
-                code: raw.code,
-            },
-            Err(e) => Step {
-                index,
-                slots: 1,
-                insn: Err(e),
-                code: raw.code,
-            },
+            Ok((insn, n)) => Step { index, slots: n, insn: Ok(insn), code: raw.code },
+            Err(e) => Step { index, slots: 1, insn: Err(e), code: raw.code },
         };
         index += step.slots;
         Some(step)
@@ -292,11 +234,7 @@ pub fn disasm(slots: &[RawInsn]) -> String {
 }
 
 fn map_note(program: &Program, index: usize) -> Option<String> {
-    program
-        .relocs()
-        .iter()
-        .find(|r| r.insn == index)
-        .map(|r| format!(" // map {}", r.map.0))
+    program.relocs().iter().find(|r| r.insn == index).map(|r| format!(" // map {}", r.map.0))
 }
 
 impl Program {
@@ -334,32 +272,15 @@ mod tests {
     }
 
     fn alu(width: Width, op: AluOp, dst: Reg, src: impl Into<Src>) -> Instruction {
-        Instruction::Alu {
-            width,
-            op,
-            dst,
-            src: src.into(),
-        }
+        Instruction::Alu { width, op, dst, src: src.into() }
     }
 
     fn jump(width: Width, cond: Cond, dst: Reg, src: impl Into<Src>, off: i16) -> Instruction {
-        Instruction::Jump {
-            width,
-            cond,
-            dst,
-            src: src.into(),
-            off,
-        }
+        Instruction::Jump { width, cond, dst, src: src.into(), off }
     }
 
     fn atomic(size: Size, op: AtomicOp, dst: Reg, off: i16, src: Reg) -> Instruction {
-        Instruction::Atomic {
-            size,
-            op,
-            dst,
-            src,
-            off,
-        }
+        Instruction::Atomic { size, op, dst, src, off }
     }
 
     #[test]
@@ -374,29 +295,13 @@ mod tests {
         assert_eq!(text(alu(W64, Arsh, R3, 7)), "(c7) r3 s>>= 7");
         assert_eq!(text(alu(W32, Lsh, R3, R4)), "(6c) w3 <<= w4");
         assert_eq!(text(alu(W64, Mod, R5, i32::MIN)), "(97) r5 %= -2147483648");
-        assert_eq!(
-            text(Instruction::Neg {
-                width: W64,
-                dst: R2
-            }),
-            "(87) r2 = -r2"
-        );
-        assert_eq!(
-            text(Instruction::Neg {
-                width: W32,
-                dst: R2
-            }),
-            "(84) w2 = -w2"
-        );
+        assert_eq!(text(Instruction::Neg { width: W64, dst: R2 }), "(87) r2 = -r2");
+        assert_eq!(text(Instruction::Neg { width: W32, dst: R2 }), "(84) w2 = -w2");
     }
 
     #[test]
     fn endian_forms() {
-        let e = |kind, bits| Instruction::Endian {
-            kind,
-            bits,
-            dst: R1,
-        };
+        let e = |kind, bits| Instruction::Endian { kind, bits, dst: R1 };
         assert_eq!(text(e(Endian::ToBe, 16)), "(dc) r1 = be16 r1");
         assert_eq!(text(e(Endian::ToLe, 16)), "(d4) r1 = le16 r1");
         assert_eq!(text(e(Endian::ToBe, 64)), "(dc) r1 = be64 r1");
@@ -405,47 +310,17 @@ mod tests {
 
     #[test]
     fn memory_forms() {
-        let load = Instruction::Load {
-            size: Size::DW,
-            dst: R1,
-            src: R1,
-            off: 8,
-        };
+        let load = Instruction::Load { size: Size::DW, dst: R1, src: R1, off: 8 };
         assert_eq!(text(load), "(79) r1 = *(u64 *)(r1 +8)");
-        let store = Instruction::Store {
-            size: Size::DW,
-            dst: R10,
-            off: -8,
-            src: R1,
-        };
+        let store = Instruction::Store { size: Size::DW, dst: R10, off: -8, src: R1 };
         assert_eq!(text(store), "(7b) *(u64 *)(r10 -8) = r1");
-        let st = Instruction::StoreImm {
-            size: Size::DW,
-            dst: R10,
-            off: -8,
-            imm: 0,
-        };
+        let st = Instruction::StoreImm { size: Size::DW, dst: R10, off: -8, imm: 0 };
         assert_eq!(text(st), "(7a) *(u64 *)(r10 -8) = 0");
-        let byte = Instruction::Load {
-            size: Size::B,
-            dst: R2,
-            src: R6,
-            off: 0,
-        };
+        let byte = Instruction::Load { size: Size::B, dst: R2, src: R6, off: 0 };
         assert_eq!(text(byte), "(71) r2 = *(u8 *)(r6 +0)");
-        let half = Instruction::StoreImm {
-            size: Size::H,
-            dst: R1,
-            off: 2,
-            imm: -1,
-        };
+        let half = Instruction::StoreImm { size: Size::H, dst: R1, off: 2, imm: -1 };
         assert_eq!(text(half), "(6a) *(u16 *)(r1 +2) = -1");
-        let word = Instruction::Store {
-            size: Size::W,
-            dst: R1,
-            off: -4,
-            src: R2,
-        };
+        let word = Instruction::Store { size: Size::W, dst: R1, off: -4, src: R2 };
         assert_eq!(text(word), "(63) *(u32 *)(r1 -4) = r2");
     }
 
@@ -453,22 +328,10 @@ mod tests {
     fn atomic_forms() {
         use AtomicOp::*;
         let add = Add { fetch: false };
-        assert_eq!(
-            text(atomic(Size::DW, add, R0, 0, R1)),
-            "(db) lock *(u64 *)(r0 +0) += r1"
-        );
-        assert_eq!(
-            text(atomic(Size::W, Or { fetch: false }, R0, 4, R1)),
-            "(c3) lock *(u32 *)(r0 +4) |= r1"
-        );
-        assert_eq!(
-            text(atomic(Size::DW, And { fetch: false }, R1, 8, R2)),
-            "(db) lock *(u64 *)(r1 +8) &= r2"
-        );
-        assert_eq!(
-            text(atomic(Size::DW, Xor { fetch: false }, R1, 8, R2)),
-            "(db) lock *(u64 *)(r1 +8) ^= r2"
-        );
+        assert_eq!(text(atomic(Size::DW, add, R0, 0, R1)), "(db) lock *(u64 *)(r0 +0) += r1");
+        assert_eq!(text(atomic(Size::W, Or { fetch: false }, R0, 4, R1)), "(c3) lock *(u32 *)(r0 +4) |= r1");
+        assert_eq!(text(atomic(Size::DW, And { fetch: false }, R1, 8, R2)), "(db) lock *(u64 *)(r1 +8) &= r2");
+        assert_eq!(text(atomic(Size::DW, Xor { fetch: false }, R1, 8, R2)), "(db) lock *(u64 *)(r1 +8) ^= r2");
         assert_eq!(
             text(atomic(Size::DW, Add { fetch: true }, R1, 8, R2)),
             "(db) r2 = atomic64_fetch_add((u64 *)(r1 +8), r2)"
@@ -477,14 +340,8 @@ mod tests {
             text(atomic(Size::W, Xor { fetch: true }, R1, -8, R2)),
             "(c3) r2 = atomic_fetch_xor((u32 *)(r1 -8), r2)"
         );
-        assert_eq!(
-            text(atomic(Size::DW, Xchg, R1, 8, R2)),
-            "(db) r2 = atomic64_xchg((u64 *)(r1 +8), r2)"
-        );
-        assert_eq!(
-            text(atomic(Size::W, Cmpxchg, R1, 8, R2)),
-            "(c3) r0 = atomic_cmpxchg((u32 *)(r1 +8), r0, r2)"
-        );
+        assert_eq!(text(atomic(Size::DW, Xchg, R1, 8, R2)), "(db) r2 = atomic64_xchg((u64 *)(r1 +8), r2)");
+        assert_eq!(text(atomic(Size::W, Cmpxchg, R1, 8, R2)), "(c3) r0 = atomic_cmpxchg((u32 *)(r1 +8), r0, r2)");
     }
 
     #[test]
@@ -493,28 +350,16 @@ mod tests {
         use Width::*;
         assert_eq!(text(jump(W64, Eq, R0, 0, 3)), "(15) if r0 == 0x0 goto pc+3");
         assert_eq!(text(jump(W32, Eq, R0, 0, 3)), "(16) if w0 == 0x0 goto pc+3");
-        assert_eq!(
-            text(jump(W64, Sgt, R1, -1, -2)),
-            "(65) if r1 s> 0xffffffff goto pc-2"
-        );
+        assert_eq!(text(jump(W64, Sgt, R1, -1, -2)), "(65) if r1 s> 0xffffffff goto pc-2");
         assert_eq!(text(jump(W64, Ne, R1, R2, 0)), "(5d) if r1 != r2 goto pc+0");
         assert_eq!(text(jump(W32, Set, R1, R2, 1)), "(4e) if w1 & w2 goto pc+1");
         assert_eq!(text(Instruction::Ja { off: -4 }), "(05) goto pc-4");
         assert_eq!(text(Instruction::Exit), "(95) exit");
         let call = |c| text(Instruction::Call(c));
-        assert_eq!(
-            call(Call::Helper(Helper::MapLookupElem)),
-            "(85) call bpf_map_lookup_elem#1"
-        );
+        assert_eq!(call(Call::Helper(Helper::MapLookupElem)), "(85) call bpf_map_lookup_elem#1");
         // Named by the kernel's table though `Helper` has no variant for it.
-        assert_eq!(
-            call(Call::Helper(Helper::Other(7))),
-            "(85) call bpf_get_prandom_u32#7"
-        );
-        assert_eq!(
-            call(Call::Helper(Helper::Other(100_000))),
-            "(85) call unknown#100000"
-        );
+        assert_eq!(call(Call::Helper(Helper::Other(7))), "(85) call bpf_get_prandom_u32#7");
+        assert_eq!(call(Call::Helper(Helper::Other(100_000))), "(85) call unknown#100000");
         assert_eq!(call(Call::Local(5)), "(85) call pc+5");
         assert_eq!(call(Call::Kfunc(1234)), "(85) call kernel-function#1234");
     }
@@ -525,10 +370,7 @@ mod tests {
         assert_eq!(ld(Imm64::Const(0x1234)), "(18) r1 = 0x1234");
         assert_eq!(ld(Imm64::Const(-1)), "(18) r1 = 0xffffffffffffffff");
         assert_eq!(ld(Imm64::MapFd(5)), "(18) r1 = map[fd:5]");
-        assert_eq!(
-            ld(Imm64::MapValue { fd: 5, offset: 16 }),
-            "(18) r1 = map[fd:5][0]+16"
-        );
+        assert_eq!(ld(Imm64::MapValue { fd: 5, offset: 16 }), "(18) r1 = map[fd:5][0]+16");
     }
 
     #[test]
@@ -627,16 +469,10 @@ mod tests {
     #[test]
     fn one_instruction_by_slot() {
         let p = map_program();
-        assert_eq!(
-            disasm_at(&p, 3).as_deref(),
-            Some("(18) r1 = map[fd:0] // map counters")
-        );
+        assert_eq!(disasm_at(&p, 3).as_deref(), Some("(18) r1 = map[fd:0] // map counters"));
         // The second half of a 64-bit load belongs to the load.
         assert_eq!(disasm_at(&p, 4), disasm_at(&p, 3));
-        assert_eq!(
-            disasm_at(&p, 5).as_deref(),
-            Some("(85) call bpf_map_lookup_elem#1")
-        );
+        assert_eq!(disasm_at(&p, 5).as_deref(), Some("(85) call bpf_map_lookup_elem#1"));
         assert_eq!(disasm_at(&p, 9).as_deref(), Some("(95) exit"));
         assert_eq!(disasm_at(&p, 10), None);
     }

@@ -141,8 +141,7 @@ pub enum AluOp {
 }
 
 impl AluOp {
-    /// Every operation, in opcode order.
-    pub const ALL: [AluOp; 12] = [
+    const ALL: [AluOp; 12] = [
         AluOp::Add,
         AluOp::Sub,
         AluOp::Mul,
@@ -214,8 +213,7 @@ pub enum Cond {
 }
 
 impl Cond {
-    /// Every condition, in opcode order.
-    pub const ALL: [Cond; 11] = [
+    const ALL: [Cond; 11] = [
         Cond::Eq,
         Cond::Gt,
         Cond::Ge,
@@ -591,7 +589,10 @@ impl Instruction {
                 } else {
                     let op = AluOp::from_code(op).ok_or_else(|| err(format!("unknown ALU opcode {code:#04x}")))?;
                     if raw.off != 0 {
-                        return Err(err(format!("ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)", raw.off)));
+                        return Err(err(format!(
+                            "ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)",
+                            raw.off
+                        )));
                     }
                     let src = if code & BPF_X != 0 {
                         unused(&[("immediate", raw.imm != 0)])?;
@@ -600,13 +601,6 @@ impl Instruction {
                         unused(&[("src register", raw.src() != 0)])?;
                         Src::Imm(raw.imm)
                     };
-                    Instruction::Alu {
-                        width,
-                        op,
-                        dst,
-                        src,
-                    }
-                    let src = if code & BPF_X != 0 { Src::Reg(reg(raw.src(), "src")?) } else { Src::Imm(raw.imm) };
                     Instruction::Alu { width, op, dst, src }
                 }
             }
@@ -658,13 +652,7 @@ impl Instruction {
                             unused(&[("src register", raw.src() != 0)])?;
                             Src::Imm(raw.imm)
                         };
-                        Instruction::Jump {
-                            width,
-                            cond,
-                            dst,
-                            src,
-                            off: raw.off,
-                        }
+                        Instruction::Jump { width, cond, dst, src, off: raw.off }
                     }
                 }
             }
@@ -681,9 +669,9 @@ impl Instruction {
                     }));
                 }
                 unused(&[("offset", raw.off != 0)])?;
-                let next = slots.get(index + 1).ok_or_else(|| {
-                    err("64-bit immediate load is missing its second slot".into())
-                })?;
+                let next = slots
+                    .get(index + 1)
+                    .ok_or_else(|| err("64-bit immediate load is missing its second slot".into()))?;
                 if next.code != 0 || next.regs != 0 || next.off != 0 {
                     return Err(err("second slot of a 64-bit immediate load is not zero-coded".into()));
                 }
@@ -692,20 +680,10 @@ impl Instruction {
                     0 => Imm64::Const((i64::from(next.imm) << 32) | i64::from(raw.imm as u32)),
                     BPF_PSEUDO_MAP_FD if next.imm == 0 => Imm64::MapFd(raw.imm),
                     BPF_PSEUDO_MAP_FD => {
-                        return Err(err(format!(
-                            "map fd load with {} in its second slot, which must be 0",
-                            next.imm
-                        )))
+                        return Err(err(format!("map fd load with {} in its second slot, which must be 0", next.imm)))
                     }
-                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue {
-                        fd: raw.imm,
-                        offset: next.imm as u32,
-                    },
-                    s => {
-                        return Err(err(format!(
-                            "64-bit immediate load with unsupported pseudo source {s}"
-                        )))
-                    }
+                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue { fd: raw.imm, offset: next.imm as u32 },
+                    s => return Err(err(format!("64-bit immediate load with unsupported pseudo source {s}"))),
                 };
                 return Ok((Instruction::LoadImm64 { dst, value }, 2));
             }
@@ -741,12 +719,7 @@ impl Instruction {
                 match code & 0xe0 {
                     BPF_MEM => {
                         unused(&[("immediate", raw.imm != 0)])?;
-                        Instruction::Store {
-                            size,
-                            dst,
-                            off: raw.off,
-                            src,
-                        }
+                        Instruction::Store { size, dst, off: raw.off, src }
                     }
                     BPF_ATOMIC if matches!(size, Size::W | Size::DW) => {
                         let op = AtomicOp::from_imm(raw.imm)
