@@ -83,21 +83,6 @@ impl Rng {
     }
 }
 
-const ALU_OPS: [AluOp; 12] = [
-    AluOp::Add,
-    AluOp::Sub,
-    AluOp::Mul,
-    AluOp::Div,
-    AluOp::Or,
-    AluOp::And,
-    AluOp::Lsh,
-    AluOp::Rsh,
-    AluOp::Mod,
-    AluOp::Xor,
-    AluOp::Mov,
-    AluOp::Arsh,
-];
-
 const CONDS: [Cond; 11] =
     [Cond::Eq, Cond::Gt, Cond::Ge, Cond::Set, Cond::Ne, Cond::Sgt, Cond::Sge, Cond::Lt, Cond::Le, Cond::Slt, Cond::Sle];
 
@@ -117,7 +102,7 @@ const ATOMIC_OPS: [AtomicOp; 10] = [
 /// Any well-formed instruction, every variant equally likely.
 fn instruction(rng: &mut Rng) -> Instruction {
     match rng.below(12) {
-        0 => Instruction::Alu { width: rng.width(), op: rng.pick(&ALU_OPS), dst: rng.reg(), src: rng.src() },
+        0 => Instruction::Alu { width: rng.width(), op: rng.pick(&AluOp::ALL), dst: rng.reg(), src: rng.src() },
         1 => Instruction::Neg { width: rng.width(), dst: rng.reg() },
         2 => Instruction::Endian {
             kind: rng.pick(&[Endian::ToLe, Endian::ToBe, Endian::Swap]),

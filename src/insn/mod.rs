@@ -141,7 +141,8 @@ pub enum AluOp {
 }
 
 impl AluOp {
-    const ALL: [AluOp; 12] = [
+    /// Every operation, in opcode order.
+    pub const ALL: [AluOp; 12] = [
         AluOp::Add,
         AluOp::Sub,
         AluOp::Mul,
@@ -213,7 +214,8 @@ pub enum Cond {
 }
 
 impl Cond {
-    const ALL: [Cond; 11] = [
+    /// Every condition, in opcode order.
+    pub const ALL: [Cond; 11] = [
         Cond::Eq,
         Cond::Gt,
         Cond::Ge,
