@@ -1,27 +1,77 @@
 #!/usr/bin/env bash
-# Builds the privileged test binaries and the ktm binary statically (no shared libraries in
-# the guests) and copies them, under plain names, into one directory, which it prints.
+# Builds the crate's test executables and its `ktm` binary (when the crate has one) as
+# static x86_64 glibc executables, copies them under stable names into one directory and
+# prints their paths, one per line (build output goes to stderr).
+#
+# usage: build-tests.sh [--manifest-path Cargo.toml] [--target-dir DIR] [-- CARGO_TEST_ARGS...]
+#   CARGO_TEST_ARGS select targets, e.g. `-- --test toolkit --test reclaim`; without them
+#   the tests named in $KTM_QEMU_TESTS (space separated) are built, else every test target.
+# Names: integration test NAME -> NAME, library unit tests -> unit-lib, unit tests of
+# binary B -> unit-bin-B, the binary -> ktm. Feed the list to run-matrix.sh:
+#   mapfile -t bins < <(.ci/qemu/build-tests.sh) && .ci/qemu/run-matrix.sh -- "${bins[@]}"
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-target=x86_64-unknown-linux-gnu
-out=target/static/ktm-tests
-tests=(${KTM_QEMU_TESTS:-toolkit iomonitor collector reclaim})
-export RUSTFLAGS="-C target-feature=+crt-static"
-args=()
-for t in "${tests[@]}"; do args+=(--test "$t"); done
-json=$(cargo test --release --no-run --target "$target" --target-dir target/static "${args[@]}" --message-format=json 2>/dev/null)
-cargo build --release --target "$target" --target-dir target/static --bin ktm >&2
+manifest="$(cd "$(dirname "$0")/../.." && pwd)/Cargo.toml"
+target_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --manifest-path) manifest="$2"; shift 2 ;;
+    --target-dir) target_dir="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "build-tests.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+crate_dir="$(cd "$(dirname "$manifest")" && pwd)"
+target_dir="${target_dir:-$crate_dir/target/static}"
+triple=x86_64-unknown-linux-gnu
+out="$target_dir/ktm-tests"
+
+select=("$@")
+if [ ${#select[@]} -eq 0 ] && [ -n "${KTM_QEMU_TESTS:-}" ]; then
+  for t in $KTM_QEMU_TESTS; do select+=(--test "$t"); done
+fi
+
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static"
+cargo=(cargo --quiet)
+json="$(mktemp)"
+trap 'rm -f "$json"' EXIT
+"${cargo[@]}" test --release --no-run --manifest-path "$manifest" --target "$triple" \
+  --target-dir "$target_dir" --message-format=json-render-diagnostics "${select[@]}" >"$json"
+
+has_bin=$(cargo metadata --no-deps --format-version 1 --manifest-path "$manifest" | python3 -c '
+import json, sys
+pkgs = json.load(sys.stdin)["packages"]
+print(any("bin" in t["kind"] and t["name"] == "ktm" for p in pkgs for t in p["targets"]))')
+if [ "$has_bin" = True ]; then
+  "${cargo[@]}" build --release --manifest-path "$manifest" --target "$triple" \
+    --target-dir "$target_dir" --bin ktm >&2
+fi
+
 rm -rf "$out" && mkdir -p "$out"
-echo "$json" | python3 -c '
-import json, sys, shutil
-for line in sys.stdin:
+python3 - "$json" "$out" <<'PY'
+import json, os, shutil, sys
+src, out = sys.argv[1], sys.argv[2]
+for line in open(src):
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and "test" in m.get("target", {}).get("kind", []):
-        shutil.copy(m["executable"], sys.argv[1] + "/" + m["target"]["name"])
-' "$out"
-cp "target/static/$target/release/ktm" "$out/ktm"
-strip --strip-debug "$out"/*
-echo "$out"
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    t = m["target"]
+    kind = t["kind"][0]
+    name = {"lib": "unit-lib", "bin": "unit-bin-" + t["name"]}.get(kind, t["name"])
+    if kind in ("rlib", "cdylib", "staticlib", "proc-macro"):
+        name = "unit-lib"
+    dst = os.path.join(out, name)
+    shutil.copy2(m["executable"], dst)
+    print(dst)
+PY
+if [ "$has_bin" = True ]; then
+  cp "$target_dir/$triple/release/ktm" "$out/ktm"
+  echo "$out/ktm"
+fi
+if command -v file >/dev/null; then
+  for f in "$out"/*; do
+    file "$f" | grep -q 'statically linked\|static-pie linked' || echo "build-tests.sh: warning: $f is not static" >&2
+  done
+fi

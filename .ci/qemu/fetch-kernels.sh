@@ -1,67 +1,164 @@
 #!/usr/bin/env bash
-# Downloads the Debian cloud kernels of the matrix with apt-get download and unpacks them.
-# The archive URI comes from this machine's own apt configuration; only the suite varies.
-# Packages are cached under $KTM_QEMU_CACHE so that a second run downloads nothing.
-# Prints one line per kernel: LABEL<TAB>VMLINUZ<TAB>MODULES_DIR
+# Fetches Debian's cloud kernels (linux-image-cloud-amd64 of one suite per label) with
+# apt-get download, using a private apt state so the machine's own apt state is untouched,
+# and unpacks them. The archive URI is taken from this machine's apt configuration; only the
+# suite varies. Everything is cached under $KTM_QEMU_CACHE: once a label is resolved,
+# downloaded and unpacked, later runs touch no network.
+#
+# usage: fetch-kernels.sh [--refresh] LABEL...      (LABEL: 5.10, 6.1, 6.12)
+#   --refresh   resolve the metapackages again (picks up a newer kernel ABI)
+# env: KTM_QEMU_CACHE (default /var/cache/ktm-qemu)
+#      KTM_QEMU_SUITES  label=suite overrides, e.g. "6.12=bookworm-backports"
+#      KTM_QEMU_ARCHIVE archive URI to use instead of the one in the apt configuration
+#      KTM_QEMU_KEYRING keyring for the archive (default debian-archive-keyring.gpg)
+# prints one line per label: LABEL<TAB>RELEASE<TAB>VMLINUZ<TAB>MODULES_DIR
 set -euo pipefail
 CACHE="${KTM_QEMU_CACHE:-/var/cache/ktm-qemu}"
-KERNELS="${KTM_KERNELS:-5.10,6.1,6.12}"
-mkdir -p "$CACHE/apt/state/lists/partial" "$CACHE/apt/cache/archives/partial" "$CACHE/debs" "$CACHE/kernels"
+KEYRING="${KTM_QEMU_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
+refresh=0
+labels=()
+for a in "$@"; do
+  case "$a" in
+    --refresh) refresh=1 ;;
+    -*) echo "fetch-kernels.sh: unknown option $a" >&2; exit 2 ;;
+    *) labels+=("$a") ;;
+  esac
+done
+[ ${#labels[@]} -gt 0 ] || { echo "usage: fetch-kernels.sh [--refresh] LABEL..." >&2; exit 2; }
 
 suite_of() {
+  local kv
+  for kv in ${KTM_QEMU_SUITES:-}; do
+    [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return; }
+  done
   case "$1" in
     5.10) echo bullseye ;;
     6.1) echo bookworm ;;
     6.12) echo trixie ;;
-    *) echo "unknown kernel label $1" >&2; exit 2 ;;
+    *) echo "fetch-kernels.sh: no suite known for kernel $1 (set KTM_QEMU_SUITES=\"$1=SUITE\")" >&2; return 1 ;;
   esac
 }
 
-# The main Debian archive's URI, from deb822 sources or a classic sources.list.
+# URI of the main Debian archive in this machine's apt sources (deb822 or one-line style):
+# an enabled `deb` entry with component main and a plain release suite (no -security,
+# -updates, -backports).
 archive_uri() {
-  local uri=""
-  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
-    uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ && u != "" && $0 !~ /security/ {print u; exit}' /etc/apt/sources.list.d/*.sources)
-  fi
-  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-  fi
-  [ -n "$uri" ] || { echo "no Debian archive URI in this machine's apt configuration" >&2; exit 1; }
-  echo "$uri"
+  if [ -n "${KTM_QEMU_ARCHIVE:-}" ]; then echo "$KTM_QEMU_ARCHIVE"; return; fi
+  python3 - <<'PY'
+import glob, re, sys
+cands = []
+def consider(types, uris, suites, comps):
+    if "deb" not in types or "main" not in comps:
+        return
+    if not any(re.fullmatch(r"[a-z]+", s) for s in suites):
+        return
+    for u in uris:
+        if re.match(r"https?://", u) and "security" not in u:
+            cands.append(u.rstrip("/"))
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for stanza in re.split(r"\n\s*\n", open(path, errors="replace").read()):
+        fields, key = {}, None
+        for line in stanza.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            if line[0] in " \t" and key:
+                fields[key] += " " + line.strip()
+                continue
+            key, _, val = line.partition(":")
+            key = key.strip().lower()
+            fields[key] = val.strip()
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        consider(fields.get("types", "").split(), fields.get("uris", "").split(),
+                 fields.get("suites", "").split(), fields.get("components", "").split())
+for path in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+        if len(line) >= 4:
+            consider([line[0]], [line[1]], [line[2]], line[3:])
+if not cands:
+    sys.exit("fetch-kernels.sh: no Debian archive URI (deb, main, plain suite) in /etc/apt; set KTM_QEMU_ARCHIVE")
+print(cands[0])
+PY
 }
 
-APT=(apt-get -q -o "Dir::State=$CACHE/apt/state" -o "Dir::Cache=$CACHE/apt/cache"
-  -o "Dir::Etc::SourceList=$CACHE/apt/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-  -o "APT::Get::List-Cleanup=0" -o "Debug::NoLocking=1")
+apt_for() { # suite -> sets APT_GET / APT_CACHE arrays on a private state for that suite
+  local d="$CACHE/apt/$1"
+  local opts=(-o "Dir::State=$d/state" -o "Dir::Cache=$d/cache"
+    -o "Dir::Etc::SourceList=$d/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=/dev/null"
+    -o "Acquire::Languages=none" -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+    -o "APT::Get::List-Cleanup=false")
+  mkdir -p "$d/state/lists/partial" "$d/cache/archives/partial"
+  APT_GET=(apt-get -q "${opts[@]}")
+  APT_CACHE=(apt-cache "${opts[@]}")
+}
 
-need_update=0
-for label in ${KERNELS//,/ }; do
-  [ -f "$CACHE/kernels/$label/ready" ] || need_update=1
-done
-if [ "$need_update" = 1 ]; then
+field() { # FIELD from `apt-cache show` text on stdin (first stanza)
+  awk -v f="$1:" '$1 == f {sub(/^[^:]*: */, ""); print; exit} /^$/ {exit}'
+}
+
+resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB_FILENAME
+  local label="$1" suite="$2" uri meta pkg ver file
   uri=$(archive_uri)
-  : > "$CACHE/apt/sources.list"
-  for label in ${KERNELS//,/ }; do
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $(suite_of "$label") main" >> "$CACHE/apt/sources.list"
-  done
-  "${APT[@]}" update >&2
-fi
-
-for label in ${KERNELS//,/ }; do
-  dir="$CACHE/kernels/$label"
-  if [ ! -f "$dir/ready" ]; then
-    suite=$(suite_of "$label")
-    # The metapackage's dependency in that suite names the concrete image package.
-    pkg=$("${APT[@]/apt-get/apt-cache}" -o "APT::Default-Release=$suite" depends "linux-image-cloud-amd64/$suite" 2>/dev/null \
-      | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-    [ -n "$pkg" ] || { echo "cannot resolve linux-image-cloud-amd64 in $suite" >&2; exit 1; }
-    (cd "$CACHE/debs" && ls "${pkg}"_*.deb >/dev/null 2>&1 || "${APT[@]}" download "$pkg/$suite" >&2)
-    rm -rf "$dir" && mkdir -p "$dir/root"
-    dpkg-deb -x "$(ls "$CACHE/debs/${pkg}"_*.deb | head -n1)" "$dir/root"
-    echo "$pkg" > "$dir/package"
-    touch "$dir/ready"
+  apt_for "$suite"
+  [ -r "$KEYRING" ] || { echo "fetch-kernels.sh: keyring $KEYRING missing (apt-get install debian-archive-keyring)" >&2; return 1; }
+  echo "deb [arch=amd64 signed-by=$KEYRING] $uri $suite main" > "$CACHE/apt/$suite/sources.list"
+  echo "fetch-kernels: apt-get update for $suite" >&2
+  "${APT_GET[@]}" update >&2 || { echo "fetch-kernels.sh: apt-get update for $suite failed (is $suite signed by a key in $KEYRING?)" >&2; return 1; }
+  meta=$("${APT_CACHE[@]}" show --no-all-versions linux-image-cloud-amd64 2>/dev/null | field Depends)
+  pkg=$(tr ',|' '\n\n' <<<"$meta" | awk '{print $1}' | grep -m1 '^linux-image-[0-9]' || true)
+  [ -n "$pkg" ] || { echo "fetch-kernels.sh: linux-image-cloud-amd64 in $suite names no image package (Depends: $meta)" >&2; return 1; }
+  if ! [[ "$pkg" =~ ^linux-image-${label//./\\.}[.-] ]]; then
+    echo "fetch-kernels.sh: $suite's cloud kernel is $pkg, not $label; set KTM_QEMU_SUITES=\"$label=SUITE\"" >&2
+    return 1
   fi
-  vmlinuz=$(ls "$dir"/root/boot/vmlinuz-* | head -n1)
-  moddir=$(ls -d "$dir"/root/lib/modules/* 2>/dev/null || ls -d "$dir"/root/usr/lib/modules/*)
-  printf '%s\t%s\t%s\n' "$label" "$vmlinuz" "$moddir"
+  ver=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Version)
+  file=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Filename)
+  mkdir -p "$CACHE/resolved"
+  printf '%s %s %s\n' "$pkg" "$ver" "$(basename "$file")" > "$CACHE/resolved/$label"
+  echo "fetch-kernels: $label = $pkg $ver ($suite)" >&2
+}
+
+mkdir -p "$CACHE/debs" "$CACHE/extract"
+exec 9>"$CACHE/.lock"
+flock 9
+
+for label in "${labels[@]}"; do
+  suite=$(suite_of "$label")
+  if [ "$refresh" = 1 ] || [ ! -s "$CACHE/resolved/$label" ]; then
+    resolve "$label" "$suite"
+  fi
+  read -r pkg ver deb < "$CACHE/resolved/$label"
+  if [ ! -s "$CACHE/debs/$deb" ]; then
+    [ -n "${APT_GET+x}" ] && [ -s "$CACHE/apt/$suite/sources.list" ] || { resolve "$label" "$suite"; read -r pkg ver deb < "$CACHE/resolved/$label"; }
+    apt_for "$suite"
+    tmp=$(mktemp -d "$CACHE/debs/.dl.XXXXXX")
+    chmod 755 "$tmp" # apt downloads as user _apt
+    echo "fetch-kernels: downloading $pkg=$ver" >&2
+    (cd "$tmp" && "${APT_GET[@]}" download "$pkg=$ver" >&2)
+    mv "$tmp"/*.deb "$CACHE/debs/$deb"
+    rm -rf "$tmp"
+  fi
+  dir="$CACHE/extract/${deb%.deb}"
+  if [ ! -d "$dir" ]; then
+    tmp=$(mktemp -d "$CACHE/extract/.x.XXXXXX")
+    dpkg-deb -x "$CACHE/debs/$deb" "$tmp"
+    # Debian's packages leave modules.dep to depmod in postinst: generate it here. depmod -b
+    # looks in BASE/lib/modules, and newer packages ship usr/lib/modules.
+    [ -d "$tmp/lib/modules" ] || ln -s usr/lib "$tmp/lib"
+    for d in "$tmp"/lib/modules/*; do
+      depmod -b "$tmp" "$(basename "$d")"
+    done
+    mv "$tmp" "$dir"
+  fi
+  vmlinuz="" moddir=""
+  for f in "$dir"/boot/vmlinuz-*; do [ -f "$f" ] && vmlinuz="$f"; done
+  for d in "$dir"/lib/modules/* "$dir"/usr/lib/modules/*; do [ -f "$d/modules.dep" ] && moddir="$d"; done
+  [ -n "$vmlinuz" ] && [ -n "$moddir" ] || { echo "fetch-kernels.sh: $deb has no vmlinuz or modules.dep" >&2; exit 1; }
+  printf '%s\t%s\t%s\t%s\n' "$label" "$(basename "$moddir")" "$vmlinuz" "$moddir"
 done

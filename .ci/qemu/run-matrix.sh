@@ -1,87 +1,214 @@
 #!/usr/bin/env bash
-# Runs the privileged tests on Debian's 5.10, 6.1 and 6.12 cloud kernels under QEMU and on
-# this host, and prints the kernel matrix. Exits non-zero if any test fails anywhere or a
-# guest hangs.
+# Runs test binaries on Debian's cloud kernels under QEMU (and on this host), collects the
+# KTM-MATRIX lines they print into one table per kernel, and exits non-zero if any binary
+# fails anywhere or any guest hangs or panics. See README.md beside this file.
 #
-# Options (environment): KTM_KERNELS=5.10,6.1,6.12
-#   KTM_QEMU_VARIANTS="6.12:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1" (extra runs)
-#   KTM_QEMU_MEM=1024 (MiB)  KTM_QEMU_TIMEOUT=600 (s per guest)  KTM_QEMU_HOST=1  KTM_FILTER=
-#   KTM_QEMU_CACHE=/var/cache/ktm-qemu  KTM_QEMU_OUT=target/qemu
+# usage: run-matrix.sh [options] [-- BINARY...]
+#   BINARY...            static test executables (Rust libtest); a file named `ktm` is the
+#                        ktm binary (/bin/ktm in the guest, $KTM_BIN). Without any, the
+#                        crate's are built with build-tests.sh: the test targets named in
+#                        $KTM_QEMU_TESTS (default: toolkit iomonitor collector reclaim).
+# options (environment variable in brackets):
+#   --kernels L,L        kernel labels, from 5.10,6.1,6.12; "none" for host only [KTM_KERNELS]
+#   --variant L:ITEMS    extra run of kernel L (or "host"), as another column; ITEMS joined by
+#                        + or ',': NAME=VALUE (guest env) or mem=MiB. Repeatable; the first
+#                        one replaces the default set [KTM_QEMU_VARIANTS, space separated]
+#   --no-variants        no extra runs
+#   --env NAME=VALUE     environment for every run, guest and host (repeatable)
+#   --filter STR         libtest filter passed to every binary [KTM_FILTER]
+#   --mem MiB            guest memory, default 1024 [KTM_QEMU_MEM]
+#   --small-mem          guest memory 256 MiB (direct reclaim on modest files) [KTM_QEMU_SMALL_MEM]
+#   --smp N              guest CPUs, default 2 [KTM_QEMU_SMP]
+#   --disk-mib N         ext4 disk size, default max(2048, 2 x memory) [KTM_QEMU_DISK_MIB]
+#   --timeout S          seconds per guest (and for the host run), default 600 [KTM_QEMU_TIMEOUT]
+#   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
+#   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
+#   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
+#   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
+#   --refresh            resolve the kernels' metapackages again
+#   --ktm-bin PATH       the ktm binary, if not among the binaries
+#   --verbose            stream every guest console line to stderr
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cd "$here/../.."
-out="${KTM_QEMU_OUT:-target/qemu}"
-mkdir -p "$out"
-rm -f "$out"/*.log
+repo="$(cd "$here/../.." && pwd)"
+wall_start=$SECONDS
 
-missing=()
-command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
-command -v busybox >/dev/null || missing+=(busybox-static)
-command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
-command -v cpio >/dev/null || missing+=(cpio)
-command -v xz >/dev/null || missing+=(xz-utils)
-command -v zstd >/dev/null || missing+=(zstd)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]}" >&2
-  apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-fi
+kernels="${KTM_KERNELS:-5.10,6.1,6.12}"
+read -r -a variants <<<"${KTM_QEMU_VARIANTS-6.1:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1}"
+variants_given=0
+envs=()
+filter="${KTM_FILTER:-}"
+mem="${KTM_QEMU_MEM:-1024}"
+smp="${KTM_QEMU_SMP:-2}"
+disk_mib="${KTM_QEMU_DISK_MIB:-}"
+timeout_s="${KTM_QEMU_TIMEOUT:-600}"
+accel="${KTM_QEMU_ACCEL:-auto}"
+[ "${KTM_QEMU_KVM:-}" = 1 ] && accel=kvm
+host="${KTM_QEMU_HOST:-1}"
+out="${KTM_QEMU_OUT:-$repo/target/qemu}"
+export KTM_QEMU_CACHE="${KTM_QEMU_CACHE:-/var/cache/ktm-qemu}"
+refresh=()
+ktm_bin=""
+ktm_arg=()
+verbose=()
 
-tests_dir=$("$here/build-tests.sh")
-mapfile -t kernels < <("$here/fetch-kernels.sh")
-disk="$out/disk.img"
-rm -f "$disk" && truncate -s 2G "$disk" && mkfs.ext4 -q -F "$disk"
-
-# TCG unless KVM is asked for (KTM_QEMU_KVM=1): no KVM has been shown to work here.
-accel=tcg
-[ "${KTM_QEMU_KVM:-0}" = 1 ] && accel=kvm
-
-fail=0
-columns=()
-run_guest() { # label vmlinuz moddir extra-env
-  local label="$1" vmlinuz="$2" moddir="$3" env="$4" column="$1"
-  if [ -n "$env" ]; then column="$label ${env//KTM_DISABLE_/-}"; fi
-  column="${column//=1/}"
-  column="${column//+/,}"
-  local log="$out/${column// /_}.log" initrd="$out/initrd-$label.cpio.gz"
-  [ -f "$initrd" ] || "$here/build-initramfs.sh" "$moddir" "$initrd" "$tests_dir"/*
-  local append="console=ttyS0 panic=-1 quiet"
-  for kv in ${env//+/ } ${KTM_FILTER:+KTM_FILTER=$KTM_FILTER}; do append+=" ktm.env.$kv"; done
-  local start=$SECONDS
-  timeout "${KTM_QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel "$accel" -m "${KTM_QEMU_MEM:-1024}" -smp 2 \
-    -kernel "$vmlinuz" -initrd "$initrd" -append "$append" \
-    -drive "file=$disk,if=virtio,format=raw" -nographic -no-reboot -monitor none </dev/null >"$log" 2>&1 || true
-  local secs=$((SECONDS - start))
-  local status=ok
-  if ! grep -q "KTM-DONE" "$log"; then status="HUNG or crashed"; fail=1; fi
-  if grep -q "KTM-END .* rc=[1-9]" "$log"; then status="tests FAILED"; fail=1; fi
-  echo "== $column: $status in ${secs}s ($(grep -a -o -m1 'KTM-KERNEL [^ ]*' "$log" | cut -d' ' -f2 | tr -d '\r'))" >&2
-  [ "$status" = ok ] || grep -E "KTM-END|panicked|FAILED|Kernel panic" "$log" | head -20 >&2
-  columns+=("$column|$log")
-}
-
-rm -f "$out"/initrd-*.cpio.gz
-for line in "${kernels[@]}"; do
-  IFS=$'\t' read -r label vmlinuz moddir <<<"$line"
-  run_guest "$label" "$vmlinuz" "$moddir" ""
-  for v in ${KTM_QEMU_VARIANTS:-6.1:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1}; do
-    [ "${v%%:*}" = "$label" ] && run_guest "$label" "$vmlinuz" "$moddir" "${v#*:}"
+die() { echo "run-matrix: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kernels) kernels="$2"; shift 2 ;;
+    --variant)
+      [ "$variants_given" = 1 ] || variants=()
+      variants_given=1; variants+=("$2"); shift 2 ;;
+    --no-variants) variants=(); variants_given=1; shift ;;
+    --env) [[ "$2" == *=* ]] || die "--env wants NAME=VALUE"; envs+=("$2"); shift 2 ;;
+    --filter) filter="$2"; shift 2 ;;
+    --mem) mem="$2"; shift 2 ;;
+    --small-mem) mem="${KTM_QEMU_SMALL_MEM:-256}"; shift ;;
+    --smp) smp="$2"; shift 2 ;;
+    --disk-mib) disk_mib="$2"; shift 2 ;;
+    --timeout) timeout_s="$2"; shift 2 ;;
+    --accel) accel="$2"; shift 2 ;;
+    --host) host=1; shift ;;
+    --no-host) host=0; shift ;;
+    --out) out="$2"; shift 2 ;;
+    --cache) KTM_QEMU_CACHE="$2"; shift 2 ;;
+    --refresh) refresh=(--refresh); shift ;;
+    --ktm-bin) ktm_bin="$2"; shift 2 ;;
+    --verbose) verbose=(--verbose); shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --) shift; break ;;
+    *) die "unknown option $1 (binaries go after --)" ;;
+  esac
+done
+[ "$kernels" = none ] && kernels=""
+for v in "${variants[@]}"; do
+  [[ "$v" =~ ^[^:]+:.+$ ]] || die "variant $v: want LABEL:ITEMS"
+  for item in $(tr '+,' '  ' <<<"${v#*:}"); do
+    [[ "$item" =~ ^(mem=[0-9]+|[A-Za-z_][A-Za-z0-9_]*=.*)$ ]] || die "variant $v: item $item is neither NAME=VALUE nor mem=MiB"
   done
 done
+case "$accel" in auto|kvm|tcg) ;; *) die "--accel auto|kvm|tcg" ;; esac
 
-if [ "${KTM_QEMU_HOST:-1}" = 1 ]; then
-  log="$out/host.log"
-  : > "$log"
-  for t in "$tests_dir"/*; do
-    [ "$(basename "$t")" = ktm ] && continue
-    echo "KTM-BEGIN $(basename "$t")" >> "$log"
-    rc=0
-    CI=true KTM_BIN="$tests_dir/ktm" "$t" --test-threads=1 --nocapture ${KTM_FILTER:-} >> "$log" 2>&1 || rc=$?
-    echo "KTM-END $(basename "$t") rc=$rc" >> "$log"
-    [ "$rc" = 0 ] || { fail=1; echo "== host: $(basename "$t") FAILED" >&2; }
-  done
-  echo "KTM-DONE" >> "$log"
-  columns+=("host $(uname -r | cut -d- -f1)|$log")
+"$here/ensure-tools.sh"
+
+if [ $# -eq 0 ]; then
+  # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
+  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim}"
+  echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) with build-tests.sh" >&2
+  mapfile -t built < <("$here/build-tests.sh")
+  [ ${#built[@]} -gt 0 ] || die "build-tests.sh produced no test binaries"
+  set -- "${built[@]}"
 fi
 
-python3 "$here/matrix.py" "$out/matrix.md" "${columns[@]}"
-exit "$fail"
+# NAME=PATH per test binary; NAME is the file name without cargo's -<16 hex> suffix.
+specs=() names=" "
+for path in "$@"; do
+  [ -f "$path" ] && [ -x "$path" ] || die "$path: not an executable file"
+  name="$(basename "$path")"
+  [[ "$name" =~ ^(.+)-[0-9a-f]{16}$ ]] && name="${BASH_REMATCH[1]}"
+  if [ "$name" = ktm ]; then
+    [ -n "$ktm_bin" ] || ktm_bin="$path"
+    continue
+  fi
+  [[ "$names" == *" $name "* ]] && die "two binaries named $name"
+  names+="$name "
+  specs+=("$name=$(realpath "$path")")
+done
+[ ${#specs[@]} -gt 0 ] || die "no test binaries"
+[ -z "$ktm_bin" ] || ktm_arg=(--ktm-bin "$(realpath "$ktm_bin")")
+binaries_csv="$(for s in "${specs[@]}"; do printf '%s,' "${s%%=*}"; done)"
+binaries_csv="${binaries_csv%,}"
+
+rm -rf "$out/runs" && mkdir -p "$out/runs"
+out="$(cd "$out" && pwd)"
+logs=()
+run_no=0
+
+# column name of a variant: "6.12 -fentry -kprobe", "6.1 256M", "6.12 FOO=bar"
+column_of() { # label items
+  local col="$1" item
+  for item in ${2//[+,]/ }; do
+    case "$item" in
+      KTM_DISABLE_*=1) item="${item%=1}"; item="${item#KTM_DISABLE_}"; col+=" -${item,,}" ;;
+      mem=*) col+=" ${item#mem=}M" ;;
+      *) col+=" $item" ;;
+    esac
+  done
+  echo "$col"
+}
+
+# Runs of one label: the plain one, then each variant for it. Prints "COLUMN<TAB>ITEMS".
+runs_of() {
+  local label="$1" v
+  printf '%s\t\n' "$label"
+  for v in "${variants[@]}"; do
+    [ "${v%%:*}" = "$label" ] || continue
+    printf '%s\t%s\n' "$(column_of "$label" "${v#*:}")" "${v#*:}"
+  done
+}
+
+common_env=("${envs[@]}")
+[ -n "$filter" ] && common_env+=("KTM_FILTER=$filter")
+
+if [ -n "$kernels" ]; then
+  mapfile -t fetched < <("$here/fetch-kernels.sh" "${refresh[@]}" ${kernels//,/ })
+  [ ${#fetched[@]} -gt 0 ] || die "no kernels fetched"
+  if [ "$accel" = auto ]; then
+    IFS=$'\t' read -r _ _ vmlinuz _ <<<"${fetched[0]}"
+    accel="$("$here/probe-accel.sh" "$vmlinuz")"
+  fi
+  echo "run-matrix: accelerator $accel, ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
+  for line in "${fetched[@]}"; do
+    IFS=$'\t' read -r label release vmlinuz moddir <<<"$line"
+    initrd="$out/initrd-$label.cpio.gz"
+    python3 "$here/build-initramfs.py" --moddir "$moddir" --init "$here/init" --out "$initrd" \
+      "${ktm_arg[@]}" "${specs[@]}"
+    while IFS=$'\t' read -r column items; do
+      run_mem="$mem"
+      run_env=("${common_env[@]}")
+      for item in ${items//[+,]/ }; do
+        case "$item" in
+          mem=*) run_mem="${item#mem=}" ;;
+          *) run_env+=("$item") ;;
+        esac
+      done
+      run_disk="${disk_mib:-$((run_mem * 2 > 2048 ? run_mem * 2 : 2048))}"
+      run_no=$((run_no + 1))
+      log="$out/runs/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+      env_args=()
+      for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
+      python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz" \
+        --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$accel" \
+        --timeout "$timeout_s" --disk-mib "$run_disk" "${env_args[@]}" "${verbose[@]}"
+      printf 'binaries=%s\nrelease=%s\n' "$binaries_csv" "$release" >> "$log.meta"
+      logs+=("$log")
+    done < <(runs_of "$label")
+  done
+fi
+
+if [ "$host" = 1 ]; then
+  while IFS=$'\t' read -r column items; do
+    run_env=("${common_env[@]}")
+    for item in ${items//[+,]/ }; do
+      case "$item" in
+        mem=*) ;;  # the host has the memory it has
+        *=*) run_env+=("$item") ;;
+      esac
+    done
+    run_no=$((run_no + 1))
+    log="$out/runs/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+    env_args=()
+    for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
+    "$here/run-host.sh" --log "$log" --column "$column" --timeout "$timeout_s" \
+      "${ktm_arg[@]}" "${env_args[@]}" -- "${specs[@]}"
+    logs+=("$log")
+  done < <(runs_of host)
+fi
+
+[ ${#logs[@]} -gt 0 ] || die "nothing ran (no kernels and --no-host)"
+set +e
+python3 "$here/summarize.py" --markdown "$out/matrix.md" "${logs[@]}" | tee "$out/summary.txt"
+rc=${PIPESTATUS[0]}
+set -e
+echo "run-matrix: ${#logs[@]} runs in $((SECONDS - wall_start))s; logs in $out/runs" >&2
+exit "$rc"
