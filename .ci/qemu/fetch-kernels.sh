@@ -111,7 +111,7 @@ resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB_F
   echo "fetch-kernels: apt-get update for $suite" >&2
   "${APT_GET[@]}" update >&2 || { echo "fetch-kernels.sh: apt-get update for $suite failed (is $suite signed by a key in $KEYRING?)" >&2; return 1; }
   meta=$("${APT_CACHE[@]}" show --no-all-versions linux-image-cloud-amd64 2>/dev/null | field Depends)
-  pkg=$(tr ',|' '\n\n' <<<"$meta" | awk '{print $1}' | grep -m1 '^linux-image-[0-9]' || true)
+  pkg=$(tr ',|' '\n' <<<"$meta" | awk '{print $1}' | grep -m1 '^linux-image-[0-9]' || true)
   [ -n "$pkg" ] || { echo "fetch-kernels.sh: linux-image-cloud-amd64 in $suite names no image package (Depends: $meta)" >&2; return 1; }
   if ! [[ "$pkg" =~ ^linux-image-${label//./\\.}[.-] ]]; then
     echo "fetch-kernels.sh: $suite's cloud kernel is $pkg, not $label; set KTM_QEMU_SUITES=\"$label=SUITE\"" >&2
@@ -130,15 +130,19 @@ flock 9
 
 for label in "${labels[@]}"; do
   suite=$(suite_of "$label")
-  if [ "$refresh" = 1 ] || [ ! -s "$CACHE/resolved/$label" ]; then
+  # Resolve when asked, when never resolved, or when the resolved package is not cached
+  # (then the archive may hold a newer one).
+  deb=""
+  [ -s "$CACHE/resolved/$label" ] && read -r pkg ver deb < "$CACHE/resolved/$label"
+  if [ "$refresh" = 1 ] || [ -z "$deb" ] || [ ! -s "$CACHE/debs/$deb" ]; then
     resolve "$label" "$suite"
+    read -r pkg ver deb < "$CACHE/resolved/$label"
   fi
-  read -r pkg ver deb < "$CACHE/resolved/$label"
   if [ ! -s "$CACHE/debs/$deb" ]; then
-    [ -n "${APT_GET+x}" ] && [ -s "$CACHE/apt/$suite/sources.list" ] || { resolve "$label" "$suite"; read -r pkg ver deb < "$CACHE/resolved/$label"; }
     apt_for "$suite"
     tmp=$(mktemp -d "$CACHE/debs/.dl.XXXXXX")
-    chmod 755 "$tmp" # apt downloads as user _apt
+    chmod 755 "$tmp"
+    chown _apt "$tmp" 2>/dev/null || true # apt downloads as user _apt
     echo "fetch-kernels: downloading $pkg=$ver" >&2
     (cd "$tmp" && "${APT_GET[@]}" download "$pkg=$ver" >&2)
     mv "$tmp"/*.deb "$CACHE/debs/$deb"
@@ -159,6 +163,9 @@ for label in "${labels[@]}"; do
   vmlinuz="" moddir=""
   for f in "$dir"/boot/vmlinuz-*; do [ -f "$f" ] && vmlinuz="$f"; done
   for d in "$dir"/lib/modules/* "$dir"/usr/lib/modules/*; do [ -f "$d/modules.dep" ] && moddir="$d"; done
-  [ -n "$vmlinuz" ] && [ -n "$moddir" ] || { echo "fetch-kernels.sh: $deb has no vmlinuz or modules.dep" >&2; exit 1; }
+  if [ -z "$vmlinuz" ] || [ -z "$moddir" ]; then
+    echo "fetch-kernels.sh: $deb has no vmlinuz or modules.dep" >&2
+    exit 1
+  fi
   printf '%s\t%s\t%s\t%s\n' "$label" "$(basename "$moddir")" "$vmlinuz" "$moddir"
 done

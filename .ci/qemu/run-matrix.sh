@@ -95,15 +95,16 @@ if [ $# -eq 0 ]; then
   # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
   export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim}"
   echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) with build-tests.sh" >&2
-  mapfile -t built < <("$here/build-tests.sh")
-  [ ${#built[@]} -gt 0 ] || die "build-tests.sh produced no test binaries"
+  listing="$("$here/build-tests.sh")" || die "build-tests.sh failed"
+  mapfile -t built <<<"$listing"
+  [ -n "$listing" ] || die "build-tests.sh produced no test binaries"
   set -- "${built[@]}"
 fi
 
 # NAME=PATH per test binary; NAME is the file name without cargo's -<16 hex> suffix.
 specs=() names=" "
 for path in "$@"; do
-  [ -f "$path" ] && [ -x "$path" ] || die "$path: not an executable file"
+  if [ ! -f "$path" ] || [ ! -x "$path" ]; then die "$path: not an executable file"; fi
   name="$(basename "$path")"
   [[ "$name" =~ ^(.+)-[0-9a-f]{16}$ ]] && name="${BASH_REMATCH[1]}"
   if [ "$name" = ktm ]; then
@@ -151,8 +152,10 @@ common_env=("${envs[@]}")
 [ -n "$filter" ] && common_env+=("KTM_FILTER=$filter")
 
 if [ -n "$kernels" ]; then
-  mapfile -t fetched < <("$here/fetch-kernels.sh" "${refresh[@]}" ${kernels//,/ })
-  [ ${#fetched[@]} -gt 0 ] || die "no kernels fetched"
+  read -r -a labels <<<"${kernels//,/ }"
+  listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${labels[@]}")" || die "fetching the kernels failed"
+  mapfile -t fetched <<<"$listing"
+  [ ${#fetched[@]} = ${#labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#labels[@]} labels"
   if [ "$accel" = auto ]; then
     IFS=$'\t' read -r _ _ vmlinuz _ <<<"${fetched[0]}"
     accel="$("$here/probe-accel.sh" "$vmlinuz")"
