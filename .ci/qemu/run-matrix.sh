@@ -120,8 +120,10 @@ done
 binaries_csv="$(for s in "${specs[@]}"; do printf '%s,' "${s%%=*}"; done)"
 binaries_csv="${binaries_csv%,}"
 
-rm -rf "$out/runs" && mkdir -p "$out/runs"
+# One console log per run, $out/NN-COLUMN.log (+ .meta); the previous run's go first.
+mkdir -p "$out"
 out="$(cd "$out" && pwd)"
+rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.log.disk.img
 logs=()
 run_no=0
 
@@ -177,7 +179,7 @@ if [ -n "$kernels" ]; then
       done
       run_disk="${disk_mib:-$((run_mem * 2 > 2048 ? run_mem * 2 : 2048))}"
       run_no=$((run_no + 1))
-      log="$out/runs/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+      log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
       env_args=()
       for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
       python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz" \
@@ -199,7 +201,7 @@ if [ "$host" = 1 ]; then
       esac
     done
     run_no=$((run_no + 1))
-    log="$out/runs/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+    log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
     env_args=()
     for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
     "$here/run-host.sh" --log "$log" --column "$column" --timeout "$timeout_s" \
@@ -213,5 +215,5 @@ set +e
 python3 "$here/summarize.py" --markdown "$out/matrix.md" "${logs[@]}" | tee "$out/summary.txt"
 rc=${PIPESTATUS[0]}
 set -e
-echo "run-matrix: ${#logs[@]} runs in $((SECONDS - wall_start))s; logs in $out/runs" >&2
+echo "run-matrix: ${#logs[@]} runs in $((SECONDS - wall_start))s; logs in $out" >&2
 exit "$rc"
