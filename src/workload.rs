@@ -225,26 +225,17 @@ fn execute(line: &str) -> Result<Option<String>> {
             }
             Ok(Some(bytes.to_string()))
         }
-        // alloc MIB: touch MIB of fresh anonymous memory, then free it (memory pressure).
+        // alloc MIB: MIB of fresh anonymous memory populated by the kernel in one call (faster
+        // than kswapd can free memory, so the allocation itself must reclaim), then freed.
         "alloc" => {
             let mib: usize = num(rest, 0, "MiB")?;
             let len = mib << 20;
-            // SAFETY: a fresh private anonymous mapping, written within bounds, then unmapped.
+            // SAFETY: a fresh private anonymous mapping, unmapped before returning.
             unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+                let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);
                 if p == libc::MAP_FAILED {
                     return Err(Error::last_os("mmap"));
-                }
-                let bytes = p as *mut u8;
-                for off in (0..len).step_by(4096) {
-                    bytes.add(off).write_volatile(1);
                 }
                 libc::munmap(p, len);
             }

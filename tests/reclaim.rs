@@ -87,6 +87,11 @@ fn direct_reclaim_of_the_target_is_counted() {
     // Fill the page cache, then make the target allocate more than is free: the kernel must
     // reclaim page cache, and the allocating target reclaims directly when kswapd lags.
     common::cold_file(&file, (meminfo("MemAvailable:") as usize * 1024) * 3 / 4);
+    // The smallest gap between the low and min watermarks: an allocation burst reaches the
+    // min watermark (where the allocator reclaims directly) before kswapd catches up.
+    let wsf = "/proc/sys/vm/watermark_scale_factor";
+    let saved = std::fs::read_to_string(wsf).ok();
+    let _ = std::fs::write(wsf, "1");
     let mut entered = 0;
     for round in 0..8 {
         target.run(&format!("readall {} 1048576", file.display())).unwrap();
@@ -97,6 +102,9 @@ fn direct_reclaim_of_the_target_is_counted() {
         if entered > 0 {
             break;
         }
+    }
+    if let Some(v) = saved {
+        let _ = std::fs::write(wsf, v.trim());
     }
     assert!(entered > 0, "the target never entered direct reclaim");
     let src = monitor.sources().into_iter().find(|s| s.metric == "ktm_memory_direct_reclaim_processes").unwrap();
