@@ -289,7 +289,7 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
             return Ok(());
         }
     };
-    let other_progs_at_start = harness::host_prog_ids().len().saturating_sub(first.programs().count());
+    let other_progs_at_start = harness::foreign_programs();
     let mut out = String::new();
     let mut js = J::obj();
     let mut targets: Vec<Target> = Vec::new();
@@ -419,13 +419,20 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     drop(place);
     if !bench.noise.is_empty() {
         let mut t = Table::new(
-            "Host noise during each measured group (busy time of other processes and steal, in CPUs)",
-            &["group", "other processes", "steal"],
+            "Host noise during each measured group (CPUs' worth of other processes' busy time and of steal; \
+             most BPF programs of other processes loaded at a round's start)",
+            &["group", "other processes", "steal", "foreign BPF programs"],
         );
         let mut nj = J::obj();
-        for (g, others, steal) in &bench.noise {
-            t.row(vec![g.clone(), format!("{others:.2}"), format!("{steal:.2}")]);
-            nj.set(g, J::obj().with("other_busy_cpus", *others).with("steal_cpus", *steal));
+        for n in &bench.noise {
+            t.row(vec![n.group.clone(), format!("{:.2}", n.others), format!("{:.2}", n.steal), n.foreign.to_string()]);
+            nj.set(
+                &n.group,
+                J::obj()
+                    .with("other_busy_cpus", n.others)
+                    .with("steal_cpus", n.steal)
+                    .with("foreign_bpf_programs", n.foreign),
+            );
         }
         out.push_str(&t.render());
         js.set("noise", nj);

@@ -203,8 +203,7 @@ pub struct Bench {
     pub fixture: Fixture,
     loops: Loops,
     pub samples: Samples,
-    /// Per group: CPUs' worth of time the rest of the host was busy, and steal time.
-    pub noise: Vec<(String, f64, f64)>,
+    pub noise: Vec<Noise>,
 }
 
 impl Bench {
@@ -321,6 +320,23 @@ impl CpuUse {
     }
 }
 
+/// How quiet the host was while a group ran.
+pub struct Noise {
+    pub group: String,
+    /// CPUs' worth of busy time of other processes.
+    pub others: f64,
+    /// CPUs' worth of steal time.
+    pub steal: f64,
+    /// Most BPF programs of other processes loaded at the start of a round.
+    pub foreign: usize,
+}
+
+/// BPF programs loaded on the host that this process holds no fd of.
+pub fn foreign_programs() -> usize {
+    let mine: Vec<u64> = bpf_fds().iter().filter(|f| !f.is_map).map(|f| f.id).collect();
+    host_prog_ids().iter().filter(|id| !mine.contains(&(**id as u64))).count()
+}
+
 /// A configuration measured once per round: sets up, measures, tears down.
 pub type Config<'a> = (&'static str, Box<dyn FnMut(&mut Bench) -> R<()> + 'a>);
 
@@ -329,8 +345,10 @@ pub type Config<'a> = (&'static str, Box<dyn FnMut(&mut Bench) -> R<()> + 'a>);
 pub fn interleave(bench: &mut Bench, group: &str, rounds: usize, configs: &mut [Config<'_>]) -> R<()> {
     let k = configs.len();
     let cpu = CpuUse::now();
+    let mut foreign = 0;
     for r in 0..rounds {
         eprint!("  {group}: round {}/{rounds}\r", r + 1);
+        foreign = foreign.max(foreign_programs());
         for i in 0..k {
             let (name, f) = &mut configs[(i + r) % k];
             f(bench).map_err(|e| format!("{group}/{name}: {e}"))?;
@@ -338,7 +356,7 @@ pub fn interleave(bench: &mut Bench, group: &str, rounds: usize, configs: &mut [
     }
     eprintln!();
     let (others, steal) = cpu.others_since();
-    bench.noise.push((group.to_string(), others, steal));
+    bench.noise.push(Noise { group: group.to_string(), others, steal, foreign });
     Ok(())
 }
 
