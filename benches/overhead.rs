@@ -389,6 +389,7 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     let place = CgroupPlace::enter()?;
     let ids = Ids { mine: harness::cgroup_id(&place.mine)?, other: harness::cgroup_id(&place.other)? };
     let mut bench = Bench::new(opts.calls, cpu_pair, fixture)?;
+    bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 10 } else { 40 });
 
     if opts.runs("workload") {
         eprintln!("workload cost ...");
@@ -417,21 +418,34 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         js.set("start_map", hj);
     }
     drop(place);
+    js.set("waited_for_quiet_s", bench.waited.as_secs_f64());
     if !bench.noise.is_empty() {
         let mut t = Table::new(
-            "Host noise during each measured group (CPUs' worth of other processes' busy time and of steal; \
-             most BPF programs of other processes loaded at a round's start)",
-            &["group", "other processes", "steal", "foreign BPF programs"],
+            &format!(
+                "Host noise in the kept rounds of each group (CPUs' worth of other processes' busy time and of \
+                 steal; BPF programs of other processes); a round with more than {} CPUs or any foreign program \
+                 was discarded and measured again, up to once per round; waited {:.1} s for a quiet host",
+                harness::NOISY_ROUND,
+                bench.waited.as_secs_f64()
+            ),
+            &["group", "other processes", "steal", "foreign BPF programs", "rounds discarded"],
         );
         let mut nj = J::obj();
         for n in &bench.noise {
-            t.row(vec![n.group.clone(), format!("{:.2}", n.others), format!("{:.2}", n.steal), n.foreign.to_string()]);
+            t.row(vec![
+                n.group.clone(),
+                format!("{:.2}", n.others),
+                format!("{:.2}", n.steal),
+                n.foreign.to_string(),
+                n.discarded.to_string(),
+            ]);
             nj.set(
                 &n.group,
                 J::obj()
                     .with("other_busy_cpus", n.others)
                     .with("steal_cpus", n.steal)
-                    .with("foreign_bpf_programs", n.foreign),
+                    .with("foreign_bpf_programs", n.foreign)
+                    .with("rounds_discarded", n.discarded),
             );
         }
         out.push_str(&t.render());

@@ -204,12 +204,25 @@ pub struct Bench {
     loops: Loops,
     pub samples: Samples,
     pub noise: Vec<Noise>,
+    /// Time left to wait for a quiet host before rounds, over the whole run.
+    pub quiet_budget: std::time::Duration,
+    /// Time spent waiting so far.
+    pub waited: std::time::Duration,
 }
 
 impl Bench {
     pub fn new(calls: usize, cpus: [usize; 2], fixture: Fixture) -> R<Bench> {
         let loops = Loops::open(&fixture, 1)?;
-        Ok(Bench { calls, cpus, fixture, loops, samples: Samples::default(), noise: Vec::new() })
+        Ok(Bench {
+            calls,
+            cpus,
+            fixture,
+            loops,
+            samples: Samples::default(),
+            noise: Vec::new(),
+            quiet_budget: std::time::Duration::ZERO,
+            waited: std::time::Duration::ZERO,
+        })
     }
 
     /// Calls of a warm-up before each timed loop.
@@ -219,6 +232,22 @@ impl Bench {
 
     pub fn push(&mut self, row: &str, col: &str, x: f64) {
         self.samples.push(row, col, x);
+    }
+
+    /// Waits, within the run's budget, until no other process holds a BPF program and the
+    /// rest of the host used under [`NOISY_ROUND`] CPUs over the last half second.
+    pub fn wait_quiet(&mut self) {
+        let step = std::time::Duration::from_millis(500);
+        while self.quiet_budget >= step {
+            let cpu = CpuUse::now();
+            std::thread::sleep(step);
+            let (others, _) = cpu.others_since();
+            if others <= NOISY_ROUND && foreign_programs() == 0 {
+                return;
+            }
+            self.quiet_budget -= step;
+            self.waited += step;
+        }
     }
 
     /// Takes this group's samples out, leaving none for the next group.
@@ -320,15 +349,17 @@ impl CpuUse {
     }
 }
 
-/// How quiet the host was while a group ran.
+/// How quiet the host was during a group's kept rounds (averages over them).
 pub struct Noise {
     pub group: String,
     /// CPUs' worth of busy time of other processes.
     pub others: f64,
     /// CPUs' worth of steal time.
     pub steal: f64,
-    /// Most BPF programs of other processes loaded at the start of a round.
+    /// Most BPF programs of other processes loaded during a kept round.
     pub foreign: usize,
+    /// Rounds measured again because they were noisy.
+    pub discarded: usize,
 }
 
 /// BPF programs loaded on the host that this process holds no fd of.
@@ -340,23 +371,50 @@ pub fn foreign_programs() -> usize {
 /// A configuration measured once per round: sets up, measures, tears down.
 pub type Config<'a> = (&'static str, Box<dyn FnMut(&mut Bench) -> R<()> + 'a>);
 
+/// A round during which other processes kept this much CPU busy (in CPUs), or loaded BPF
+/// programs, is measured again: on a shared host another job's syscalls and programs would
+/// otherwise be in the figures.
+pub const NOISY_ROUND: f64 = 0.25;
+
 /// Runs every configuration once per round, starting each round one configuration later, so
-/// slow drift of the host spreads over all of them.
+/// slow drift of the host spreads over all of them. A noisy round is discarded and run
+/// again, up to `rounds` extra times; the figures then say how many were.
 pub fn interleave(bench: &mut Bench, group: &str, rounds: usize, configs: &mut [Config<'_>]) -> R<()> {
     let k = configs.len();
-    let cpu = CpuUse::now();
-    let mut foreign = 0;
-    for r in 0..rounds {
-        eprint!("  {group}: round {}/{rounds}\r", r + 1);
-        foreign = foreign.max(foreign_programs());
+    let (mut kept, mut discarded) = (0, 0);
+    let (mut others_sum, mut steal_sum, mut foreign_max) = (0.0, 0.0, 0);
+    let mut r = 0;
+    while kept < rounds {
+        eprint!("  {group}: round {}/{rounds} ({discarded} discarded)   \r", kept + 1);
+        bench.wait_quiet();
+        let before = bench.samples.clone();
+        let cpu = CpuUse::now();
+        let foreign0 = foreign_programs();
         for i in 0..k {
             let (name, f) = &mut configs[(i + r) % k];
             f(bench).map_err(|e| format!("{group}/{name}: {e}"))?;
         }
+        let foreign = foreign0.max(foreign_programs());
+        let (others, steal) = cpu.others_since();
+        r += 1;
+        if (others > NOISY_ROUND || foreign > 0) && discarded < rounds {
+            discarded += 1;
+            bench.samples = before;
+            continue;
+        }
+        kept += 1;
+        others_sum += others;
+        steal_sum += steal;
+        foreign_max = foreign_max.max(foreign);
     }
     eprintln!();
-    let (others, steal) = cpu.others_since();
-    bench.noise.push(Noise { group: group.to_string(), others, steal, foreign });
+    bench.noise.push(Noise {
+        group: group.to_string(),
+        others: others_sum / kept.max(1) as f64,
+        steal: steal_sum / kept.max(1) as f64,
+        foreign: foreign_max,
+        discarded,
+    });
     Ok(())
 }
 
