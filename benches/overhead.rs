@@ -389,7 +389,7 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     let place = CgroupPlace::enter()?;
     let ids = Ids { mine: harness::cgroup_id(&place.mine)?, other: harness::cgroup_id(&place.other)? };
     let mut bench = Bench::new(opts.calls, cpu_pair, fixture)?;
-    bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 10 } else { 40 });
+    bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 10 } else { 30 });
 
     if opts.runs("workload") {
         eprintln!("workload cost ...");
@@ -1255,6 +1255,19 @@ fn mechanism_group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             "raw cgroup>nr>count (nbr)",
             raw_design(vec![pc, cfg], &|t| Body::Filter(vec![Test::Cgroup, t], Count::Atomic)),
         ),
+        // The page-cache lookup event every buffered read passes: classic vs raw.
+        (
+            "filemap_get_pages tp empty",
+            Design::new(vec![]).part(
+                "get_pages",
+                AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"),
+                Body::Empty,
+            ),
+        ),
+        (
+            "filemap_get_pages raw empty",
+            Design::new(vec![]).part("get_pages", AttachPoint::raw_tracepoint("mm_filemap_get_pages"), Body::Empty),
+        ),
     ];
     let mut configs: Vec<Config> = vec![(
         "bare",
@@ -1282,7 +1295,7 @@ fn mechanism_group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     let (mut table, cost) = cost_table(
         &samples,
         "5. Mechanisms: classic syscall tracepoints (read, pread64 enter/exit) vs raw sys_enter/sys_exit; \
-         filter order (ns per call, medians)",
+         filter order; classic vs raw filemap:mm_filemap_get_pages (ns per call, medians)",
         &rows,
         "bare",
         &opts.mix,
