@@ -208,6 +208,8 @@ pub struct Bench {
     pub quiet_budget: std::time::Duration,
     /// Time spent waiting so far.
     pub waited: std::time::Duration,
+    /// Noisy rounds a group may discard and measure again.
+    pub max_discards: usize,
 }
 
 impl Bench {
@@ -222,6 +224,7 @@ impl Bench {
             noise: Vec::new(),
             quiet_budget: std::time::Duration::ZERO,
             waited: std::time::Duration::ZERO,
+            max_discards: usize::MAX,
         })
     }
 
@@ -378,7 +381,7 @@ pub const NOISY_ROUND: f64 = 0.25;
 
 /// Runs every configuration once per round, starting each round one configuration later, so
 /// slow drift of the host spreads over all of them. A noisy round is discarded and run
-/// again, up to `rounds` extra times; the figures then say how many were.
+/// again, up to `min(rounds, bench.max_discards)` extra times; the figures say how many were.
 pub fn interleave(bench: &mut Bench, group: &str, rounds: usize, configs: &mut [Config<'_>]) -> R<()> {
     let k = configs.len();
     let (mut kept, mut discarded) = (0, 0);
@@ -397,7 +400,7 @@ pub fn interleave(bench: &mut Bench, group: &str, rounds: usize, configs: &mut [
         let foreign = foreign0.max(foreign_programs());
         let (others, steal) = cpu.others_since();
         r += 1;
-        if (others > NOISY_ROUND || foreign > 0) && discarded < rounds {
+        if (others > NOISY_ROUND || foreign > 0) && discarded < bench.max_discards.min(rounds) {
             discarded += 1;
             bench.samples = before;
             continue;
