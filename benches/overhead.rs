@@ -123,6 +123,12 @@ fn main() {
     if std::env::var_os(CHILD_ENV).is_some() {
         std::process::exit(startup_child(t_main));
     }
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs bench binaries with no
+    // arguments, where minutes of measurement in a debug build would be wasted.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("overhead: a benchmark; run it with `cargo bench --bench overhead`");
+        return;
+    }
     let opts = Opts::parse().unwrap_or_else(|e| {
         eprintln!("overhead: {e}");
         std::process::exit(2)
