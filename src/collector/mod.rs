@@ -31,10 +31,7 @@ pub trait Module: Send {
     fn stop(&mut self);
 }
 
-/// Module names the config may list.
-pub const KNOWN_MODULES: &[&str] = &["iomonitor"];
-
-/// Builds the modules the config names.
+/// Builds the modules the config names (validated against `config::KNOWN_MODULES`).
 pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
     config
         .collector
