@@ -14,22 +14,16 @@ pub fn root() -> Result<&'static Path> {
 }
 
 fn find_or_mount() -> Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| Error::io("read /proc/self/mounts", e))?;
-    let mut debugfs = None;
-    for line in mounts.lines() {
-        let mut f = line.split_whitespace();
-        let (_, Some(dir), Some(fstype)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let dir = dir.replace("\\040", " ");
-        if fstype == "tracefs" && Path::new(&dir).join("events").is_dir() {
-            return Ok(PathBuf::from(dir));
-        }
-        if fstype == "debugfs" && Path::new(&dir).join("tracing/events").is_dir() {
-            debugfs = Some(PathBuf::from(dir).join("tracing"));
-        }
-    }
-    if let Some(d) = debugfs {
+    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let mounts = crate::discovery::mountinfo::parse_mountinfo(&text);
+    let found = |fstype: &str, sub: Option<&str>| {
+        mounts
+            .iter()
+            .filter(|m| m.fstype == fstype)
+            .map(|m| sub.map_or_else(|| m.mount_point.clone(), |s| m.mount_point.join(s)))
+            .find(|d| d.join("events").is_dir())
+    };
+    if let Some(d) = found("tracefs", None).or_else(|| found("debugfs", Some("tracing"))) {
         return Ok(d);
     }
     let target = "/sys/kernel/tracing";

@@ -54,11 +54,7 @@ pub fn gone(lookup: impl Fn() -> ktm::Result<std::os::fd::OwnedFd>) -> bool {
 
 /// The cgroup v2 mount (hybrid hosts have it at /sys/fs/cgroup/unified).
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-    })
+    ktm::discovery::find_cgroup2(&ktm::discovery::Roots::system()).ok().map(|m| m.dir)
 }
 
 /// A cgroup v2 directory made for one test, removed on drop (its processes moved to root).
