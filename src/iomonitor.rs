@@ -121,6 +121,7 @@ pub struct IoMonitor {
     // Attachments first: they drop before the maps their programs use.
     attached: Vec<Attached>,
     reports: Vec<(PlanReport, &'static [&'static str])>,
+    sources: Vec<Source>,
     config: Array<ConfigRecord>,
     counters: PerCpuArray<Counters>,
     _start: HashMap<u32, u64>,
@@ -158,7 +159,8 @@ impl IoMonitor {
             attached.extend(a);
             reports.push((report, probe.metrics));
         }
-        Ok(IoMonitor { attached, reports, config, counters, _start: start })
+        let sources = sources_of(&reports);
+        Ok(IoMonitor { attached, reports, sources, config, counters, _start: start })
     }
 
     /// Re-targets the programs; takes effect on the next event, no reload.
@@ -182,27 +184,9 @@ impl IoMonitor {
         self.reports.iter().map(|(r, _)| r)
     }
 
-    /// What feeds each metric, or why nothing does.
-    pub fn sources(&self) -> Vec<Source> {
-        let mut out = Vec::new();
-        for (report, metrics) in &self.reports {
-            for &metric in metrics.iter() {
-                out.push(match &report.attached {
-                    Some(p) => Source { metric, mechanism: Some(p.mechanism().name()), detail: p.to_string() },
-                    None => Source {
-                        metric,
-                        mechanism: None,
-                        detail: report
-                            .failures
-                            .iter()
-                            .map(|(p, why)| format!("{p}: {why}"))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    },
-                });
-            }
-        }
-        out
+    /// What feeds each metric, or why nothing does (fixed once the probes are attached).
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
     }
 
     /// Number of programs attached.
@@ -214,4 +198,22 @@ impl IoMonitor {
     pub fn programs(&self) -> impl Iterator<Item = &crate::load::LoadedProgram> {
         self.attached.iter().flat_map(|a| a.parts.iter().map(|(_, p)| p))
     }
+}
+
+/// What feeds each metric, from the plans' reports.
+fn sources_of(reports: &[(PlanReport, &'static [&'static str])]) -> Vec<Source> {
+    let mut out = Vec::new();
+    for (report, metrics) in reports {
+        for &metric in metrics.iter() {
+            out.push(match &report.attached {
+                Some(p) => Source { metric, mechanism: Some(p.mechanism().name()), detail: p.to_string() },
+                None => Source {
+                    metric,
+                    mechanism: None,
+                    detail: report.failures.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; "),
+                },
+            });
+        }
+    }
+    out
 }

@@ -51,11 +51,11 @@ impl Setup {
     }
 
     fn available(&self, metric: &str) -> bool {
-        self.monitor.sources().into_iter().any(|s| s.metric == metric && s.mechanism.is_some())
+        self.monitor.sources().iter().any(|s| s.metric == metric && s.mechanism.is_some())
     }
 
     fn source(&self, metric: &str) -> String {
-        let s = self.monitor.sources().into_iter().find(|s| s.metric == metric).unwrap();
+        let s = self.monitor.sources().iter().find(|s| s.metric == metric).unwrap();
         s.mechanism.map_or_else(|| format!("unavailable: {}", s.detail), str::to_string)
     }
 }

@@ -66,7 +66,7 @@ fn memcg_reclaim_counts_the_target_only() {
     // 64 MiB through a 16 MiB limit: at least 48 MiB must have been reclaimed.
     assert!(reclaimed >= (48 << 20) / 4096, "reclaimed {reclaimed} pages");
     assert!(scanned >= reclaimed, "scanned {scanned} < reclaimed {reclaimed}");
-    let src = monitor.sources().into_iter().find(|s| s.metric == "ktm_memory_lru_pages_scanned_total").unwrap();
+    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_lru_pages_scanned_total").unwrap();
     let cell = format!("{} pass", src.mechanism.unwrap_or("unavailable"));
     common::matrix("ktm_memory_lru_pages_scanned_total", &cell);
     common::matrix("ktm_memory_lru_pages_reclaimed_total", &cell);
@@ -114,6 +114,6 @@ fn direct_reclaim_of_the_target_is_counted() {
         }
     }
     assert!(entered > 0, "the target never entered direct reclaim");
-    let src = monitor.sources().into_iter().find(|s| s.metric == "ktm_memory_direct_reclaim_processes").unwrap();
+    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_direct_reclaim_processes").unwrap();
     common::matrix("ktm_memory_direct_reclaim_processes", &format!("{} pass", src.mechanism.unwrap_or("unavailable")));
 }

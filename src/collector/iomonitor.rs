@@ -146,7 +146,7 @@ impl Module for IoMonitorModule {
         match monitor.snapshot() {
             Ok(s) => {
                 let available: Vec<&str> =
-                    monitor.sources().into_iter().filter(|s| s.mechanism.is_some()).map(|s| s.metric).collect();
+                    monitor.sources().iter().filter(|s| s.mechanism.is_some()).map(|s| s.metric).collect();
                 metrics(&s).into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
             }
             Err(e) => {
@@ -168,11 +168,11 @@ impl Module for IoMonitorModule {
         };
         let sources: Vec<MetricSource> = monitor
             .sources()
-            .into_iter()
+            .iter()
             .map(|s| MetricSource {
                 metric: s.metric.to_string(),
                 mechanism: s.mechanism.map(str::to_string),
-                detail: s.detail,
+                detail: s.detail.clone(),
             })
             .collect();
         let unavailable: Vec<&str> =
