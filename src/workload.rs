@@ -241,6 +241,20 @@ fn execute(line: &str) -> Result<Option<String>> {
             }
             Ok(Some(mib.to_string()))
         }
+        // hold MIB: populate MIB of anonymous memory and keep it until the process exits
+        // (fills memory with what no reclaim can free without swap).
+        "hold" => {
+            let mib: usize = num(rest, 0, "MiB")?;
+            // SAFETY: a fresh private anonymous mapping, deliberately never unmapped.
+            let p = unsafe {
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+                libc::mmap(std::ptr::null_mut(), mib << 20, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+            };
+            if p == libc::MAP_FAILED {
+                return Err(Error::last_os("mmap"));
+            }
+            Ok(Some(mib.to_string()))
+        }
         // getppid COUNT: an unrelated syscall.
         "getppid" => {
             let count: u64 = num(rest, 0, "count")?;

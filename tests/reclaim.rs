@@ -82,37 +82,21 @@ fn direct_reclaim_of_the_target_is_counted() {
     let tcg = TestCgroup::new("drc");
     let mut target = Workload::spawn(&common::ktm_bin(), "banyand-drc", Some(&tcg.path)).unwrap();
     monitor.set_scope(&Scope::Cgroup(tcg.id())).unwrap();
-    let dir = common::scratch();
-    let file = dir.path().join("big");
-    // Fill the page cache, then make the target allocate more than is free: the kernel must
-    // reclaim page cache, and the allocating target reclaims directly when kswapd lags.
-    common::cold_file(&file, (meminfo("MemAvailable:") as usize * 1024) * 3 / 4);
-    // The smallest gap between the low and min watermarks: an allocation burst reaches the
-    // min watermark (where the allocator reclaims directly) before kswapd catches up.
-    let tunables = [("/proc/sys/vm/watermark_scale_factor", "1".to_string())];
-    let saved: Vec<(&str, Option<String>)> =
-        tunables.iter().map(|(p, _)| (*p, std::fs::read_to_string(p).ok())).collect();
-    for (p, v) in &tunables {
-        std::fs::write(p, v).unwrap_or_else(|e| panic!("{p}: {e}"));
-    }
-    let mut entered = 0;
-    for round in 0..8 {
-        target.run(&format!("readall {} 1048576", file.display())).unwrap();
-        // Each round asks for more of what is available (85 % .. 97 %): only page cache is
-        // reclaimable here (no swap), so even 97 % fits, and a larger burst outruns kswapd.
-        let mib = meminfo("MemAvailable:") / 1024 * (85 + 2 * round.min(6)) / 100;
-        target.run(&format!("alloc {mib}")).unwrap();
-        entered = monitor.snapshot().unwrap().direct_reclaim;
-        eprintln!("round {round}: allocated {mib} MiB, direct reclaim entries {entered}");
-        if entered > 0 {
-            break;
-        }
-    }
-    for (p, v) in saved.iter().rev() {
-        if let Some(v) = v {
-            let _ = std::fs::write(p, v.trim());
-        }
-    }
+    // A filler outside the target's cgroup holds nearly all available memory as anonymous
+    // pages, which nothing can reclaim without swap: kswapd has almost nothing to free, so the
+    // target's next allocation falls below the min watermark and must reclaim directly. If
+    // that frees too little, the OOM killer takes the filler (oom_score_adj 1000), not us.
+    let mut filler = Workload::spawn(&common::ktm_bin(), "filler", None).unwrap();
+    std::fs::write(format!("/proc/{}/oom_score_adj", filler.pid()), "1000").unwrap();
+    std::fs::write(format!("/proc/{}/oom_score_adj", target.pid()), "-1000").unwrap();
+    let hold = (meminfo("MemAvailable:") / 1024).saturating_sub(96);
+    filler.run(&format!("hold {hold}")).unwrap();
+    let before = monitor.snapshot().unwrap().direct_reclaim;
+    assert_eq!(before, 0, "the filler's reclaim is not the target's");
+    target.run("alloc 192").unwrap();
+    let entered = monitor.snapshot().unwrap().direct_reclaim;
+    eprintln!("filler holds {hold} MiB; the target allocated 192 MiB: direct reclaim entries {entered}");
+    drop(filler);
     assert!(entered > 0, "the target never entered direct reclaim");
     let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_direct_reclaim_processes").unwrap();
     common::matrix("ktm_memory_direct_reclaim_processes", &format!("{} pass", src.mechanism.unwrap_or("unavailable")));
