@@ -649,11 +649,14 @@ fn replay_start(policy: &Policy) -> R<(f64, Vec<AltRow>)> {
     let s = Instant::now();
     let config = Array::<ConfigRecord>::create(layout::CONFIG.0, 1)?;
     let counters = PerCpuArray::<Counters>::create(layout::COUNTERS.0, 1)?;
+    let [_, _, slots, _] = layout::map_defs();
+    let slots = ktm::maps::Map::create(slots)?;
     let start = HashMap::<u32, u64>::create(layout::START.0, layout::START_ENTRIES, false)?;
     let maps_us = s.elapsed().as_nanos() as f64 / 1e3;
     let fds = [
         (layout::CONFIG, config.map().as_raw_fd()),
         (layout::COUNTERS, counters.map().as_raw_fd()),
+        (layout::START_SLOT, slots.as_raw_fd()),
         (layout::START, start.map().as_raw_fd()),
     ];
     let fd_of = |m: ktm::insn::MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);

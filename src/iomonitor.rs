@@ -124,6 +124,7 @@ pub struct IoMonitor {
     sources: Vec<Source>,
     config: Array<ConfigRecord>,
     counters: PerCpuArray<Counters>,
+    start_slots: Map,
     _start: HashMap<u32, u64>,
 }
 
@@ -138,13 +139,15 @@ impl IoMonitor {
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
-        let [config, counters, start] = layout::map_defs().map(Map::create);
+        let [config, counters, start_slots, start] = layout::map_defs().map(Map::create);
         let config = Array::<ConfigRecord>::from_map(config?)?;
         let counters = PerCpuArray::<Counters>::from_map(counters?)?;
+        let start_slots = start_slots?;
         let start = HashMap::<u32, u64>::from_map(start?)?;
         let fds = [
             (layout::CONFIG, config.map().as_raw_fd()),
             (layout::COUNTERS, counters.map().as_raw_fd()),
+            (layout::START_SLOT, start_slots.as_raw_fd()),
             (layout::START, start.map().as_raw_fd()),
         ];
         let fd_of = |m: MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
@@ -160,7 +163,7 @@ impl IoMonitor {
             reports.push((report, probe.metrics));
         }
         let sources = sources_of(&reports);
-        Ok(IoMonitor { attached, reports, sources, config, counters, _start: start })
+        Ok(IoMonitor { attached, reports, sources, config, counters, start_slots, _start: start })
     }
 
     /// Re-targets the programs; takes effect on the next event, no reload.
@@ -177,6 +180,12 @@ impl IoMonitor {
     pub fn reset(&self) -> Result<()> {
         let cpus = self.counters.map().cpus();
         self.counters.set(0, &crate::maps::PerCpu(vec![[0u64; lane::LANES]; cpus]))
+    }
+
+    /// The start-time slots, for tests that occupy a slot to drive the hash path.
+    #[doc(hidden)]
+    pub fn start_slot_map(&self) -> &Map {
+        &self.start_slots
     }
 
     /// Each probe's attach report.

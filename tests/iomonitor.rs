@@ -88,6 +88,43 @@ fn read_and_pread_latency_count_exactly() {
     common::matrix("ktm_sys_read_latency_seconds", &format!("{} pass", s.source("ktm_sys_read_latency_seconds")));
 }
 
+/// The start time of a read normally sits in the thread's array slot; when another thread
+/// of the target holds that slot, it goes to the hash. Occupying the target's slot from
+/// here drives every call down the hash path, which must count just as exactly and leave
+/// the other thread's slot alone; freed again, the slot is claimed and released per call.
+#[test]
+fn latency_start_times_fall_back_to_the_hash_when_the_slot_is_taken() {
+    use ktm::programs::layout::{START_SLOTS, START_SLOT_SIZE};
+    let Some(mut s) = setup("latency-slots") else { return };
+    let file = s.file("data", 4096);
+    s.both(&format!("pread {file} 1 4096"));
+    // The workload serves commands on its main thread: its thread id is its pid.
+    let key = (s.target.pid() & (START_SLOTS - 1)).to_ne_bytes();
+    let slot = |tid: u64, ts: u64| {
+        let mut v = vec![0u8; START_SLOT_SIZE];
+        v[..8].copy_from_slice(&tid.to_ne_bytes());
+        v[8..16].copy_from_slice(&ts.to_ne_bytes());
+        v
+    };
+    let slots = s.monitor.start_slot_map();
+    // Thread id 1 (init) is never in scope, so nothing will free the slot but us.
+    slots.update_raw(&key, &slot(1, 12345)).unwrap();
+    const N: u64 = 100;
+    let before = s.snap();
+    s.target.run(&format!("pread {file} {N} 4096")).unwrap();
+    let mid = s.snap();
+    assert_eq!(mid.pread.count - before.pread.count, N, "pread count with the slot taken");
+    assert_eq!(slots.lookup_raw(&key).unwrap().unwrap(), slot(1, 12345), "another thread's slot was overwritten");
+
+    slots.update_raw(&key, &slot(0, 0)).unwrap();
+    s.target.run(&format!("pread {file} {N} 4096")).unwrap();
+    let after = s.snap();
+    assert_eq!(after.pread.count - mid.pread.count, N, "pread count through the slot");
+    let v = slots.lookup_raw(&key).unwrap().unwrap();
+    assert_eq!(&v[..8], &0u64.to_ne_bytes(), "the slot is released at exit");
+    assert_ne!(&v[8..16], &0u64.to_ne_bytes(), "the slot held a start time");
+}
+
 #[test]
 fn fadvise_counts_each_advice_calls_and_successes() {
     let Some(mut s) = setup("fadvise") else { return };

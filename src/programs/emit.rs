@@ -1,11 +1,12 @@
 //! Snippets every iomonitor program shares.
 //!
-//! Register use across all programs: r6 = ctx, r7 = &config, r8 = this CPU's counters,
-//! r9 = a value kept across helper calls. Stack: [-16, 0) comm, -20 counters key,
-//! -24 thread id key, -32 timestamp.
+//! Register use across all programs: r6 = ctx, r7 = &config (in the scope test), then the
+//! thread id; r8 = this CPU's counters or the start slot; r9 = a value kept across helper
+//! calls. Stack: [-16, 0) comm, -20 counters key, -24 thread id key, -32 timestamp, -40
+//! start slot index.
 
-use super::layout::{config, lane, HistLanes, CONFIG, COUNTERS, HIST_SLOTS};
-use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R6, R7, R8, R9};
+use super::layout::{config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, START, START_SLOT, START_SLOTS};
+use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
 
 /// Builds `prologue; body; out: return 0`.
@@ -115,35 +116,95 @@ pub(crate) fn record_latency(a: &mut Asm, h: HistLanes) {
     add_indexed(a, h.slot0(), HIST_SLOTS as i32 - 1);
 }
 
-/// Stores `bpf_ktime_get_ns()` under the current thread id in the start map.
-pub(crate) fn latency_enter(a: &mut Asm) {
+/// r0 = the start-time slot of thread r7, or `goto out` (never taken: the index is masked).
+fn start_slot(a: &mut Asm, out: Label) {
+    a.mov64(R1, R7);
+    a.and64(R1, START_SLOTS as i32 - 1);
+    a.stx_w(R10, -40, R1);
+    a.ld_map_fd(R1, START_SLOT);
+    a.mov64(R2, R10);
+    a.add64(R2, -40);
+    a.call(Helper::MapLookupElem);
+    a.jeq(R0, 0, out);
+}
+
+/// Records `bpf_ktime_get_ns()` as the current thread's start time.
+///
+/// ```c
+/// u32 tid = bpf_get_current_pid_tgid();
+/// struct slot *s = &slots[tid % START_SLOTS];
+/// if (s->tid == 0 || s->tid == tid) { s->ts = bpf_ktime_get_ns(); s->tid = tid; }
+/// else { u64 ts = bpf_ktime_get_ns(); bpf_map_update_elem(&start, &tid, &ts, BPF_ANY); }
+/// ```
+///
+/// A slot another thread holds is left alone: that thread is inside a read too, and the
+/// hash keeps this one's time. Two threads claiming one free slot at the same instant can
+/// still both write it; the loser's exit then finds neither and drops that one sample.
+pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
+    let claim = a.label("claim_slot");
     a.call(Helper::GetCurrentPidTgid);
-    a.stx_w(R10, -24, R0);
+    a.mov32(R7, R0);
+    start_slot(a, out);
+    a.mov64(R8, R0);
+    a.ldx_dw(R1, R8, off(slot::TID));
+    a.jeq(R1, 0, claim);
+    a.jeq(R1, R7, claim);
+
+    a.stx_w(R10, -24, R7);
     a.call(Helper::KtimeGetNs);
     a.stx_dw(R10, -32, R0);
-    a.ld_map_fd(R1, super::layout::START);
+    a.ld_map_fd(R1, START);
     a.mov64(R2, R10);
     a.add64(R2, -24);
     a.mov64(R3, R10);
     a.add64(R3, -32);
-    a.mov64(crate::insn::R4, 0);
+    a.mov64(R4, 0);
     a.call(Helper::MapUpdateElem);
+    a.ja(out);
+
+    a.bind(claim);
+    a.call(Helper::KtimeGetNs);
+    a.stx_dw(R8, off(slot::TS), R0);
+    a.stx_dw(R8, off(slot::TID), R7);
 }
 
-/// Takes the thread's start time out of the start map and records the elapsed time.
+/// Takes the current thread's start time (from its slot, else from the hash) and records
+/// the elapsed time.
+///
+/// ```c
+/// u32 tid = bpf_get_current_pid_tgid();
+/// struct slot *s = &slots[tid % START_SLOTS];
+/// if (s->tid == tid) { start = s->ts; s->tid = 0; }
+/// else if ((p = bpf_map_lookup_elem(&start, &tid))) { start = *p; bpf_map_delete_elem(&start, &tid); }
+/// else return 0;
+/// record(h, bpf_ktime_get_ns() - start);
+/// ```
 pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
+    let from_hash = a.label("start_in_hash");
+    let have = a.label("have_start");
     a.call(Helper::GetCurrentPidTgid);
-    a.stx_w(R10, -24, R0);
-    a.ld_map_fd(R1, super::layout::START);
+    a.mov32(R7, R0);
+    start_slot(a, out);
+    a.ldx_dw(R1, R0, off(slot::TID));
+    a.jne(R1, R7, from_hash);
+    a.ldx_dw(R9, R0, off(slot::TS));
+    a.st_dw(R0, off(slot::TID), 0);
+    a.ja(have);
+
+    a.bind(from_hash);
+    a.stx_w(R10, -24, R7);
+    a.ld_map_fd(R1, START);
     a.mov64(R2, R10);
     a.add64(R2, -24);
     a.call(Helper::MapLookupElem);
     a.jeq(R0, 0, out);
     a.ldx_dw(R9, R0, 0);
-    a.ld_map_fd(R1, super::layout::START);
+    a.ld_map_fd(R1, START);
     a.mov64(R2, R10);
     a.add64(R2, -24);
     a.call(Helper::MapDeleteElem);
+
+    a.bind(have);
     a.call(Helper::KtimeGetNs);
     a.sub64(R0, R9);
     a.mov64(R9, R0);
@@ -167,7 +228,7 @@ mod tests {
     #[test]
     fn every_snippet_assembles() {
         program(no_pre, |a, out| {
-            latency_enter(a);
+            latency_enter(a, out);
             latency_exit(a, out, lane::READ);
             a.mov64(R1, 3);
             count_advice(a);

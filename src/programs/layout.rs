@@ -9,10 +9,25 @@ use crate::insn::MapRef;
 pub const CONFIG: MapRef = MapRef("ktm_config");
 /// The counters (a per-CPU array of one).
 pub const COUNTERS: MapRef = MapRef("ktm_counters");
-/// read/pread start timestamps by thread id.
+/// read/pread start timestamps: one slot per `tid % START_SLOTS`, owned by the thread whose
+/// id it holds. An array lookup is inlined by the verifier and needs no allocation, so the
+/// common case costs a load and two stores instead of a hash update and delete.
+pub const START_SLOT: MapRef = MapRef("ktm_io_slot");
+/// Slots in [`START_SLOT`] (a power of two: the index is `tid & (START_SLOTS - 1)`).
+pub const START_SLOTS: u32 = 4096;
+/// Bytes per slot: 16 used, the rest keeps two threads' slots off one cache line wherever
+/// the kernel places the array's values (64-byte slots were measured to share lines).
+pub const START_SLOT_SIZE: usize = 128;
+/// Slot words: the owning thread id (0 = free), then its start time in ns.
+pub mod slot {
+    pub const TID: usize = 0;
+    pub const TS: usize = 1;
+}
+/// Start timestamps by thread id for a thread whose slot another thread of the target
+/// holds at the same moment (two reads in flight whose thread ids collide).
 pub const START: MapRef = MapRef("ktm_io_start");
-/// Capacity of [`START`]: threads of the target inside a read at the same time.
-pub const START_ENTRIES: u32 = 16384;
+/// Capacity of [`START`]: colliding threads of the target inside a read at the same time.
+pub const START_ENTRIES: u32 = 4096;
 
 /// Config words (u64 each).
 pub mod config {
@@ -78,7 +93,7 @@ pub mod lane {
 pub type Counters = [u64; lane::LANES];
 
 /// The module's maps: the one definition both the loader and the ELF writer use.
-pub fn map_defs() -> [crate::maps::MapDef; 3] {
+pub fn map_defs() -> [crate::maps::MapDef; 4] {
     use crate::maps::MapDef;
     use crate::sys::bpf::MapType;
     use std::mem::size_of;
@@ -93,6 +108,7 @@ pub fn map_defs() -> [crate::maps::MapDef; 3] {
     [
         def(CONFIG, MapType::Array, size_of::<ConfigRecord>(), 1),
         def(COUNTERS, MapType::PercpuArray, size_of::<Counters>(), 1),
+        def(START_SLOT, MapType::Array, START_SLOT_SIZE, START_SLOTS),
         def(START, MapType::Hash, size_of::<u64>(), START_ENTRIES),
     ]
 }
@@ -122,6 +138,12 @@ mod tests {
         assert_eq!(lane::FADVISE_ADVICE + lane::FADVISE_ADVICE_LANES, lane::LRU_SCANNED);
         assert_eq!(lane::READ.slot0() + HIST_SLOTS, lane::PREAD.base);
         assert_eq!(lane::PREAD.slot0() + HIST_SLOTS, lane::LANES);
+    }
+
+    #[test]
+    fn start_slots_index_by_mask() {
+        assert!(START_SLOTS.is_power_of_two());
+        assert!(START_SLOT_SIZE >= 8 * (slot::TS + 1));
     }
 
     #[test]

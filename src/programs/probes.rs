@@ -65,7 +65,7 @@ fn syscall_fn(syscall: &str) -> String {
 fn latency(name: &str, syscall: &'static str, h: super::layout::HistLanes) -> Plan {
     let func = syscall_fn(syscall);
     let func = func.as_str();
-    let enter = || program(no_pre, |a, _| latency_enter(a));
+    let enter = || program(no_pre, latency_enter);
     let exit = move || program(no_pre, move |a, out| latency_exit(a, out, h));
     Plan {
         name: name.into(),
