@@ -162,6 +162,8 @@ impl IoMonitor {
             attached.extend(a);
             reports.push((report, probe.metrics));
         }
+        // Attaching was BTF's only use; the sidecar should not keep it resident.
+        crate::btf::release_vmlinux();
         let sources = sources_of(&reports);
         Ok(IoMonitor { attached, reports, sources, config, counters, start_slots, _start: start })
     }

@@ -165,13 +165,17 @@ fn vmlinux_agrees_with_bpftool() {
 }
 
 #[test]
-fn vmlinux_is_parsed_once_and_finds_fadvise() {
+fn vmlinux_is_parsed_once_until_released_and_finds_fadvise() {
     if vmlinux_bytes().is_none() {
         return;
     }
     let a = btf::vmlinux().expect("vmlinux BTF");
     let b = btf::vmlinux().expect("vmlinux BTF");
-    assert!(std::ptr::eq(a, b), "cached, not re-parsed");
+    assert!(a.ptr_eq(&b), "cached, not re-parsed");
+    btf::release_vmlinux();
+    let c = btf::vmlinux().expect("vmlinux BTF again");
+    assert!(!a.ptr_eq(&c), "read afresh after release");
+    assert_eq!(a.find_func("ksys_fadvise64_64"), c.find_func("ksys_fadvise64_64"), "the released copy still works");
     let loc = btf::find_kernel_func("ksys_fadvise64_64").expect("ksys_fadvise64_64 in kernel BTF");
     assert_eq!(loc.module, None);
     assert_eq!(Some(loc.type_id), a.find_func("ksys_fadvise64_64"));

@@ -135,3 +135,31 @@ fn try_point(point: &AttachPoint) -> Result<()> {
     let _attached = attach(&prog, point)?;
     Ok(())
 }
+
+/// Why this kernel refuses every tracing (fentry/fexit) program, if it does; found without
+/// reading BTF.
+///
+/// A tracing program that names no function (BTF id 0) reaches the verifier and is refused
+/// there with EINVAL where tracing programs are allowed; a policy that forbids them
+/// (lockdown, an LSM, missing capabilities) answers EPERM before any BTF is looked at. One
+/// `bpf()` call tells the two apart, where resolving the traced function first would read
+/// and index megabytes of vmlinux BTF only to be refused. Asked once per process.
+pub fn tracing_refused() -> Option<&'static str> {
+    static REFUSED: OnceCell<Option<String>> = OnceCell::new();
+    REFUSED
+        .get_or_init(|| {
+            let mut a = Asm::new();
+            a.mov64(R0, 0).exit();
+            let spec = ProgramSpec {
+                name: "ktm_probe_tracing".into(),
+                prog_type: crate::sys::bpf::ProgType::Tracing,
+                program: a.finish().ok()?,
+                attach: Some((crate::sys::bpf::AttachType::TraceFentry, 0)),
+            };
+            match load::load(&spec, |_| None) {
+                Err(e) if e.errno() == Some(libc::EPERM) => Some(e.to_string()),
+                _ => None,
+            }
+        })
+        .as_deref()
+}

@@ -109,6 +109,9 @@ impl AttachPoint {
     pub fn load_target(&self) -> Result<Option<(AttachType, u32)>> {
         match self {
             AttachPoint::Fentry { func, exit } => {
+                if let Some(why) = features::tracing_refused() {
+                    return Err(Error::Other(format!("tracing programs are refused: {why}")));
+                }
                 let loc = crate::btf::find_kernel_func(func)
                     .map_err(|e| Error::Other(format!("no BTF for function {func}: {e}")))?;
                 if let Some(module) = loc.module {

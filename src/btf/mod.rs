@@ -18,7 +18,7 @@ mod testutil;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 pub use error::BtfError;
 pub use kind::Kind;
@@ -40,14 +40,15 @@ pub struct FuncLocation {
     pub params: Option<usize>,
 }
 
-/// The running kernel's vmlinux BTF, read and parsed once per process.
+/// The running kernel's vmlinux BTF, read and parsed once and kept until
+/// [`release_vmlinux`].
 ///
 /// The error is cached too: BTF does not appear while the process runs, and every probe
 /// asking again would re-read megabytes only to fail the same way.
-pub fn vmlinux() -> Result<&'static Btf, BtfError> {
-    static VMLINUX: OnceLock<Result<Btf, BtfError>> = OnceLock::new();
-    VMLINUX
-        .get_or_init(|| {
+pub fn vmlinux() -> Result<Btf, BtfError> {
+    let mut cached = VMLINUX.lock().unwrap_or_else(PoisonError::into_inner);
+    cached
+        .get_or_insert_with(|| {
             let path = Path::new(SYSFS_BTF_DIR).join("vmlinux");
             let started = std::time::Instant::now();
             let parsed = read_btf(&path, None);
@@ -57,9 +58,18 @@ pub fn vmlinux() -> Result<&'static Btf, BtfError> {
             }
             parsed
         })
-        .as_ref()
-        .map_err(Clone::clone)
+        .clone()
 }
+
+/// Forgets the cached vmlinux BTF (the blob plus its index, about 7 MiB on a distribution
+/// kernel). Attaching is the only user, and it is done once at start: a sidecar should
+/// not keep megabytes resident for a lookup it may never make again. A later
+/// [`vmlinux`] reads it afresh; a [`Btf`] already handed out stays valid.
+pub fn release_vmlinux() {
+    VMLINUX.lock().unwrap_or_else(PoisonError::into_inner).take();
+}
+
+static VMLINUX: Mutex<Option<Result<Btf, BtfError>>> = Mutex::new(None);
 
 /// Finds kernel function `name` in vmlinux BTF, else in the BTF of loaded modules.
 ///
@@ -67,7 +77,7 @@ pub fn vmlinux() -> Result<&'static Btf, BtfError> {
 /// sidecar runs; the vmlinux hit, the common case, costs a hash lookup.
 pub fn find_kernel_func(name: &str) -> Result<FuncLocation, BtfError> {
     let base = vmlinux()?;
-    find_func_with_base(Path::new(SYSFS_BTF_DIR), base, name)
+    find_func_with_base(Path::new(SYSFS_BTF_DIR), &base, name)
 }
 
 /// [`find_kernel_func`] over another directory laid out like /sys/kernel/btf (a `vmlinux`

@@ -117,6 +117,11 @@ impl Btf {
         Btf::from_vec(bytes.to_vec(), Some(base))
     }
 
+    /// Whether both are the same parsed blob (copies share it), not merely equal.
+    pub fn ptr_eq(&self, other: &Btf) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Parses a blob the caller already owns, sparing a copy of a file just read.
     pub(crate) fn from_vec(data: Vec<u8>, base: Option<&Btf>) -> Result<Btf, BtfError> {
         let header = Header::read(&data)?;
