@@ -263,3 +263,60 @@ fn fallback_chain_reports_each_step() {
     drop(attached);
     common::matrix("toolkit:chain", &format!("{mech} pass"));
 }
+
+/// The BTF-free check that decides whether fentry is worth resolving must agree with
+/// really loading and attaching an fentry program.
+#[test]
+fn tracing_refusal_is_known_without_btf() {
+    if !common::privileged("tracing_refusal_is_known_without_btf") {
+        return;
+    }
+    let refused = features::tracing_refused();
+    let real = features::features().get(Mechanism::Fentry);
+    println!("tracing_refused: {refused:?}; fentry probe: {real:?}");
+    match (&real, refused) {
+        (Ok(()), None) => common::matrix("toolkit:tracing-policy", "allowed"),
+        (Err(_), Some(why)) => {
+            // Bypass the check: a program naming a real function is refused the same way.
+            let loc = ktm::btf::find_kernel_func("vfs_read").expect("vfs_read in kernel BTF");
+            let mut a = Asm::new();
+            a.mov64(R0, 0).exit();
+            let spec = ProgramSpec {
+                name: "ktm_test_fentry".into(),
+                prog_type: bpf::ProgType::Tracing,
+                program: a.finish().unwrap(),
+                attach: Some((bpf::AttachType::TraceFentry, loc.type_id)),
+            };
+            let e = load::load(&spec, |_| None).expect_err("fentry on vfs_read loaded although reported refused");
+            assert_eq!(e.errno(), Some(libc::EPERM), "{e} (the check said: {why})");
+            common::matrix("toolkit:tracing-policy", "refused");
+        }
+        // Allowed by policy, yet the real probe failed for a reason of its own (no BTF, no
+        // such function): the check must not have claimed a refusal.
+        (Err(e), None) => assert!(!e.contains("not permitted"), "refusal missed: {e}"),
+        (Ok(()), Some(why)) => panic!("fentry works, yet reported refused: {why}"),
+    }
+}
+
+/// A tracepoint the kernel lacks is named as missing, by either mechanism, so a status
+/// line can say "does not exist" rather than quote an errno.
+#[test]
+fn missing_tracepoints_are_named() {
+    if !common::privileged("missing_tracepoints_are_named") {
+        return;
+    }
+    let maps = Maps::new();
+    for point in [
+        AttachPoint::raw_tracepoint("ktm_no_such_tracepoint"),
+        AttachPoint::tracepoint("filemap", "ktm_no_such_tracepoint"),
+    ] {
+        let plan = Plan {
+            name: "ktm_missing".into(),
+            alternatives: vec![Alternative::new(point.clone(), || counter_program(None))],
+        };
+        let (attached, report) = attach_plan(&plan, &Policy::from_env(), &maps.fd_of());
+        assert!(attached.is_none(), "{point} attached");
+        let why = &report.failures[0].1;
+        assert!(why.contains("ktm_no_such_tracepoint does not exist on this kernel"), "{point}: {why}");
+    }
+}

@@ -182,7 +182,11 @@ pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
     let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev });
     match point {
         AttachPoint::RawTracepoint { name } => {
-            with(Hold::Link { _link: bpf::raw_tracepoint_open(Some(name), pfd)?, _perf: None }, None)
+            let link = bpf::raw_tracepoint_open(Some(name), pfd).map_err(|e| match e.errno() {
+                Some(libc::ENOENT) => e.context(format!("raw tracepoint {name} does not exist on this kernel")),
+                _ => e,
+            })?;
+            with(Hold::Link { _link: link, _perf: None }, None)
         }
         AttachPoint::Fentry { .. } => {
             let t =

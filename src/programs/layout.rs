@@ -23,6 +23,7 @@ pub mod slot {
     pub const TID: usize = 0;
     pub const TS: usize = 1;
 }
+const _: () = assert!(START_SLOTS.is_power_of_two() && START_SLOT_SIZE >= 8 * (slot::TS + 1));
 /// Start timestamps by thread id for a thread whose slot another thread of the target
 /// holds at the same moment (two reads in flight whose thread ids collide).
 pub const START: MapRef = MapRef("ktm_io_start");
@@ -138,12 +139,6 @@ mod tests {
         assert_eq!(lane::FADVISE_ADVICE + lane::FADVISE_ADVICE_LANES, lane::LRU_SCANNED);
         assert_eq!(lane::READ.slot0() + HIST_SLOTS, lane::PREAD.base);
         assert_eq!(lane::PREAD.slot0() + HIST_SLOTS, lane::LANES);
-    }
-
-    #[test]
-    fn start_slots_index_by_mask() {
-        assert!(START_SLOTS.is_power_of_two());
-        assert!(START_SLOT_SIZE >= 8 * (slot::TS + 1));
     }
 
     #[test]
