@@ -24,8 +24,7 @@ use json::J;
 use ktm::attach::{attach, AttachPoint, Attachment, Policy};
 use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
 use ktm::load::{load, LoadedProgram, ProgramSpec};
-use ktm::maps::{Array, HashMap, PerCpuArray};
-use ktm::programs::layout::{self, ConfigRecord, Counters};
+use ktm::programs::layout;
 use ktm::sys::AsRawFd;
 use progs::{Body, Count, Design, ProgStat, Set, Test};
 use std::collections::BTreeMap;
@@ -647,19 +646,9 @@ type AltRow = (String, String, AltTiming);
 
 fn replay_start(policy: &Policy) -> R<(f64, Vec<AltRow>)> {
     let s = Instant::now();
-    let config = Array::<ConfigRecord>::create(layout::CONFIG.0, 1)?;
-    let counters = PerCpuArray::<Counters>::create(layout::COUNTERS.0, 1)?;
-    let [_, _, slots, _] = layout::map_defs();
-    let slots = ktm::maps::Map::create(slots)?;
-    let start = HashMap::<u32, u64>::create(layout::START.0, layout::START_ENTRIES, false)?;
+    let maps = layout::map_defs().into_iter().map(ktm::maps::Map::create).collect::<Result<Vec<_>, _>>()?;
     let maps_us = s.elapsed().as_nanos() as f64 / 1e3;
-    let fds = [
-        (layout::CONFIG, config.map().as_raw_fd()),
-        (layout::COUNTERS, counters.map().as_raw_fd()),
-        (layout::START_SLOT, slots.as_raw_fd()),
-        (layout::START, start.map().as_raw_fd()),
-    ];
-    let fd_of = |m: ktm::insn::MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
+    let fd_of = |m: ktm::insn::MapRef| maps.iter().find(|map| map.def().name == m).map(|map| map.as_raw_fd());
     let mut rows = Vec::new();
     let mut keep: Vec<Held> = Vec::new();
     for probe in ktm::programs::probes() {
@@ -801,7 +790,7 @@ fn startup(
     let maps_med = median(&maps);
     b.row(vec![
         "(maps)".into(),
-        "config, counters, start hash".into(),
+        "config, counters, start slots, hash, spilled".into(),
         "-".into(),
         f0(maps_med),
         "-".into(),

@@ -126,6 +126,7 @@ pub struct IoMonitor {
     counters: PerCpuArray<Counters>,
     start_slots: Map,
     _start: HashMap<u32, u64>,
+    start_spilled: Array<u64>,
 }
 
 impl IoMonitor {
@@ -139,16 +140,18 @@ impl IoMonitor {
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
-        let [config, counters, start_slots, start] = layout::map_defs().map(Map::create);
+        let [config, counters, start_slots, start, spilled] = layout::map_defs().map(Map::create);
         let config = Array::<ConfigRecord>::from_map(config?)?;
         let counters = PerCpuArray::<Counters>::from_map(counters?)?;
         let start_slots = start_slots?;
         let start = HashMap::<u32, u64>::from_map(start?)?;
+        let start_spilled = Array::<u64>::from_map(spilled?)?;
         let fds = [
             (layout::CONFIG, config.map().as_raw_fd()),
             (layout::COUNTERS, counters.map().as_raw_fd()),
             (layout::START_SLOT, start_slots.as_raw_fd()),
             (layout::START, start.map().as_raw_fd()),
+            (layout::START_SPILLED, start_spilled.map().as_raw_fd()),
         ];
         let fd_of = |m: MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
         let mut attached = Vec::new();
@@ -165,7 +168,7 @@ impl IoMonitor {
         // Attaching was BTF's only use; the sidecar should not keep it resident.
         crate::btf::release_vmlinux();
         let sources = sources_of(&reports);
-        Ok(IoMonitor { attached, reports, sources, config, counters, start_slots, _start: start })
+        Ok(IoMonitor { attached, reports, sources, config, counters, start_slots, _start: start, start_spilled })
     }
 
     /// Re-targets the programs; takes effect on the next event, no reload.
@@ -188,6 +191,12 @@ impl IoMonitor {
     #[doc(hidden)]
     pub fn start_slot_map(&self) -> &Map {
         &self.start_slots
+    }
+
+    /// How many start times wait in the hash (see [`layout::START_SPILLED`]).
+    #[doc(hidden)]
+    pub fn start_spilled(&self) -> Result<u64> {
+        self.start_spilled.get(0)
     }
 
     /// Each probe's attach report.

@@ -115,6 +115,7 @@ fn latency_start_times_fall_back_to_the_hash_when_the_slot_is_taken() {
     let mid = s.snap();
     assert_eq!(mid.pread.count - before.pread.count, N, "pread count with the slot taken");
     assert_eq!(slots.lookup_raw(&key).unwrap().unwrap(), slot(1, 12345), "another thread's slot was overwritten");
+    assert_eq!(s.monitor.start_spilled().unwrap(), 0, "every start time taken out of the hash is uncounted");
 
     slots.update_raw(&key, &slot(0, 0)).unwrap();
     s.target.run(&format!("pread {file} {N} 4096")).unwrap();

@@ -5,7 +5,9 @@
 //! calls. Stack: [-16, 0) comm, -20 counters key, -24 thread id key, -32 timestamp, -40
 //! start slot index.
 
-use super::layout::{config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, START, START_SLOT, START_SLOTS};
+use super::layout::{
+    config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, START, START_SLOT, START_SLOTS, START_SPILLED,
+};
 use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
 
@@ -14,11 +16,23 @@ use crate::Result;
 /// `pre` runs first with r6 = ctx (for a test cheaper than the scope test, such as a syscall
 /// number); then the scope test; then `body`. Any `goto out` ends the program.
 pub(crate) fn program(pre: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+    build(|a, out| {
+        pre(a, out);
+        scope(a, out);
+        body(a, out);
+    })
+}
+
+/// Builds `prologue; body; out: return 0` without the scope test, for a body that finds
+/// its own state keyed by thread (the exit half of a latency pair).
+pub(crate) fn unscoped(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+    build(body)
+}
+
+fn build(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
     let mut a = Asm::new();
     let out = a.label("out");
     a.mov64(R6, R1);
-    pre(&mut a, out);
-    scope(&mut a, out);
     body(&mut a, out);
     a.bind(out);
     a.mov64(R0, 0);
@@ -134,7 +148,8 @@ fn start_slot(a: &mut Asm, out: Label) {
 /// u32 tid = bpf_get_current_pid_tgid();
 /// struct slot *s = &slots[tid % START_SLOTS];
 /// if (s->tid == 0 || s->tid == tid) { s->ts = bpf_ktime_get_ns(); s->tid = tid; }
-/// else { u64 ts = bpf_ktime_get_ns(); bpf_map_update_elem(&start, &tid, &ts, BPF_ANY); }
+/// else { u64 ts = bpf_ktime_get_ns();
+///        if (bpf_map_update_elem(&start, &tid, &ts, BPF_ANY) == 0) __sync_fetch_and_add(&spilled, 1); }
 /// ```
 ///
 /// A slot another thread holds is left alone: that thread is inside a read too, and the
@@ -160,6 +175,8 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
     a.add64(R3, -32);
     a.mov64(R4, 0);
     a.call(Helper::MapUpdateElem);
+    a.jne(R0, 0, out);
+    spilled_add(a, 1);
     a.ja(out);
 
     a.bind(claim);
@@ -168,15 +185,25 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
     a.stx_dw(R8, off(slot::TID), R7);
 }
 
+/// `spilled += n`.
+fn spilled_add(a: &mut Asm, n: i32) {
+    a.ld_map_value(R1, START_SPILLED, 0);
+    a.mov64(R2, n);
+    a.atomic_add64(R1, 0, R2);
+}
+
 /// Takes the current thread's start time (from its slot, else from the hash) and records
-/// the elapsed time.
+/// the elapsed time. Runs without the scope test: only a target thread's enter stores a
+/// start time, so a neighbour leaves at the slot compare (and the spilled count).
 ///
 /// ```c
 /// u32 tid = bpf_get_current_pid_tgid();
 /// struct slot *s = &slots[tid % START_SLOTS];
 /// if (s->tid == tid) { start = s->ts; s->tid = 0; }
-/// else if ((p = bpf_map_lookup_elem(&start, &tid))) { start = *p; bpf_map_delete_elem(&start, &tid); }
-/// else return 0;
+/// else if (spilled && (p = bpf_map_lookup_elem(&start, &tid))) {
+///     start = *p;
+///     if (bpf_map_delete_elem(&start, &tid) == 0) __sync_fetch_and_add(&spilled, -1);
+/// } else return 0;
 /// record(h, bpf_ktime_get_ns() - start);
 /// ```
 pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
@@ -192,6 +219,9 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
     a.ja(have);
 
     a.bind(from_hash);
+    a.ld_map_value(R1, START_SPILLED, 0);
+    a.ldx_dw(R1, R1, 0);
+    a.jeq(R1, 0, out);
     a.stx_w(R10, -24, R7);
     a.ld_map_fd(R1, START);
     a.mov64(R2, R10);
@@ -203,6 +233,8 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
     a.mov64(R2, R10);
     a.add64(R2, -24);
     a.call(Helper::MapDeleteElem);
+    a.jne(R0, 0, have);
+    spilled_add(a, -1);
 
     a.bind(have);
     a.call(Helper::KtimeGetNs);

@@ -29,6 +29,10 @@ const _: () = assert!(START_SLOTS.is_power_of_two() && START_SLOT_SIZE >= 8 * (s
 pub const START: MapRef = MapRef("ktm_io_start");
 /// Capacity of [`START`]: colliding threads of the target inside a read at the same time.
 pub const START_ENTRIES: u32 = 4096;
+/// How many start times [`START`] holds now (one u64): an exit whose slot is not its own
+/// looks in the hash only when this is non-zero, so the exit programs need no scope test
+/// (a neighbour's exit costs an inlined array load instead of a helper call).
+pub const START_SPILLED: MapRef = MapRef("ktm_io_spilled");
 
 /// Config words (u64 each).
 pub mod config {
@@ -94,7 +98,7 @@ pub mod lane {
 pub type Counters = [u64; lane::LANES];
 
 /// The module's maps: the one definition both the loader and the ELF writer use.
-pub fn map_defs() -> [crate::maps::MapDef; 4] {
+pub fn map_defs() -> [crate::maps::MapDef; 5] {
     use crate::maps::MapDef;
     use crate::sys::bpf::MapType;
     use std::mem::size_of;
@@ -111,6 +115,7 @@ pub fn map_defs() -> [crate::maps::MapDef; 4] {
         def(COUNTERS, MapType::PercpuArray, size_of::<Counters>(), 1),
         def(START_SLOT, MapType::Array, START_SLOT_SIZE, START_SLOTS),
         def(START, MapType::Hash, size_of::<u64>(), START_ENTRIES),
+        def(START_SPILLED, MapType::Array, size_of::<u64>(), 1),
     ]
 }
 

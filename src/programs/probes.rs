@@ -4,7 +4,7 @@
 //! metric's meaning it is left out of the plan, and a kernel with no alternative left
 //! reports the metric unavailable.
 
-use super::emit::{add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program};
+use super::emit::{add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, unscoped};
 use super::layout::lane;
 use crate::attach::{tracepoint_field, Alternative, AttachPoint, Plan};
 use crate::insn::{Asm, Label, Program, R1, R2, R6};
@@ -66,7 +66,7 @@ fn latency(name: &str, syscall: &'static str, h: super::layout::HistLanes) -> Pl
     let func = syscall_fn(syscall);
     let func = func.as_str();
     let enter = || program(no_pre, latency_enter);
-    let exit = move || program(no_pre, move |a, out| latency_exit(a, out, h));
+    let exit = move || unscoped(move |a, out| latency_exit(a, out, h));
     Plan {
         name: name.into(),
         alternatives: vec![
