@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn start_slots_index_by_mask() {
         assert!(START_SLOTS.is_power_of_two());
-        assert!(START_SLOT_SIZE >= 8 * (slot::TS + 1));
+        const { assert!(START_SLOT_SIZE >= 8 * (slot::TS + 1)) };
     }
 
     #[test]
