@@ -6,12 +6,21 @@
 //! cargo bench --bench overhead                     # full run, about a minute
 //! cargo bench --bench overhead -- --quick          # about 20 s
 //! cargo bench --bench overhead -- --json out.json  # also write the figures as JSON
+//! cargo bench --bench overhead -- --only guest-mechanisms --quick
+//! .ci/qemu/bench-guest.sh                          # guest-mechanisms in the QEMU guests
 //! ```
+//!
+//! `--only GROUP,...` picks groups; `--json -` prints the JSON on stdout between
+//! `KTM-BENCH-JSON-BEGIN` and `KTM-BENCH-JSON-END` lines. Arguments in `KTM_BENCH_ARGS` are
+//! appended to the command line's (the QEMU runner passes only libtest's). With
+//! `KTM_IN_QEMU` set (the guests' /init), the defaults are 9 rounds of 20 000 calls.
 //!
 //! Needs root (bpf, perf tracepoints, cgroup v2). Prints the tables to stdout, progress to
 //! stderr. Workload figures are medians of interleaved rounds on one pinned CPU; ratios are
 //! ratios of those medians.
 
+#[path = "overhead/guest.rs"]
+mod guest;
 #[path = "overhead/harness.rs"]
 mod harness;
 #[path = "overhead/json.rs"]
@@ -31,6 +40,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+/// The lines around the JSON of `--json -`.
+const JSON_BEGIN: &str = "KTM-BENCH-JSON-BEGIN";
+const JSON_END: &str = "KTM-BENCH-JSON-END";
 
 /// Set in the re-executed child that measures start-up from process start.
 const CHILD_ENV: &str = "KTM_OVERHEAD_CHILD";
@@ -57,17 +70,51 @@ struct Opts {
 }
 
 /// The groups `--only` can pick.
-const GROUPS: [&str; 5] = ["startup", "collection", "workload", "mechanisms", "slots"];
+const GROUPS: [&str; 6] = ["startup", "collection", "workload", "mechanisms", "slots", "guest-mechanisms"];
+
+/// Extra arguments, whitespace-separated, appended to the command line's: a QEMU guest runs
+/// every binary as `NAME --test-threads=1 --nocapture`, so `.ci/qemu/bench-guest.sh` selects
+/// the measurement with `KTM_BENCH_ARGS="--bench --only guest-mechanisms"` instead.
+const ARGS_ENV: &str = "KTM_BENCH_ARGS";
+
+/// The command line's arguments, then those of [`ARGS_ENV`].
+fn bench_args() -> Vec<String> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Ok(extra) = std::env::var(ARGS_ENV) {
+        args.extend(extra.split_whitespace().map(String::from));
+    }
+    args
+}
+
+/// Set by the QEMU guests' /init: everything runs under TCG, some 10 to 50 times slower.
+fn in_qemu() -> bool {
+    std::env::var_os("KTM_IN_QEMU").is_some()
+}
 
 impl Opts {
     fn parse() -> Result<Opts, String> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args = bench_args();
         let quick = args.iter().any(|a| a == "--quick");
+        // A cached 4 KiB pread costs microseconds under TCG: fewer calls, and more rounds
+        // against the drift of a shared host (a guest-mechanisms round takes about 3 s).
+        let qemu = in_qemu();
         let mut o = Opts {
             quick,
             json: None,
-            rounds: if quick { 3 } else { 5 },
-            calls: if quick { 50_000 } else { 200_000 },
+            rounds: if qemu {
+                9
+            } else if quick {
+                3
+            } else {
+                5
+            },
+            calls: if qemu {
+                20_000
+            } else if quick {
+                50_000
+            } else {
+                200_000
+            },
             starts: if quick { 2 } else { 9 },
             reexecs: if quick { 2 } else { 5 },
             snapshots: if quick { 1000 } else { 10_000 },
@@ -79,7 +126,9 @@ impl Opts {
         while let Some(a) = it.next() {
             let mut val = |what: &str| it.next().cloned().ok_or(format!("{a} needs {what}"));
             match a.as_str() {
-                "--quick" | "--bench" => {}
+                // --test-threads=1 and --nocapture: how the QEMU runner calls every binary.
+                "--quick" | "--bench" | "--nocapture" => {}
+                a if a.starts_with("--test-threads") => {}
                 "--json" => o.json = Some(PathBuf::from(val("a path")?)),
                 "--rounds" => o.rounds = val("a number")?.parse().map_err(|_| "bad --rounds")?,
                 "--calls" => o.calls = val("a number")?.parse().map_err(|_| "bad --calls")?,
@@ -100,7 +149,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "overhead [--quick] [--json PATH] [--rounds N] [--calls N] [--mix PREAD,READ,OTHER] \
+                        "overhead [--quick] [--json PATH|-] [--rounds N] [--calls N] [--mix PREAD,READ,OTHER] \
                          [--only {}]",
                         GROUPS.join(",")
                     );
@@ -124,7 +173,7 @@ fn main() {
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs bench binaries with no
     // arguments, where minutes of measurement in a debug build would be wasted.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !bench_args().iter().any(|a| a == "--bench") {
         println!("overhead: a benchmark; run it with `cargo bench --bench overhead`");
         return;
     }
@@ -397,6 +446,13 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     // Bounded: full runs stay under 3 minutes even on a busy host, quick ones near 30 s.
     bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 3 } else { 30 });
     bench.max_discards = if opts.quick { 1 } else { opts.rounds };
+    if in_qemu() {
+        // Nothing else runs in the guest, and what loads the host is invisible from inside.
+        // Not even BPF programs of other processes: the only ones are this process's own,
+        // still being freed after a detach.
+        bench.quiet_budget = std::time::Duration::ZERO;
+        bench.max_discards = 0;
+    }
 
     if opts.runs("workload") {
         eprintln!("workload cost ...");
@@ -423,6 +479,12 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         out.push_str(&ht);
         js.set("percpu_vs_shared", pj);
         js.set("start_map", hj);
+    }
+    if opts.runs("guest-mechanisms") {
+        eprintln!("fentry vs kprobe vs tracepoint (guest-mechanisms) ...");
+        let (t, j) = guest::group(&mut bench, opts, &ids)?;
+        out.push_str(&t);
+        js.set("guest_mechanisms", j);
     }
     drop(place);
     js.set("waited_for_quiet_s", bench.waited.as_secs_f64());
@@ -479,7 +541,9 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
                 .with("pass", tg.pass()),
         );
     }
-    out.push_str(&t.render());
+    if !targets.is_empty() {
+        out.push_str(&t.render());
+    }
     js.set("targets", J::Arr(tjs));
 
     let progs_at_end = harness::host_prog_ids().len();
@@ -500,9 +564,14 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         opts.calls,
     );
     print!("{head}{out}");
-    if let Some(path) = &opts.json {
-        std::fs::write(path, format!("{js}\n")).map_err(|e| format!("write {}: {e}", path.display()))?;
-        eprintln!("JSON written to {}", path.display());
+    match &opts.json {
+        // On stdout between marker lines: a QEMU guest's only way out is its console.
+        Some(path) if path.as_os_str() == "-" => println!("\n{JSON_BEGIN}\n{js}\n{JSON_END}"),
+        Some(path) => {
+            std::fs::write(path, format!("{js}\n")).map_err(|e| format!("write {}: {e}", path.display()))?;
+            eprintln!("JSON written to {}", path.display());
+        }
+        None => {}
     }
     Ok(())
 }

@@ -1,0 +1,591 @@
+//! Group `guest-mechanisms`: fentry/fexit vs kprobe/kretprobe vs classic syscall tracepoints
+//! on the syscall functions the iomonitor's latency probes use, as empty programs and as the
+//! real iomonitor. Meant for the QEMU guests (`.ci/qemu/bench-guest.sh`), where both fentry
+//! and kprobes work; there everything runs under TCG, so absolute times mean nothing and
+//! only ratios to the bare call of the same run (interleaved rounds, medians) are reported.
+//! Where a mechanism is unavailable (this host: kprobes compiled out, fentry refused), its
+//! rows say so and why, and the rest is measured.
+
+use super::harness::{self, Bench, Config, Op, Samples, R};
+use super::json::J;
+use super::progs::{self, Body, Design, ProgStat, Set};
+use super::{counted, f0, f1, f3, ktm_points, ratio, Ids, Opts, Table};
+use ktm::attach::{AttachPoint, Mechanism, Policy};
+use ktm::iomonitor::{IoMonitor, Scope};
+use ktm::load::LoadedProgram;
+
+/// The syscalls whose latency the iomonitor measures.
+const SYSCALLS: [&str; 2] = ["pread64", "read"];
+/// The ops whose syscalls carry the probes (getppid carries none, but pays for classic
+/// syscall tracepoints' slow path).
+const PROBED: [Op; 2] = [Op::Pread, Op::Read];
+
+/// Waits for the kernel to finish what an attach or detach left to do asynchronously (RCU
+/// callbacks freeing programs and trampolines, ftrace text patching). Under TCG each
+/// change of kernel text also throws away translated code, and without the pause the first
+/// loop after a configuration change (bare's pread, mostly) ran up to 30% slow.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(if super::in_qemu() { 250 } else { 50 }));
+}
+
+/// The kernel function that is the syscall itself, as in the iomonitor's latency plans.
+fn syscall_fn(syscall: &str) -> String {
+    if cfg!(target_arch = "aarch64") {
+        format!("__arm64_sys_{syscall}")
+    } else {
+        format!("__x64_sys_{syscall}")
+    }
+}
+
+/// One way of hooking the entry and exit of the syscalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mech {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Mech {
+    const ALL: [Mech; 3] = [Mech::Fentry, Mech::Kprobe, Mech::Tracepoint];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mech::Fentry => "fentry+fexit",
+            Mech::Kprobe => "kprobe+kretprobe",
+            Mech::Tracepoint => "tracepoints",
+        }
+    }
+
+    /// The entry and exit points for `syscall`.
+    fn points(self, syscall: &str) -> [AttachPoint; 2] {
+        let f = syscall_fn(syscall);
+        match self {
+            Mech::Fentry => [AttachPoint::fentry(&f, false), AttachPoint::fentry(&f, true)],
+            Mech::Kprobe => [AttachPoint::kprobe(&f, false), AttachPoint::kprobe(&f, true)],
+            Mech::Tracepoint => [
+                AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")),
+                AttachPoint::tracepoint("syscalls", &format!("sys_exit_{syscall}")),
+            ],
+        }
+    }
+
+    /// The mechanism of the entry point (what the iomonitor's latency probes must have got).
+    fn entry(self) -> Mechanism {
+        match self {
+            Mech::Fentry => Mechanism::Fentry,
+            Mech::Kprobe => Mechanism::Kprobe,
+            Mech::Tracepoint => Mechanism::Tracepoint,
+        }
+    }
+
+    /// The empty programs' row.
+    fn floor(self) -> &'static str {
+        match self {
+            Mech::Fentry => "empty fentry+fexit",
+            Mech::Kprobe => "empty kprobe+kretprobe",
+            Mech::Tracepoint => "empty tracepoints",
+        }
+    }
+
+    /// The iomonitor's rows: neighbour, target.
+    fn ktm(self) -> [&'static str; 2] {
+        match self {
+            Mech::Fentry => ["ktm fentry nbr", "ktm fentry tgt"],
+            Mech::Kprobe => ["ktm kprobe nbr", "ktm kprobe tgt"],
+            Mech::Tracepoint => ["ktm tracepoint nbr", "ktm tracepoint tgt"],
+        }
+    }
+
+    /// The policy that gives the iomonitor this mechanism where it works.
+    fn policy(self) -> Policy {
+        match self {
+            Mech::Fentry => Policy { disable_fentry: false, disable_kprobe: false },
+            Mech::Kprobe => Policy { disable_fentry: true, disable_kprobe: false },
+            Mech::Tracepoint => Policy { disable_fentry: true, disable_kprobe: true },
+        }
+    }
+
+    fn policy_text(self) -> &'static str {
+        match self {
+            Mech::Fentry => "default policy",
+            Mech::Kprobe => "KTM_DISABLE_FENTRY",
+            Mech::Tracepoint => "KTM_DISABLE_FENTRY + KTM_DISABLE_KPROBE",
+        }
+    }
+}
+
+/// Empty programs at the entry and exit of both syscalls.
+fn floor_design(m: Mech) -> Design {
+    let mut d = Design::new(Vec::new());
+    for s in SYSCALLS {
+        let short = s.trim_end_matches("64");
+        let [enter, exit] = m.points(s);
+        d = d.part(&format!("{short}_in"), enter, Body::Empty).part(&format!("{short}_out"), exit, Body::Empty);
+    }
+    d
+}
+
+/// The iomonitor's latency probes, which must have got the mechanism under test.
+const LATENCY_PROBES: [&str; 2] = ["ktm_pread", "ktm_read"];
+
+/// Checks that the iomonitor's latency probes got `m`; else says why not.
+fn check_mechanism(mon: &IoMonitor, m: Mech) -> Result<(), String> {
+    for name in LATENCY_PROBES {
+        let r = mon.reports().find(|r| r.name == name).ok_or(format!("{name}: no such probe"))?;
+        let got = r.attached.as_ref().map(|p| p.mechanism());
+        if got == Some(m.entry()) {
+            continue;
+        }
+        let why = r
+            .failures
+            .iter()
+            .find(|(p, _)| p.mechanism() == m.entry())
+            .map(|(p, why)| format!("{p}: {why}"))
+            .unwrap_or_default();
+        let got = r.attached.as_ref().map_or("nothing".to_string(), |p| p.to_string());
+        return Err(format!("{name} got {got} instead of {}; {why}", m.entry()));
+    }
+    Ok(())
+}
+
+/// One iomonitor configuration, started once before the rounds.
+struct KtmCheck {
+    /// Measured, or why not.
+    status: Result<(), String>,
+    /// (probe, what it attached or why nothing).
+    attached: Vec<(String, String)>,
+}
+
+fn check_ktm(m: Mech) -> KtmCheck {
+    let mon = match IoMonitor::start(&m.policy()) {
+        Ok(mon) => mon,
+        Err(e) => return KtmCheck { status: Err(format!("IoMonitor::start: {e}")), attached: Vec::new() },
+    };
+    let attached = mon
+        .reports()
+        .map(|r| (r.name.clone(), r.attached.as_ref().map_or("not attached".to_string(), |p| p.to_string())))
+        .collect();
+    KtmCheck { status: check_mechanism(&mon, m), attached }
+}
+
+/// `a / b` of the medians of a cell in two rows.
+fn rel(s: &Samples, a: &str, b: &str, op: Op) -> f64 {
+    s.median(a, op.name()) / s.median(b, op.name())
+}
+
+/// `(a - bare) / (b - bare)`: how much more one mechanism adds than another (NaN when `b`
+/// adds nothing measurable).
+fn added(s: &Samples, a: &str, b: &str, op: Op) -> f64 {
+    let bare = s.median("bare", op.name());
+    let (x, y) = (s.median(a, op.name()) - bare, s.median(b, op.name()) - bare);
+    if y > 0.0 {
+        x / y
+    } else {
+        f64::NAN
+    }
+}
+
+fn unavailable(why: &str) -> String {
+    format!("unavailable: {why}")
+}
+
+/// Footnotes of a table: the long reasons, numbered.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl Notes {
+    /// The marker of `why` (the same reason, the same number).
+    fn mark(&mut self, why: &str) -> String {
+        let i = self.0.iter().position(|w| w == why).unwrap_or_else(|| {
+            self.0.push(why.to_string());
+            self.0.len() - 1
+        });
+        format!("unavailable [{}]", i + 1)
+    }
+
+    fn render(&self) -> String {
+        self.0.iter().enumerate().map(|(i, w)| format!("[{}] {w}\n", i + 1)).collect()
+    }
+}
+
+/// Runs the group; returns its tables and JSON.
+pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
+    // Which configurations this kernel can run, tried once before the rounds.
+    let floors: Vec<(Mech, Design, Result<(), String>)> = Mech::ALL
+        .iter()
+        .map(|&m| {
+            let d = floor_design(m);
+            let st = Set::build(&d).map(drop).map_err(|e| e.to_string());
+            (m, d, st)
+        })
+        .collect();
+    let ktms: Vec<(Mech, KtmCheck)> = Mech::ALL.iter().map(|&m| (m, check_ktm(m))).collect();
+    let scopes = |m: Mech| {
+        let [nbr, tgt] = m.ktm();
+        [(nbr, Scope::Cgroup(ids.other)), (tgt, Scope::Cgroup(ids.mine))]
+    };
+
+    let mut configs: Vec<Config> = vec![(
+        "bare",
+        Box::new(|b: &mut Bench| {
+            settle();
+            b.measure("bare", &Op::ALL);
+            Ok(())
+        }),
+    )];
+    for (m, d, st) in &floors {
+        if st.is_err() {
+            continue;
+        }
+        let row = m.floor();
+        configs.push((
+            row,
+            Box::new(move |b: &mut Bench| {
+                let _set = Set::build(d)?;
+                settle();
+                b.measure(row, &Op::ALL);
+                Ok(())
+            }),
+        ));
+    }
+    for (m, k) in &ktms {
+        if k.status.is_err() {
+            continue;
+        }
+        let m = *m;
+        configs.push((
+            m.ktm()[0],
+            Box::new(move |b: &mut Bench| {
+                let mon = IoMonitor::start(&m.policy())?;
+                check_mechanism(&mon, m)?;
+                settle();
+                for (row, scope) in scopes(m) {
+                    mon.set_scope(&scope)?;
+                    for op in Op::ALL {
+                        let s0 = mon.snapshot()?;
+                        let made = b.measure(row, &[op]) as f64;
+                        let s1 = mon.snapshot()?;
+                        let (lat, _) = counted(op, &s0, &s1);
+                        b.push(row, &format!("{op} counted/call"), lat as f64 / made);
+                    }
+                }
+                Ok(())
+            }),
+        ));
+    }
+    harness::interleave(b, "guest-mechanisms", opts.rounds, &mut configs)?;
+    drop(configs);
+    let s = b.take();
+
+    let mut out = String::new();
+    let mut js = J::obj();
+
+    // What was measured, and what could not be.
+    let mut t = Table::new(
+        "8. guest-mechanisms: the configurations (empty = `r0 = 0; exit` at the entry and exit of both syscalls; \
+         ktm = the IoMonitor, nbr = scoped to another cgroup, tgt = to this process's cgroup)",
+        &["configuration", "attached to pread64 / read", "status"],
+    );
+    let mut cj = Vec::new();
+    let mut notes = Notes::default();
+    for (m, _, st) in &floors {
+        let points: Vec<String> = SYSCALLS.iter().flat_map(|s| m.points(s)).map(|p| p.to_string()).collect();
+        let status = st.as_ref().map_or_else(|e| unavailable(e), |_| "measured".to_string());
+        let cell = st.as_ref().map_or_else(|e| notes.mark(e), |_| "measured".to_string());
+        t.row(vec![m.floor().into(), format!("{}: {}", m.name(), SYSCALLS.map(syscall_fn).join(", ")), cell]);
+        cj.push(J::obj().with("configuration", m.floor()).with("points", points).with("status", status));
+    }
+    for (m, k) in &ktms {
+        let lat: Vec<String> = LATENCY_PROBES
+            .iter()
+            .filter_map(|n| k.attached.iter().find(|(p, _)| p == n).map(|(_, a)| a.clone()))
+            .collect();
+        let status = k.status.as_ref().map_or_else(|e| unavailable(e), |_| "measured".to_string());
+        let row = format!("ktm {} ({})", m.name(), m.policy_text());
+        let cell = k.status.as_ref().map_or_else(|e| notes.mark(e), |_| "measured".to_string());
+        t.row(vec![row.clone(), lat.join(" + "), cell]);
+        cj.push(
+            J::obj()
+                .with("configuration", row.as_str())
+                .with("rows", m.ktm().to_vec())
+                .with("latency_probes", lat)
+                .with("status", status),
+        );
+    }
+    out.push_str(&t.render());
+    out.push_str(&notes.render());
+    js.set("configurations", J::Arr(cj));
+
+    // Every probe of each iomonitor configuration: the other probes cost too.
+    let mut head = vec!["probe".to_string()];
+    head.extend(ktms.iter().map(|(m, _)| format!("ktm {}", m.name())));
+    let head: Vec<&str> = head.iter().map(|h| h.as_str()).collect();
+    let mut t = Table::new("8a. What each IoMonitor configuration attached, probe by probe", &head);
+    let mut aj = J::obj();
+    let names: Vec<String> =
+        ktms.iter().flat_map(|(_, k)| k.attached.iter().map(|(n, _)| n.clone())).fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    for name in &names {
+        let mut row = vec![name.clone()];
+        for (_, k) in &ktms {
+            row.push(k.attached.iter().find(|(n, _)| n == name).map_or("-".into(), |(_, a)| a.clone()));
+        }
+        t.row(row);
+    }
+    for (m, k) in &ktms {
+        aj.set(m.name(), J::Obj(k.attached.iter().map(|(n, a)| (n.clone(), J::from(a.as_str()))).collect()));
+    }
+    out.push_str(&t.render());
+    js.set("iomonitor_attached", aj);
+
+    // Cost per call: ratios to bare and to the same mechanism's empty programs.
+    let mut head: Vec<String> = vec!["configuration".into()];
+    head.extend(Op::ALL.iter().map(|op| format!("{op} ns")));
+    head.extend(Op::ALL.iter().map(|op| format!("{op}/bare")));
+    head.extend(Op::ALL.iter().map(|op| format!("{op}/floor")));
+    head.push("pread counted/call".into());
+    head.push("read counted/call".into());
+    head.push("note".into());
+    let head: Vec<&str> = head.iter().map(|h| h.as_str()).collect();
+    let mut t = Table::new(
+        &format!(
+            "8b. Cost per call, medians of {} interleaved rounds of {} calls per loop (ns are {}; read the ratios); \
+             floor = the same mechanism's empty programs",
+            opts.rounds,
+            b.calls,
+            if super::in_qemu() { "TCG-emulated" } else { "this host's" }
+        ),
+        &head,
+    );
+    let mut rows: Vec<(&str, Option<&str>, Result<(), String>)> = vec![("bare", None, Ok(()))];
+    for (m, _, st) in &floors {
+        rows.push((m.floor(), None, st.clone()));
+    }
+    for (m, k) in &ktms {
+        for row in m.ktm() {
+            rows.push((row, Some(m.floor()), k.status.clone()));
+        }
+    }
+    let mut rj = J::obj();
+    for (row, floor, st) in &rows {
+        let mut cells = vec![row.to_string()];
+        if let Err(why) = st {
+            cells.extend(std::iter::repeat("-".to_string()).take(head.len() - 2));
+            cells.push(notes.mark(why));
+            t.row(cells);
+            rj.set(row, J::obj().with("unavailable", why.as_str()));
+            continue;
+        }
+        let fl = floor.filter(|f| floors.iter().any(|(m, _, st)| m.floor() == *f && st.is_ok()));
+        cells.extend(Op::ALL.iter().map(|&op| f0(s.median(row, op.name()))));
+        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(&s, row, "bare", op))));
+        cells.extend(Op::ALL.iter().map(|&op| fl.map_or("-".into(), |f| ratio(rel(&s, row, f, op)))));
+        let cnt = |op: Op| s.median(row, &format!("{op} counted/call"));
+        cells.push(if floor.is_some() { f3(cnt(Op::Pread)) } else { "-".into() });
+        cells.push(if floor.is_some() { f3(cnt(Op::Read)) } else { "-".into() });
+        cells.push(String::new());
+        t.row(cells);
+        let mut o = J::obj().with("floor", fl);
+        for op in Op::ALL {
+            let mut c = J::obj()
+                .with("ns_per_call", s.median(row, op.name()))
+                .with("samples", s.get(row, op.name()).map(|v| v.to_vec()).unwrap_or_default())
+                .with("x_bare", rel(&s, row, "bare", op));
+            if let Some(f) = fl {
+                c.set("x_floor", rel(&s, row, f, op));
+            }
+            if floor.is_some() {
+                c.set("counted_per_call", cnt(op));
+            }
+            o.set(op.name(), c);
+        }
+        rj.set(row, o);
+    }
+    out.push_str(&t.render());
+    js.set("cost", rj);
+
+    // The comparisons the choice rests on.
+    let measured = |row: &str| s.get(row, "pread").is_some();
+    let pairs: Vec<(String, &str, &str)> = vec![
+        ("empty: kprobe+kretprobe vs fentry+fexit".into(), Mech::Kprobe.floor(), Mech::Fentry.floor()),
+        ("ktm neighbour: kprobe vs fentry".into(), Mech::Kprobe.ktm()[0], Mech::Fentry.ktm()[0]),
+        ("ktm target: kprobe vs fentry".into(), Mech::Kprobe.ktm()[1], Mech::Fentry.ktm()[1]),
+        ("empty: tracepoints vs fentry+fexit".into(), Mech::Tracepoint.floor(), Mech::Fentry.floor()),
+        ("ktm neighbour: tracepoint vs fentry".into(), Mech::Tracepoint.ktm()[0], Mech::Fentry.ktm()[0]),
+        ("ktm target: tracepoint vs fentry".into(), Mech::Tracepoint.ktm()[1], Mech::Fentry.ktm()[1]),
+        ("empty: tracepoints vs kprobe+kretprobe".into(), Mech::Tracepoint.floor(), Mech::Kprobe.floor()),
+        ("ktm target: tracepoint vs kprobe".into(), Mech::Tracepoint.ktm()[1], Mech::Kprobe.ktm()[1]),
+    ];
+    let mut t = Table::new(
+        "8c. A vs B, same run: A/B of ns per call, and (A - bare)/(B - bare) = how many times B's added cost A adds",
+        &[
+            "comparison (A vs B)",
+            "pread A/B",
+            "read A/B",
+            "getppid A/B",
+            "pread added A/B",
+            "read added A/B",
+            "pread A/bare",
+            "pread B/bare",
+            "note",
+        ],
+    );
+    let mut pj = Vec::new();
+    for (name, a, bb) in &pairs {
+        if !measured(a) || !measured(bb) {
+            let missing = if measured(a) { bb } else { a };
+            let mut cells = vec![name.clone()];
+            cells.extend(std::iter::repeat("-".to_string()).take(7));
+            cells.push(format!("{missing} not measured"));
+            t.row(cells);
+            pj.push(J::obj().with("comparison", name.as_str()).with("unavailable", *missing));
+            continue;
+        }
+        let mut cells = vec![name.clone()];
+        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(&s, a, bb, op))));
+        cells.extend(PROBED.iter().map(|&op| ratio(added(&s, a, bb, op))));
+        cells.push(ratio(rel(&s, a, "bare", Op::Pread)));
+        cells.push(ratio(rel(&s, bb, "bare", Op::Pread)));
+        cells.push(String::new());
+        t.row(cells);
+        let mut o = J::obj().with("comparison", name.as_str()).with("a", *a).with("b", *bb);
+        for op in Op::ALL {
+            o.set(
+                op.name(),
+                J::obj()
+                    .with("a_over_b", rel(&s, a, bb, op))
+                    .with("added_a_over_added_b", added(&s, a, bb, op))
+                    .with("a_over_bare", rel(&s, a, "bare", op))
+                    .with("b_over_bare", rel(&s, bb, "bare", op)),
+            );
+        }
+        pj.push(o);
+    }
+    out.push_str(&t.render());
+    js.set("comparisons", J::Arr(pj));
+
+    // BPF statistics: time inside the programs only (not the trampoline, kprobe or perf
+    // path that calls them).
+    match program_stats(b, &floors, &ktms, ids) {
+        Ok((st, sj)) => {
+            out.push_str(&st);
+            js.set("program_stats", sj);
+        }
+        Err(e) => {
+            out.push_str(&format!("\n## 8d. BPF statistics unavailable: {e}\n"));
+            js.set("program_stats", J::obj().with("unavailable", e.to_string()));
+        }
+    }
+    Ok((out, js))
+}
+
+/// (label, point, program) of each iomonitor program.
+fn ktm_programs(mon: &IoMonitor) -> Vec<(String, String, &LoadedProgram)> {
+    let points = ktm_points(mon);
+    mon.programs()
+        .map(|p| {
+            let point = points.iter().find(|(n, _)| n == p.name()).map_or(String::new(), |(_, a)| a.to_string());
+            (p.name().to_string(), point, p)
+        })
+        .collect()
+}
+
+/// Each program's statistics during each probed loop.
+fn stats_of(b: &mut Bench, progs: &[(String, String, &LoadedProgram)]) -> R<Vec<(Op, Vec<ProgStat>)>> {
+    let mut out = Vec::new();
+    for op in PROBED {
+        let x = progs::stats_now(progs)?;
+        b.exercise(&[op]);
+        let y = progs::stats_now(progs)?;
+        out.push((op, progs::stats_delta(progs, &x, &y)));
+    }
+    Ok(out)
+}
+
+type StatRows = Vec<(String, Vec<(Op, Vec<ProgStat>)>)>;
+
+fn program_stats(
+    b: &mut Bench,
+    floors: &[(Mech, Design, Result<(), String>)],
+    ktms: &[(Mech, KtmCheck)],
+    ids: &Ids,
+) -> R<(String, J)> {
+    let _stats = ktm::sys::bpf::enable_stats()?;
+    let mut results: StatRows = Vec::new();
+    for (m, d, st) in floors {
+        if st.is_err() {
+            continue;
+        }
+        let set = Set::build(d)?;
+        results.push((m.floor().to_string(), stats_of(b, &set.programs())?));
+    }
+    for (m, k) in ktms {
+        if k.status.is_err() {
+            continue;
+        }
+        let mon = IoMonitor::start(&m.policy())?;
+        mon.set_scope(&Scope::Cgroup(ids.mine))?;
+        results.push((m.ktm()[1].to_string(), stats_of(b, &ktm_programs(&mon))?));
+    }
+    let calls = b.calls as f64;
+    let mut t = Table::new(
+        &format!(
+            "8d. BPF statistics (BPF_ENABLE_STATS), {} calls per loop: ns per program run and runs per call; \
+             only the time inside the program, not the trampoline / kprobe / perf path around it",
+            b.calls
+        ),
+        &["configuration", "program @ point", "pread ns/run", "pread runs/call", "read ns/run", "read runs/call"],
+    );
+    let mut j = Vec::new();
+    let mut per_call: Vec<(String, [f64; 2])> = Vec::new();
+    for (row, per_op) in &results {
+        let mut sum = [0.0; 2];
+        let mut first = true;
+        let n = per_op.first().map_or(0, |(_, v)| v.len());
+        for i in 0..n {
+            let runs: Vec<u64> = per_op.iter().map(|(_, v)| v[i].runs).collect();
+            if runs.iter().all(|&r| r == 0) {
+                continue; // an iomonitor program these loops never reach
+            }
+            let s0 = &per_op[0].1[i];
+            let mut cells =
+                vec![if first { row.clone() } else { String::new() }, format!("{} @ {}", s0.label, s0.point)];
+            first = false;
+            let mut o = J::obj()
+                .with("configuration", row.as_str())
+                .with("program", s0.label.as_str())
+                .with("point", s0.point.as_str());
+            for (k, (op, v)) in per_op.iter().enumerate() {
+                let st = &v[i];
+                cells.push(f1(st.ns_per_run));
+                cells.push(f3(st.runs as f64 / calls));
+                if st.runs > 0 {
+                    sum[k] += st.ns_per_run * st.runs as f64 / calls;
+                }
+                o.set(op.name(), J::obj().with("ns_per_run", st.ns_per_run).with("runs", st.runs));
+            }
+            t.row(cells);
+            j.push(o);
+        }
+        per_call.push((row.clone(), sum));
+    }
+    let mut out = t.render();
+    let mut t = Table::new(
+        "8e. BPF statistics summed per call: ns inside all programs per pread / read call, and vs the empty \
+         fentry+fexit",
+        &["configuration", "pread ns/call", "read ns/call", "pread vs fentry+fexit", "read vs fentry+fexit"],
+    );
+    let base = per_call.iter().find(|(r, _)| r == Mech::Fentry.floor()).map(|(_, v)| *v);
+    let mut sj = J::obj();
+    for (row, v) in &per_call {
+        let vs = |k: usize| base.map_or("-".to_string(), |b| ratio(v[k] / b[k]));
+        t.row(vec![row.clone(), f1(v[0]), f1(v[1]), vs(0), vs(1)]);
+        sj.set(row, J::obj().with("pread_ns_per_call", v[0]).with("read_ns_per_call", v[1]));
+    }
+    out.push_str(&t.render());
+    Ok((out, J::obj().with("programs", J::Arr(j)).with("per_call", sj)))
+}
