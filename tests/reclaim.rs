@@ -29,6 +29,23 @@ fn runnable(test: &str, ok: bool, why: &str) -> bool {
     false
 }
 
+/// True when the run's policy switched off every mechanism that feeds `metrics` (a CI
+/// variant such as `KTM_DISABLE_TRACEPOINT=1`): they must then read zero and say why.
+fn switched_off(monitor: &IoMonitor, metrics: &[&str]) -> bool {
+    let snap = monitor.snapshot().unwrap();
+    let mut off = false;
+    for &m in metrics {
+        let src = monitor.sources().iter().find(|s| s.metric == m).unwrap();
+        if src.mechanism.is_none() {
+            assert!(src.detail.contains("disabled by"), "{m} unavailable: {}", src.detail);
+            assert_eq!((snap.lru_scanned, snap.lru_reclaimed, snap.direct_reclaim), (0, 0, 0), "{m} counted");
+            common::matrix(m, "unavailable");
+            off = true;
+        }
+    }
+    off
+}
+
 fn meminfo(key: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     text.lines().find_map(|l| l.strip_prefix(key)?.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap()
@@ -40,6 +57,9 @@ fn memcg_reclaim_counts_the_target_only() {
         return;
     }
     let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    if switched_off(&monitor, &["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"]) {
+        return;
+    }
     let (tcg, dcg) = (TestCgroup::new("rclt"), TestCgroup::new("rcld"));
     for cg in [&tcg, &dcg] {
         std::fs::write(cg.path.join("memory.max"), (16u64 << 20).to_string()).unwrap();
@@ -79,6 +99,9 @@ fn direct_reclaim_of_the_target_is_counted() {
         return;
     }
     let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    if switched_off(&monitor, &["ktm_memory_direct_reclaim_processes"]) {
+        return;
+    }
     let tcg = TestCgroup::new("drc");
     let mut target = Workload::spawn(&common::ktm_bin(), "banyand-drc", Some(&tcg.path)).unwrap();
     monitor.set_scope(&Scope::Cgroup(tcg.id())).unwrap();

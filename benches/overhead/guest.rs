@@ -99,16 +99,16 @@ impl Mech {
     /// The policy that gives the iomonitor this mechanism where it works.
     fn policy(self) -> Policy {
         match self {
-            Mech::Fentry => Policy { disable_fentry: false, disable_kprobe: false },
-            Mech::Kprobe => Policy { disable_fentry: true, disable_kprobe: false },
-            Mech::Tracepoint => Policy { disable_fentry: true, disable_kprobe: true },
+            Mech::Fentry => Policy::default(),
+            Mech::Kprobe => Policy { disable_fentry: true, disable_tracepoint: true, ..Policy::default() },
+            Mech::Tracepoint => Policy { disable_fentry: true, disable_kprobe: true, ..Policy::default() },
         }
     }
 
     fn policy_text(self) -> &'static str {
         match self {
             Mech::Fentry => "default policy",
-            Mech::Kprobe => "KTM_DISABLE_FENTRY",
+            Mech::Kprobe => "KTM_DISABLE_FENTRY + KTM_DISABLE_TRACEPOINT",
             Mech::Tracepoint => "KTM_DISABLE_FENTRY + KTM_DISABLE_KPROBE",
         }
     }

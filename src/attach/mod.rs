@@ -226,14 +226,20 @@ fn attach_perf(prog: &LoadedProgram, perf: OwnedFd) -> Result<Hold> {
 pub struct Policy {
     pub disable_fentry: bool,
     pub disable_kprobe: bool,
+    /// Classic and raw tracepoints alike.
+    pub disable_tracepoint: bool,
 }
 
 impl Policy {
-    /// From `KTM_DISABLE_FENTRY=1` and `KTM_DISABLE_KPROBE=1`, which let CI exercise each
-    /// fallback on kernels where the preferred mechanism works.
+    /// From `KTM_DISABLE_FENTRY=1`, `KTM_DISABLE_KPROBE=1` and `KTM_DISABLE_TRACEPOINT=1`,
+    /// which let CI exercise each fallback on kernels where the preferred mechanism works.
     pub fn from_env() -> Policy {
         let on = |k: &str| std::env::var(k).map(|v| v == "1" || v.eq_ignore_ascii_case("true")).unwrap_or(false);
-        Policy { disable_fentry: on("KTM_DISABLE_FENTRY"), disable_kprobe: on("KTM_DISABLE_KPROBE") }
+        Policy {
+            disable_fentry: on("KTM_DISABLE_FENTRY"),
+            disable_kprobe: on("KTM_DISABLE_KPROBE"),
+            disable_tracepoint: on("KTM_DISABLE_TRACEPOINT"),
+        }
     }
 
     /// Why `m` may not be used, if it may not.
@@ -241,6 +247,9 @@ impl Policy {
         match m {
             Mechanism::Fentry | Mechanism::Fexit if self.disable_fentry => Some("disabled by KTM_DISABLE_FENTRY"),
             Mechanism::Kprobe | Mechanism::Kretprobe if self.disable_kprobe => Some("disabled by KTM_DISABLE_KPROBE"),
+            Mechanism::Tracepoint | Mechanism::RawTracepoint if self.disable_tracepoint => {
+                Some("disabled by KTM_DISABLE_TRACEPOINT")
+            }
             _ => None,
         }
     }
