@@ -51,6 +51,8 @@ const CHILD_ENV: &str = "KTM_OVERHEAD_CHILD";
 const COMM: &str = "ktmbench";
 /// A comm prefix no process here has (neighbour in comm mode).
 const OTHER_COMM: &str = "banyand";
+/// The comm of the child the collection group's module finds as its target.
+const TARGET_COMM: &str = "ktmbenchtarget";
 
 struct Opts {
     quick: bool,
@@ -418,6 +420,12 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         targets.push(Target {
             name: "collection: one IoMonitor::snapshot (median)".into(),
             measured: coll.snapshot_ms,
+            limit: 1.0,
+            unit: "ms",
+        });
+        targets.push(Target {
+            name: "collection: collect + status + push of the module (median, slower case)".into(),
+            measured: coll.push_ms,
             limit: 1.0,
             unit: "ms",
         });
@@ -937,6 +945,7 @@ struct Collection {
     table: String,
     json: J,
     snapshot_ms: f64,
+    push_ms: f64,
     rss_kb: u64,
 }
 
@@ -1001,7 +1010,60 @@ fn collection(opts: &Opts, policy: &Policy, child_rss_kb: Option<u64>) -> R<Coll
         .with("programs_memlock_bytes", progs_total)
         .with("maps", J::Arr(mj));
     drop(mon);
-    Ok(Collection { table: t.render(), json, snapshot_ms: median(&v) / 1e6, rss_kb: rss })
+    // Target found (a child serving workload commands, as BanyanDB would be): a health check
+    // per collection. No target: a discovery scan of /proc per collection.
+    let _target = ktm::workload::Workload::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_ktm")), TARGET_COMM, None)?;
+    let mut json = json;
+    let mut push_ms: f64 = 0.0;
+    for (label, prefix) in [("target found", TARGET_COMM), ("no target", OTHER_COMM)] {
+        let (push, state) = collect_and_push(opts, policy, prefix)?;
+        let mut sorted = push.clone();
+        sorted.sort_by(f64::total_cmp);
+        let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
+        t.row(vec![
+            format!("collect + status + push, {label} ({state}), median / p99 (us)"),
+            format!("{} / {}", f1(median(&push) / 1e3), f1(p99 / 1e3)),
+        ]);
+        json = json.with(
+            &format!("collect_push_{}", label.replace(' ', "_")),
+            J::obj()
+                .with("us", dist(&push.iter().map(|x| x / 1e3).collect::<Vec<_>>()))
+                .with("p99_us", p99 / 1e3)
+                .with("state", state),
+        );
+        push_ms = push_ms.max(median(&push) / 1e6);
+    }
+    Ok(Collection { table: t.render(), json, snapshot_ms: median(&v) / 1e6, push_ms, rss_kb: rss })
+}
+
+/// One collection as the collector thread makes it every interval: the module's refresh
+/// (health check of the target, or discovery while there is none), the snapshot turned into
+/// metrics, the status, and a push to a recorder, with the target found by `prefix`.
+/// Returns the times (ns) and the module's state.
+fn collect_and_push(opts: &Opts, policy: &Policy, prefix: &str) -> R<(Vec<f64>, String)> {
+    use ktm::collector::{IoMonitorModule, Module};
+    use ktm::recorder::FlightRecorder;
+    let cfg = ktm::config::EbpfConfig { cgroup_path: None, comm_prefix: prefix.into() };
+    let mut module = IoMonitorModule::with(cfg, ktm::discovery::Roots::system(), *policy);
+    module.start()?;
+    let mut recorder = ktm::recorder::MemoryRecorder::new(4);
+    let mut once = |module: &mut IoMonitorModule| {
+        let metrics = module.collect();
+        let status = vec![module.status()];
+        recorder.record(ktm::metrics::Batch { timestamp: std::time::SystemTime::now(), metrics, status });
+    };
+    for _ in 0..10 {
+        once(&mut module);
+    }
+    let state = format!("{:?}", module.status().state);
+    let mut v = Vec::with_capacity(opts.snapshots / 10);
+    for _ in 0..(opts.snapshots / 10).max(100) {
+        let s = Instant::now();
+        once(&mut module);
+        v.push(s.elapsed().as_nanos() as f64);
+    }
+    module.stop();
+    Ok((v, state))
 }
 
 // ---------------------------------------------------------------------------------------
