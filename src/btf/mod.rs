@@ -7,6 +7,7 @@
 //! few questions attaching asks: which id does function X have, in vmlinux or in which
 //! module, and how many arguments does it take.
 
+mod blob;
 mod error;
 mod kind;
 mod reader;
@@ -127,11 +128,11 @@ fn find_func_with_base(dir: &Path, base: &Btf, name: &str) -> Result<FuncLocatio
 
 /// Reads and parses one BTF file; a missing file is [`BtfError::NoKernelBtf`].
 fn read_btf(path: &Path, base: Option<&Btf>) -> Result<Btf, BtfError> {
-    let data = match std::fs::read(path) {
+    let data = match blob::load(path) {
         Ok(data) => data,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BtfError::NoKernelBtf { path: path.to_owned() }),
         Err(e) => return Err(BtfError::io(path, &e)),
     };
     // Name the file: a parse error alone does not say which of ~100 blobs was bad.
-    Btf::from_vec(data, base).map_err(|e| BtfError::InFile { path: path.to_owned(), error: Box::new(e) })
+    Btf::from_blob(data, base).map_err(|e| BtfError::InFile { path: path.to_owned(), error: Box::new(e) })
 }
