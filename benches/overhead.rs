@@ -1124,6 +1124,23 @@ fn floor_design(points: &[(String, AttachPoint)]) -> Design {
 }
 
 /// Events the iomonitor counted for one op's loop.
+/// Measures every loop under `row` with the iomonitor attached, and records what it counted
+/// per call (latency samples, and page-cache lookups with `lookups`): 1 for the target, 0 for
+/// a neighbour, so a table cannot silently compare a run that counted nothing.
+fn measure_counted(b: &mut Bench, mon: &IoMonitor, row: &str, lookups: bool) -> R<()> {
+    for op in Op::ALL {
+        let s0 = mon.snapshot()?;
+        let made = b.measure(row, &[op]) as f64;
+        let s1 = mon.snapshot()?;
+        let (lat, look) = counted(op, &s0, &s1);
+        b.push(row, &format!("{op} counted/call"), lat as f64 / made);
+        if lookups {
+            b.push(row, &format!("{op} cache lookups/call"), look as f64 / made);
+        }
+    }
+    Ok(())
+}
+
 fn counted(op: Op, a: &Snapshot, b: &Snapshot) -> (u64, u64) {
     let lat = match op {
         Op::Pread => b.pread.count - a.pread.count,
@@ -1206,14 +1223,7 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
                 let mon = IoMonitor::start(policy)?;
                 for (row, scope) in &vars {
                     mon.set_scope(scope)?;
-                    for op in Op::ALL {
-                        let s0 = mon.snapshot()?;
-                        let made = b.measure(row, &[op]) as f64;
-                        let s1 = mon.snapshot()?;
-                        let (lat, look) = counted(op, &s0, &s1);
-                        b.push(row, &format!("{op} counted/call"), lat as f64 / made);
-                        b.push(row, &format!("{op} cache lookups/call"), look as f64 / made);
-                    }
+                    measure_counted(b, &mon, row, true)?;
                 }
                 Ok(())
             }),

@@ -9,7 +9,7 @@
 use super::harness::{self, Bench, Config, Op, Samples, R};
 use super::json::J;
 use super::progs::{self, Body, Design, ProgStat, Set};
-use super::{counted, f0, f1, f3, ktm_points, ratio, Ids, Opts, Table};
+use super::{f0, f1, f3, ktm_points, ratio, Ids, Opts, Table};
 use ktm::attach::{AttachPoint, Mechanism, Policy};
 use ktm::iomonitor::{IoMonitor, Scope};
 use ktm::load::LoadedProgram;
@@ -261,13 +261,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
                 settle();
                 for (row, scope) in scopes(m) {
                     mon.set_scope(&scope)?;
-                    for op in Op::ALL {
-                        let s0 = mon.snapshot()?;
-                        let made = b.measure(row, &[op]) as f64;
-                        let s1 = mon.snapshot()?;
-                        let (lat, _) = counted(op, &s0, &s1);
-                        b.push(row, &format!("{op} counted/call"), lat as f64 / made);
-                    }
+                    super::measure_counted(b, &mon, row, false)?;
                 }
                 Ok(())
             }),
