@@ -32,10 +32,7 @@ fn counter_program(syscall_nr: Option<i64>) -> ktm::Result<Program> {
     a.ldx_w(R1, R1, 0);
     a.jne(R0, R1, out);
     a.st_w(R10, -4, 0);
-    a.mov64(R2, R10);
-    a.add64(R2, -4);
-    a.ld_map_fd(R1, COUNTER);
-    a.call(Helper::MapLookupElem);
+    a.map_call(Helper::MapLookupElem, COUNTER, -4);
     a.jeq(R0, 0, out);
     a.mov64(R1, 1);
     a.atomic_add64(R0, 0, R1);

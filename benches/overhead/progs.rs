@@ -105,10 +105,7 @@ pub fn program(body: &Body) -> R<Program> {
             }
             {
                 a.st_w(R10, -12, 0);
-                a.mov64(R2, R10);
-                a.add64(R2, -12);
-                a.ld_map_fd(R1, CNT);
-                a.call(Helper::MapLookupElem);
+                a.map_call(Helper::MapLookupElem, CNT, -12);
                 a.jeq(R0, 0, out);
                 if matches!(count, Count::Atomic) {
                     a.mov64(R1, 1);
@@ -125,27 +122,18 @@ pub fn program(body: &Body) -> R<Program> {
             a.stx_w(R10, -4, R0);
             a.call(Helper::KtimeGetNs);
             a.stx_dw(R10, -16, R0);
-            a.ld_map_fd(R1, TS);
-            a.mov64(R2, R10);
-            a.add64(R2, -4);
             a.mov64(R3, R10);
             a.add64(R3, -16);
             a.mov64(R4, 0);
-            a.call(Helper::MapUpdateElem);
+            a.map_call(Helper::MapUpdateElem, TS, -4);
         }
         Body::TsExit => {
             a.call(Helper::GetCurrentPidTgid);
             a.stx_w(R10, -4, R0);
-            a.ld_map_fd(R1, TS);
-            a.mov64(R2, R10);
-            a.add64(R2, -4);
-            a.call(Helper::MapLookupElem);
+            a.map_call(Helper::MapLookupElem, TS, -4);
             a.jeq(R0, 0, out);
             a.ldx_dw(R6, R0, 0);
-            a.ld_map_fd(R1, TS);
-            a.mov64(R2, R10);
-            a.add64(R2, -4);
-            a.call(Helper::MapDeleteElem);
+            a.map_call(Helper::MapDeleteElem, TS, -4);
             a.call(Helper::KtimeGetNs);
             a.sub64(R0, R6);
         }
@@ -155,10 +143,7 @@ pub fn program(body: &Body) -> R<Program> {
             a.mov64(R1, R7);
             a.and64(R1, SLOTS as i32 - 1);
             a.stx_w(R10, -4, R1);
-            a.ld_map_fd(R1, TS);
-            a.mov64(R2, R10);
-            a.add64(R2, -4);
-            a.call(Helper::MapLookupElem);
+            a.map_call(Helper::MapLookupElem, TS, -4);
             a.jeq(R0, 0, out);
             a.mov64(R8, R0);
             if matches!(body, Body::SlotEnter) {

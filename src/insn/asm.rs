@@ -386,6 +386,13 @@ impl Asm {
         self.emit(Instruction::Call(Call::Helper(helper)))
     }
 
+    /// `r0 = helper(&map, fp + key)`: a map helper (lookup, update, delete) on the key stored
+    /// at stack offset `key`. Sets r1 and r2; an update's r3 and r4 must be set before.
+    #[track_caller]
+    pub fn map_call(&mut self, helper: Helper, map: MapRef, key: i16) -> &mut Self {
+        self.ld_map_fd(R1, map).mov64(R2, R10).add64(R2, i32::from(key)).call(helper)
+    }
+
     /// `return r0`.
     #[track_caller]
     pub fn exit(&mut self) -> &mut Self {
@@ -443,6 +450,21 @@ mod tests {
         let p = a.finish().unwrap();
         assert_eq!(p.insns()[2].off, 1); // to slot 4
         assert_eq!(p.insns()[3].off, -3); // back to slot 1
+    }
+
+    #[test]
+    fn map_call_passes_the_map_and_the_stack_key() {
+        let mut a = Asm::new();
+        a.st_w(R10, -4, 0);
+        a.map_call(Helper::MapLookupElem, MapRef("m"), -4);
+        a.exit();
+        let text = a.finish().unwrap().disasm();
+        let lines: Vec<&str> = text.lines().skip(1).take(4).map(|l| l.split_once(": ").unwrap().1).collect();
+        assert_eq!(
+            lines,
+            ["(18) r1 = map[fd:0] // map m", "(bf) r2 = r10", "(07) r2 += -4", "(85) call bpf_map_lookup_elem#1"],
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use super::layout::{
     config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, START, START_SLOT, START_SLOTS, START_SPILLED,
 };
-use crate::insn::{Asm, Helper, Label, MapRef, Program, Reg, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
+use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
 
 /// Builds `prologue; body; out: return 0`.
@@ -16,7 +16,7 @@ use crate::Result;
 /// `pre` runs first with r6 = ctx (for a test cheaper than the scope test, such as a syscall
 /// number); then the scope test; then `body`. Any `goto out` ends the program.
 pub(crate) fn program(pre: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
-    build(|a, out| {
+    unscoped(|a, out| {
         pre(a, out);
         scope(a, out);
         body(a, out);
@@ -26,10 +26,6 @@ pub(crate) fn program(pre: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut 
 /// Builds `prologue; body; out: return 0` without the scope test, for a body that finds
 /// its own state keyed by thread (the exit half of a latency pair).
 pub(crate) fn unscoped(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
-    build(body)
-}
-
-fn build(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
     let mut a = Asm::new();
     let out = a.label("out");
     a.mov64(R6, R1);
@@ -79,7 +75,7 @@ pub(crate) fn off(word: usize) -> i16 {
 /// r8 = this CPU's counters, or `goto out`.
 pub(crate) fn counters(a: &mut Asm, out: Label) {
     a.st_w(R10, -20, 0);
-    on_key(a, Helper::MapLookupElem, COUNTERS, -20);
+    a.map_call(Helper::MapLookupElem, COUNTERS, -20);
     a.jeq(R0, 0, out);
     a.mov64(R8, R0);
 }
@@ -127,20 +123,12 @@ pub(crate) fn record_latency(a: &mut Asm, h: HistLanes) {
     add_indexed(a, h.slot0(), HIST_SLOTS as i32 - 1);
 }
 
-/// `helper(&map, fp + key)`: a map helper on the key stored at stack offset `key`.
-fn on_key(a: &mut Asm, helper: Helper, map: MapRef, key: i32) {
-    a.ld_map_fd(R1, map);
-    a.mov64(R2, R10);
-    a.add64(R2, key);
-    a.call(helper);
-}
-
 /// r0 = the start-time slot of thread r7, or `goto out` (never taken: the index is masked).
 fn start_slot(a: &mut Asm, out: Label) {
     a.mov64(R1, R7);
     a.and64(R1, START_SLOTS as i32 - 1);
     a.stx_w(R10, -40, R1);
-    on_key(a, Helper::MapLookupElem, START_SLOT, -40);
+    a.map_call(Helper::MapLookupElem, START_SLOT, -40);
     a.jeq(R0, 0, out);
 }
 
@@ -170,13 +158,10 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
     a.stx_w(R10, -24, R7);
     a.call(Helper::KtimeGetNs);
     a.stx_dw(R10, -32, R0);
-    a.ld_map_fd(R1, START);
-    a.mov64(R2, R10);
-    a.add64(R2, -24);
     a.mov64(R3, R10);
     a.add64(R3, -32);
     a.mov64(R4, 0);
-    a.call(Helper::MapUpdateElem);
+    a.map_call(Helper::MapUpdateElem, START, -24);
     a.jne(R0, 0, out);
     spilled_add(a, 1);
     a.ja(out);
@@ -225,10 +210,10 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
     a.ldx_dw(R1, R1, 0);
     a.jeq(R1, 0, out);
     a.stx_w(R10, -24, R7);
-    on_key(a, Helper::MapLookupElem, START, -24);
+    a.map_call(Helper::MapLookupElem, START, -24);
     a.jeq(R0, 0, out);
     a.ldx_dw(R9, R0, 0);
-    on_key(a, Helper::MapDeleteElem, START, -24);
+    a.map_call(Helper::MapDeleteElem, START, -24);
     a.jne(R0, 0, have);
     spilled_add(a, -1);
 
