@@ -122,13 +122,18 @@ pub fn features() -> &'static Features {
     })
 }
 
-fn try_point(point: &AttachPoint) -> Result<()> {
+/// `return 0`: what a feature probe loads.
+fn empty_program() -> Result<crate::insn::Program> {
     let mut a = Asm::new();
     a.mov64(R0, 0).exit();
+    Ok(a.finish()?)
+}
+
+fn try_point(point: &AttachPoint) -> Result<()> {
     let spec = ProgramSpec {
         name: format!("ktm_probe_{}", point.mechanism().name()),
         prog_type: point.prog_type(),
-        program: a.finish()?,
+        program: empty_program()?,
         attach: point.load_target()?,
     };
     let prog = load::load(&spec, |_| None)?;
@@ -148,12 +153,10 @@ pub fn tracing_refused() -> Option<&'static str> {
     static REFUSED: OnceCell<Option<String>> = OnceCell::new();
     REFUSED
         .get_or_init(|| {
-            let mut a = Asm::new();
-            a.mov64(R0, 0).exit();
             let spec = ProgramSpec {
                 name: "ktm_probe_tracing".into(),
                 prog_type: crate::sys::bpf::ProgType::Tracing,
-                program: a.finish().ok()?,
+                program: empty_program().ok()?,
                 attach: Some((crate::sys::bpf::AttachType::TraceFentry, 0)),
             };
             match load::load(&spec, |_| None) {
