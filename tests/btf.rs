@@ -1,6 +1,8 @@
 //! The BTF reader against the running kernel (cross-checked with bpftool), against a fake
 //! /sys/kernel/btf directory, and under random corruption.
 
+#[path = "common/rng.rs"]
+mod rng;
 #[path = "../src/btf/testutil.rs"]
 mod testutil;
 
@@ -332,23 +334,10 @@ fn missing_or_broken_vmlinux_is_explained() {
     assert!(msg.contains("runs past the end of the 30-byte blob"), "{msg}");
 }
 
-/// xorshift64*: tiny, deterministic, good enough to pick mutations.
-struct Rng(u64);
+use rng::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
+    /// A u32 near the edges a reader can get wrong (0, MAX, around `len`, powers of two).
     fn u32_edge(&mut self, len: usize) -> u32 {
         let len = len as u32;
         match self.below(8) {

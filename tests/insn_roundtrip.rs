@@ -4,30 +4,20 @@
 //! The generator is a fixed-seed xorshift, so a failure reproduces; the seed is printed and
 //! `KTM_INSN_SEED=<n>` runs another.
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use ktm::insn::*;
+use rng::Rng;
 
 const COUNT: usize = 100_000;
 const DEFAULT_SEED: u64 = 0x6b74_6d5f_696e_736e; // "ktm_insn"
-
-/// xorshift64*: small, good enough to spread bits over every field.
-struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
         let seed = std::env::var("KTM_INSN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
         eprintln!("seed {seed} (set KTM_INSN_SEED to change)");
         Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
