@@ -644,6 +644,17 @@ fn ktm_points(mon: &IoMonitor) -> Vec<(String, AttachPoint)> {
     out
 }
 
+/// (label, point, program) of each iomonitor program, labelled as [`ktm_points`] names them.
+fn ktm_programs(mon: &IoMonitor) -> Vec<(String, String, &LoadedProgram)> {
+    let points = ktm_points(mon);
+    mon.programs()
+        .map(|p| {
+            let point = points.iter().find(|(n, _)| n == p.name()).map_or(String::new(), |(_, a)| a.to_string());
+            (p.name().to_string(), point, p)
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // 1. Start-up
 
@@ -1282,26 +1293,17 @@ fn main_stats(b: &mut Bench, policy: &Policy, points: &[(String, AttachPoint)], 
     b.exercise(&Op::ALL);
     {
         let set = Set::build(&floor_design(points))?;
-        let progs = set.programs();
-        let a = progs::stats_now(&progs)?;
-        b.exercise(&Op::ALL);
-        let z = progs::stats_now(&progs)?;
-        for s in progs::stats_delta(&progs, &a, &z) {
+        for s in stats_during(b, &set.programs(), &Op::ALL)? {
             cells.insert((s.label.clone(), "empty"), s);
         }
     }
     let mon = IoMonitor::start(policy)?;
-    let point_of = |name: &str| points.iter().find(|(n, _)| n == name).map_or(String::new(), |(_, p)| p.to_string());
-    let progs: Vec<(String, String, &LoadedProgram)> =
-        mon.programs().map(|p| (p.name().to_string(), point_of(p.name()), p)).collect();
+    let progs = ktm_programs(&mon);
     for (row, scope) in variants(ids) {
         mon.set_scope(&scope)?;
-        let a = progs::stats_now(&progs)?;
-        b.exercise(&Op::ALL);
-        let z = progs::stats_now(&progs)?;
         let col = row.trim_start_matches("ktm ");
         cols.push(col);
-        for s in progs::stats_delta(&progs, &a, &z) {
+        for s in stats_during(b, &progs, &Op::ALL)? {
             cells.insert((s.label.clone(), col), s);
         }
     }
@@ -1337,16 +1339,16 @@ fn main_stats(b: &mut Bench, policy: &Policy, points: &[(String, AttachPoint)], 
 // ---------------------------------------------------------------------------------------
 // Mechanism comparisons
 
-fn stats_per_op(b: &mut Bench, set: &Set, ops: &[Op]) -> R<Vec<(Op, Vec<ProgStat>)>> {
-    let progs = set.programs();
-    let mut out = Vec::new();
-    for &op in ops {
-        let a = progs::stats_now(&progs)?;
-        b.exercise(&[op]);
-        let z = progs::stats_now(&progs)?;
-        out.push((op, progs::stats_delta(&progs, &a, &z)));
-    }
-    Ok(out)
+fn stats_per_op(b: &mut Bench, progs: &[(String, String, &LoadedProgram)], ops: &[Op]) -> R<Vec<(Op, Vec<ProgStat>)>> {
+    ops.iter().map(|&op| Ok((op, stats_during(b, progs, &[op])?))).collect()
+}
+
+/// Each program's statistics over one run of the `ops` loops.
+fn stats_during(b: &mut Bench, progs: &[(String, String, &LoadedProgram)], ops: &[Op]) -> R<Vec<ProgStat>> {
+    let a = progs::stats_now(progs)?;
+    b.exercise(ops);
+    let z = progs::stats_now(progs)?;
+    Ok(progs::stats_delta(progs, &a, &z))
 }
 
 /// Per column (an op, or a thread count): each program's statistics.
@@ -1472,7 +1474,7 @@ fn mechanism_group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     let mut results = Vec::new();
     for (row, d) in &designs {
         let set = Set::build(d)?;
-        let per = stats_per_op(b, &set, &Op::ALL)?;
+        let per = stats_per_op(b, &set.programs(), &Op::ALL)?;
         results.push((*row, per.into_iter().map(|(op, s)| (op.name().to_string(), s)).collect()));
     }
     let cols: Vec<String> = Op::ALL.iter().map(|o| o.name().to_string()).collect();

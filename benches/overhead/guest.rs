@@ -8,11 +8,11 @@
 
 use super::harness::{self, Bench, Config, Op, Samples, R};
 use super::json::J;
-use super::progs::{self, Body, Design, ProgStat, Set};
-use super::{f0, f1, f3, ktm_points, ratio, Ids, Opts, Table};
+use super::progs::{Body, Design, ProgStat, Set};
+use super::{f0, f1, f3, ratio, Ids, Opts, Table};
 use ktm::attach::{AttachPoint, Mechanism, Policy};
 use ktm::iomonitor::{IoMonitor, Scope};
-use ktm::load::LoadedProgram;
+use ktm::programs::syscall_fn;
 
 /// The syscalls whose latency the iomonitor measures.
 const SYSCALLS: [&str; 2] = ["pread64", "read"];
@@ -26,15 +26,6 @@ const PROBED: [Op; 2] = [Op::Pread, Op::Read];
 /// loop after a configuration change (bare's pread, mostly) ran up to 30% slow.
 fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(if super::in_qemu() { 250 } else { 50 }));
-}
-
-/// The kernel function that is the syscall itself, as in the iomonitor's latency plans.
-fn syscall_fn(syscall: &str) -> String {
-    if cfg!(target_arch = "aarch64") {
-        format!("__arm64_sys_{syscall}")
-    } else {
-        format!("__x64_sys_{syscall}")
-    }
 }
 
 /// One way of hooking the entry and exit of the syscalls.
@@ -477,29 +468,6 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     Ok((out, js))
 }
 
-/// (label, point, program) of each iomonitor program.
-fn ktm_programs(mon: &IoMonitor) -> Vec<(String, String, &LoadedProgram)> {
-    let points = ktm_points(mon);
-    mon.programs()
-        .map(|p| {
-            let point = points.iter().find(|(n, _)| n == p.name()).map_or(String::new(), |(_, a)| a.to_string());
-            (p.name().to_string(), point, p)
-        })
-        .collect()
-}
-
-/// Each program's statistics during each probed loop.
-fn stats_of(b: &mut Bench, progs: &[(String, String, &LoadedProgram)]) -> R<Vec<(Op, Vec<ProgStat>)>> {
-    let mut out = Vec::new();
-    for op in PROBED {
-        let x = progs::stats_now(progs)?;
-        b.exercise(&[op]);
-        let y = progs::stats_now(progs)?;
-        out.push((op, progs::stats_delta(progs, &x, &y)));
-    }
-    Ok(out)
-}
-
 type StatRows = Vec<(String, Vec<(Op, Vec<ProgStat>)>)>;
 
 fn program_stats(
@@ -515,7 +483,7 @@ fn program_stats(
             continue;
         }
         let set = Set::build(d)?;
-        results.push((m.floor().to_string(), stats_of(b, &set.programs())?));
+        results.push((m.floor().to_string(), super::stats_per_op(b, &set.programs(), &PROBED)?));
     }
     for (m, k) in ktms {
         if k.status.is_err() {
@@ -523,7 +491,7 @@ fn program_stats(
         }
         let mon = IoMonitor::start(&m.policy())?;
         mon.set_scope(&Scope::Cgroup(ids.mine))?;
-        results.push((m.ktm()[1].to_string(), stats_of(b, &ktm_programs(&mon))?));
+        results.push((m.ktm()[1].to_string(), super::stats_per_op(b, &super::ktm_programs(&mon), &PROBED)?));
     }
     let calls = b.calls as f64;
     let mut t = Table::new(

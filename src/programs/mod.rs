@@ -7,4 +7,4 @@ mod emit;
 pub mod layout;
 mod probes;
 
-pub use probes::{probes, Probe};
+pub use probes::{probes, syscall_fn, Probe};

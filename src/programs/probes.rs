@@ -55,7 +55,7 @@ fn counting(point: AttachPoint, lane: usize) -> Alternative {
 /// The kernel function that is the syscall itself (`__x64_sys_read` on x86-64): ksys_*
 /// helpers are inlined into it on some kernels (6.12's `ksys_pread64`), and a probe on the
 /// out-of-line copy would then never fire.
-fn syscall_fn(syscall: &str) -> String {
+pub fn syscall_fn(syscall: &str) -> String {
     #[cfg(target_arch = "aarch64")]
     return format!("__arm64_sys_{syscall}");
     #[cfg(not(target_arch = "aarch64"))]
