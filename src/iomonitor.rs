@@ -2,6 +2,7 @@
 //! and reads the counters.
 
 use crate::attach::{attach_plan, Attached, PlanReport, Policy};
+use crate::discovery::PidNs;
 use crate::insn::MapRef;
 use crate::maps::{Array, HashMap, Map, PerCpuArray, Pod};
 use crate::programs::layout::{self, config, lane, ConfigRecord, Counters, HIST_SLOTS};
@@ -18,6 +19,10 @@ pub enum Scope {
     Cgroup(u64),
     /// Tasks whose comm starts with this prefix (at most 15 bytes).
     Comm(String),
+    /// Comm mode inside a pid namespace: a sidecar sharing its pod's pid namespace counts
+    /// only that pod's tasks with the prefix (`narrow`), and learns the cgroup id of thread
+    /// group `learn` (as numbered in `pidns`) from its first event ([`IoMonitor::learned_cgroup`]).
+    CommInPidNs { prefix: String, pidns: PidNs, narrow: bool, learn: Option<u32> },
 }
 
 impl Scope {
@@ -29,16 +34,25 @@ impl Scope {
                 r[config::MODE] = config::MODE_CGROUP;
                 r[config::CGROUP_ID] = *id;
             }
-            Scope::Comm(prefix) => {
-                let (p, m) = layout::comm_words(prefix);
-                r[config::MODE] = config::MODE_COMM;
-                r[config::PREFIX_LO] = p[0];
-                r[config::PREFIX_HI] = p[1];
-                r[config::MASK_LO] = m[0];
-                r[config::MASK_HI] = m[1];
+            Scope::Comm(prefix) => comm(&mut r, prefix),
+            Scope::CommInPidNs { prefix, pidns, narrow, learn } => {
+                comm(&mut r, prefix);
+                r[config::PIDNS_DEV] = pidns.dev;
+                r[config::PIDNS_INO] = pidns.ino;
+                r[config::NARROW] = u64::from(*narrow);
+                r[config::LEARN_TGID] = learn.map_or(0, u64::from);
             }
         }
-        r
+        return r;
+
+        fn comm(r: &mut ConfigRecord, prefix: &str) {
+            let (p, m) = layout::comm_words(prefix);
+            r[config::MODE] = config::MODE_COMM;
+            r[config::PREFIX_LO] = p[0];
+            r[config::PREFIX_HI] = p[1];
+            r[config::MASK_LO] = m[0];
+            r[config::MASK_HI] = m[1];
+        }
     }
 }
 
@@ -125,8 +139,9 @@ pub struct IoMonitor {
     config: Array<ConfigRecord>,
     counters: PerCpuArray<Counters>,
     start_slots: Map,
-    _start: HashMap<u32, u64>,
+    _start: HashMap<u64, u64>,
     start_spilled: Array<u64>,
+    learned: Array<u64>,
 }
 
 impl IoMonitor {
@@ -140,18 +155,20 @@ impl IoMonitor {
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
-        let [config, counters, start_slots, start, spilled] = layout::map_defs().map(Map::create);
+        let [config, counters, start_slots, start, spilled, learned] = layout::map_defs().map(Map::create);
         let config = Array::<ConfigRecord>::from_map(config?)?;
         let counters = PerCpuArray::<Counters>::from_map(counters?)?;
         let start_slots = start_slots?;
-        let start = HashMap::<u32, u64>::from_map(start?)?;
+        let start = HashMap::<u64, u64>::from_map(start?)?;
         let start_spilled = Array::<u64>::from_map(spilled?)?;
+        let learned = Array::<u64>::from_map(learned?)?;
         let fds = [
             (layout::CONFIG, config.map().as_raw_fd()),
             (layout::COUNTERS, counters.map().as_raw_fd()),
             (layout::START_SLOT, start_slots.as_raw_fd()),
             (layout::START, start.map().as_raw_fd()),
             (layout::START_SPILLED, start_spilled.map().as_raw_fd()),
+            (layout::LEARNED, learned.map().as_raw_fd()),
         ];
         let fd_of = |m: MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
         let mut attached = Vec::new();
@@ -168,12 +185,32 @@ impl IoMonitor {
         // Attaching was BTF's only use; the sidecar should not keep it resident.
         crate::btf::release_vmlinux();
         let sources = sources_of(&reports);
-        Ok(IoMonitor { attached, reports, sources, config, counters, start_slots, _start: start, start_spilled })
+        Ok(IoMonitor {
+            attached,
+            reports,
+            sources,
+            config,
+            counters,
+            start_slots,
+            _start: start,
+            start_spilled,
+            learned,
+        })
     }
 
-    /// Re-targets the programs; takes effect on the next event, no reload.
+    /// Re-targets the programs; takes effect on the next event, no reload. A scope that
+    /// learns a cgroup id forgets the one learned before.
     pub fn set_scope(&self, scope: &Scope) -> Result<()> {
+        if let Scope::CommInPidNs { learn: Some(_), .. } = scope {
+            self.learned.set(0, &0)?;
+        }
         self.config.set(0, &scope.record())
+    }
+
+    /// The cgroup id that [`Scope::CommInPidNs`] learned from its thread group's first
+    /// event, once it has.
+    pub fn learned_cgroup(&self) -> Result<Option<u64>> {
+        Ok(Some(self.learned.get(0)?).filter(|&id| id != 0))
     }
 
     /// Reads every counter, summed over CPUs. Never clears anything.

@@ -28,20 +28,34 @@ impl Workload {
     /// Starts `bin workload --comm COMM` and, when `cgroup` is given, moves it into that cgroup
     /// v2 directory before it does anything.
     pub fn spawn(bin: &Path, comm: &str, cgroup: Option<&Path>) -> Result<Workload> {
-        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
-        let mut child = Command::new(bin)
-            .args(["workload", "--comm", comm])
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io(format!("spawn {} workload", bin.display()), e))?;
-        let out = BufReader::new(child.stdout.take().ok_or_else(|| Error::Other("workload has no stdout".into()))?);
-        let mut w = Workload { child, sock: ours, out };
+        let mut cmd = Command::new(bin);
+        cmd.args(["workload", "--comm", comm]);
+        let mut w = Self::start(&mut cmd)?;
         if let Some(cg) = cgroup {
             w.move_to(cg)?;
         }
         w.run("ping")?;
         Ok(w)
+    }
+
+    /// Starts a child from a prepared command that runs `ktm workload --comm COMM` (a test
+    /// that places the child in namespaces of its own sets them up in `cmd`), and waits for
+    /// its first reply.
+    pub fn spawn_prepared(mut cmd: Command) -> Result<Workload> {
+        let mut w = Self::start(&mut cmd)?;
+        w.run("ping")?;
+        Ok(w)
+    }
+
+    fn start(cmd: &mut Command) -> Result<Workload> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+        let mut child = cmd
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io(format!("spawn {} workload", Path::new(cmd.get_program()).display()), e))?;
+        let out = BufReader::new(child.stdout.take().ok_or_else(|| Error::Other("workload has no stdout".into()))?);
+        Ok(Workload { child, sock: ours, out })
     }
 
     /// The child's pid (also its thread id: it is single-threaded).

@@ -31,7 +31,19 @@ fn find_or_mount() -> Result<PathBuf> {
     let (src, dst, fs) = (c("tracefs")?, c(target)?, c("tracefs")?);
     // SAFETY: all strings are NUL-terminated and outlive the call.
     if unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) } != 0 {
-        return Err(Error::last_os(format!("tracefs is not mounted and mounting it at {target} failed")));
+        let err = std::io::Error::last_os_error();
+        let has_sys_admin =
+            crate::privileges::effective().is_ok_and(|eff| eff & (1u64 << crate::privileges::CAP_SYS_ADMIN.bit) != 0);
+        // Mounting needs CAP_SYS_ADMIN, which BPF does not: a container with CAP_BPF and
+        // CAP_PERFMON simply lacks it, and saying "policy refuses" would send its operator
+        // looking in the wrong place.
+        if err.raw_os_error() == Some(libc::EPERM) && !has_sys_admin {
+            return Err(Error::Other(format!(
+                "tracefs is not mounted, and mounting it at {target} needs CAP_SYS_ADMIN, which this process \
+                 does not have (mount tracefs into the container, or rely on the raw tracepoints)"
+            )));
+        }
+        return Err(Error::io(format!("tracefs is not mounted and mounting it at {target} failed"), err));
     }
     log::info!("mounted tracefs at {target}");
     Ok(PathBuf::from(target))

@@ -22,6 +22,8 @@ const TYPE_HEADER_LEN: usize = 12;
 /// Byte offset of the `type` field inside a FUNC_PROTO parameter record.
 const PARAM_TYPE_OFFSET: usize = 4;
 const PARAM_LEN: usize = 8;
+/// `struct btf_member`: name_off, type, offset.
+const MEMBER_LEN: usize = 12;
 
 /// Parsed kernel BTF: a base blob (vmlinux) or a split blob (a module) chained to its base.
 ///
@@ -225,6 +227,76 @@ impl Btf {
     /// 0. The kernel refuses fentry/fexit on such functions, so callers can say why upfront.
     pub fn func_is_variadic(&self, func_id: u32) -> Option<bool> {
         self.func_proto(func_id).map(|(_, variadic)| variadic)
+    }
+
+    /// Id of the first type of `kind` named `name`, looking through to the base. A linear
+    /// scan: a program that needs a struct layout asks once at load time.
+    pub fn find_type(&self, kind: Kind, name: &str) -> Option<u32> {
+        if let Some(found) = self.base().and_then(|b| b.find_type(kind, name)) {
+            return Some(found);
+        }
+        let want = name.as_bytes();
+        (self.first_id()..=self.last_id())
+            .find(|&id| self.entry(id).is_some_and(|(b, e)| e.kind == kind && b.str_bytes(e.name_off) == Some(want)))
+    }
+
+    /// Bit offset of member `member` of struct or union `id`, found through anonymous
+    /// struct and union members as C finds it (`folio->flags` sits inside two of them).
+    pub fn member_offset_bits(&self, id: u32, member: &str) -> Option<u32> {
+        self.member_offset_within(id, member, 0)
+    }
+
+    fn member_offset_within(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
+        // Anonymous nesting is shallow in practice; the bound keeps a hostile blob whose
+        // members refer to each other from recursing without end.
+        if depth > 16 {
+            return None;
+        }
+        let (btf, e) = self.entry(id)?;
+        if !matches!(e.kind, Kind::Struct | Kind::Union) {
+            return None;
+        }
+        let data = &btf.inner.data;
+        let kind_flag = read_u32(data, e.offset.checked_add(4)?)? >> 31 == 1;
+        let mut anonymous = Vec::new();
+        for i in 0..e.vlen {
+            let at = e.offset.checked_add(TYPE_HEADER_LEN)?.checked_add(i.checked_mul(MEMBER_LEN)?)?;
+            let name_off = read_u32(data, at)?;
+            let ty = read_u32(data, at.checked_add(4)?)?;
+            let raw = read_u32(data, at.checked_add(8)?)?;
+            // With kind_flag the high byte holds a bitfield size.
+            let bits = if kind_flag { raw & 0x00ff_ffff } else { raw };
+            match btf.str_at(name_off)? {
+                "" => anonymous.push((ty, bits)),
+                name if name == member => return Some(bits),
+                _ => {}
+            }
+        }
+        anonymous
+            .into_iter()
+            .find_map(|(ty, bits)| bits.checked_add(self.member_offset_within(ty, member, depth + 1)?))
+    }
+
+    /// Value of enumerator `name` of enum `id` (BTF_KIND_ENUM or ENUM64).
+    pub fn enum_value(&self, id: u32, name: &str) -> Option<i64> {
+        let (btf, e) = self.entry(id)?;
+        let len = match e.kind {
+            Kind::Enum => 8,
+            Kind::Enum64 => 12,
+            _ => return None,
+        };
+        let data = &btf.inner.data;
+        (0..e.vlen).find_map(|i| {
+            let at = e.offset.checked_add(TYPE_HEADER_LEN)?.checked_add(i.checked_mul(len)?)?;
+            if btf.str_at(read_u32(data, at)?)? != name {
+                return None;
+            }
+            let lo = read_u32(data, at.checked_add(4)?)?;
+            Some(match e.kind {
+                Kind::Enum64 => (u64::from(read_u32(data, at.checked_add(8)?)?) << 32 | u64::from(lo)) as i64,
+                _ => i64::from(lo as i32),
+            })
+        })
     }
 
     /// `(vlen, variadic)` of the FUNC_PROTO behind FUNC `func_id`.

@@ -387,3 +387,29 @@ fn thousands_of_functions_are_all_found() {
     assert_eq!(btf.find_func("fn_3000"), None);
     assert_eq!(btf.find_func("fn_"), None);
 }
+
+#[test]
+fn members_are_found_through_anonymous_structs_and_unions() {
+    // struct folio { union { struct { long flags; long lru; }; struct page page; };
+    //                union { struct { long _flags_1; }; struct page __page_1; }; }
+    let mut w = BtfWriter::new();
+    let long = w.int("long", 8, true);
+    let page = w.struct_("page", 64, &[("flags", long, 0)]);
+    let inner0 = w.struct_("", 16, &[("flags", long, 0), ("lru", long, 64)]);
+    let u0 = w.union_("", 64, &[("", inner0, 0), ("page", page, 0)]);
+    let inner1 = w.struct_("", 8, &[("_flags_1", long, 0)]);
+    let u1 = w.union_("", 64, &[("", inner1, 0), ("__page_1", page, 0)]);
+    let folio = w.struct_("folio", 128, &[("", u0, 0), ("", u1, 512)]);
+    let flags = w.enum_("pageflags", &[("PG_locked", 0), ("PG_head", 6)]);
+    let btf = Btf::parse(&w.finish()).unwrap();
+    assert_eq!(btf.find_type(Kind::Struct, "folio"), Some(folio));
+    assert_eq!(btf.find_type(Kind::Union, "folio"), None);
+    assert_eq!(btf.member_offset_bits(folio, "flags"), Some(0));
+    assert_eq!(btf.member_offset_bits(folio, "lru"), Some(64));
+    assert_eq!(btf.member_offset_bits(folio, "_flags_1"), Some(512));
+    assert_eq!(btf.member_offset_bits(folio, "missing"), None);
+    assert_eq!(btf.member_offset_bits(long, "flags"), None);
+    assert_eq!(btf.find_type(Kind::Enum, "pageflags"), Some(flags));
+    assert_eq!(btf.enum_value(flags, "PG_head"), Some(6));
+    assert_eq!(btf.enum_value(flags, "PG_tail"), None);
+}

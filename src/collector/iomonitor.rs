@@ -3,7 +3,7 @@
 use super::Module;
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
-use crate::discovery::{self, CgroupVerdict, Roots};
+use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
 use crate::iomonitor::{IoMonitor, Scope, Snapshot, ADVICE_LABELS};
 use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
 use crate::Result;
@@ -14,8 +14,14 @@ use std::path::PathBuf;
 enum Programmed {
     /// No target process found yet: comm matching catches it when it appears.
     Waiting,
-    /// Cgroup mode on this cgroup.
+    /// Cgroup mode on this cgroup, whose directory the sidecar sees.
     Cgroup { path: PathBuf, id: u64, pid: u32 },
+    /// Comm mode in the sidecar's pid namespace while the programs learn the id of `cgroup`
+    /// (a path outside the sidecar's cgroup namespace) from pid `pid`'s first event.
+    /// `previous` is the id this cgroup path had before the target restarted.
+    Learning { cgroup: PathBuf, pid: u32, previous: Option<u64> },
+    /// Cgroup mode on an id the programs learned.
+    Learned { cgroup: PathBuf, id: u64, pid: u32 },
     /// Comm mode, with why the cgroup cannot be used.
     Comm { pid: u32, why: String },
 }
@@ -25,8 +31,13 @@ pub struct IoMonitorModule {
     cfg: EbpfConfig,
     roots: Roots,
     policy: Policy,
+    /// The sidecar's pid namespace, where `/proc` is its own.
+    pidns: Option<PidNs>,
     monitor: Option<IoMonitor>,
     programmed: Programmed,
+    /// The last cgroup learned and its id: a target that comes back in the same cgroup path
+    /// keeps its counters (unless the id turns out new), one in another path starts over.
+    learned_before: Option<(PathBuf, u64)>,
     warned_missing: bool,
     last_error: Option<String>,
     probes: fn() -> Vec<crate::programs::Probe>,
@@ -40,12 +51,15 @@ impl IoMonitorModule {
 
     /// A module with explicit filesystem roots and attach policy.
     pub fn with(cfg: EbpfConfig, roots: Roots, policy: Policy) -> Self {
+        let pidns = PidNs::of_self(&roots.proc).filter(|_| discovery::pidns::proc_is_own(&roots.proc));
         IoMonitorModule {
             cfg,
             roots,
             policy,
+            pidns,
             monitor: None,
             programmed: Programmed::Waiting,
+            learned_before: None,
             warned_missing: false,
             last_error: None,
             probes: crate::programs::probes,
@@ -63,25 +77,76 @@ impl IoMonitorModule {
         self.monitor.as_ref()
     }
 
+    /// Whether comm mode can be narrowed to the sidecar's own pid namespace (a pod's,
+    /// not the host's).
+    fn narrowed(&self) -> bool {
+        self.pidns.is_some_and(|ns| !ns.is_initial())
+    }
+
+    /// Comm mode, narrowed to the pod where it can be, learning `learn`'s cgroup id.
+    fn comm_scope(&self, learn: Option<u32>) -> Scope {
+        match self.pidns {
+            Some(pidns) => {
+                Scope::CommInPidNs { prefix: self.cfg.comm_prefix.clone(), pidns, narrow: self.narrowed(), learn }
+            }
+            None => Scope::Comm(self.cfg.comm_prefix.clone()),
+        }
+    }
+
+    /// Whether `pid` is still the target, in `cgroup`: the health check of a learned
+    /// cgroup, whose directory cannot be stat'ed from here.
+    fn still_in(&self, pid: u32, cgroup: &std::path::Path) -> bool {
+        let comm_ok = discovery::procfs::read_comm(&self.roots, pid)
+            .is_ok_and(|c| c.starts_with(self.cfg.comm_prefix.as_bytes()));
+        comm_ok && discovery::procfs::read_cgroup_v2(&self.roots, pid).ok().flatten().as_deref() == Some(cgroup)
+    }
+
     /// The health check and discovery, run at start and every collection.
     fn refresh(&mut self) {
         let Some(monitor) = &self.monitor else { return };
-        if let Programmed::Cgroup { path, id, .. } = &self.programmed {
-            if discovery::cgroup_still_matches(path, *id) {
-                return; // The target may have restarted; its cgroup is the same: keep counting.
+        match &self.programmed {
+            Programmed::Cgroup { path, id, .. } => {
+                if discovery::cgroup_still_matches(path, *id) {
+                    return; // The target may have restarted; its cgroup is the same: keep counting.
+                }
+                log::warn!(
+                    "target cgroup {} is gone or was recreated: re-discovering, counters restart from zero",
+                    path.display()
+                );
+                if let Err(e) = monitor.reset() {
+                    log::error!("cannot reset the counters: {e}");
+                }
+                self.programmed = Programmed::Waiting;
             }
-            log::warn!(
-                "target cgroup {} is gone or was recreated: re-discovering, counters restart from zero",
-                path.display()
-            );
-            if let Err(e) = monitor.reset() {
-                log::error!("cannot reset the counters: {e}");
+            Programmed::Learned { cgroup, pid, .. } if self.still_in(*pid, cgroup) => return,
+            Programmed::Learning { cgroup, pid, previous } if self.still_in(*pid, cgroup) => {
+                match monitor.learned_cgroup() {
+                    Ok(Some(id)) => {
+                        if previous.is_some_and(|p| p != id) {
+                            log::warn!(
+                                "cgroup {} was recreated (id {} -> {id}): counters restart from zero",
+                                cgroup.display(),
+                                previous.unwrap_or(0)
+                            );
+                            if let Err(e) = monitor.reset() {
+                                log::error!("cannot reset the counters: {e}");
+                            }
+                        }
+                        let next = Programmed::Learned { cgroup: cgroup.clone(), id, pid: *pid };
+                        self.learned_before = Some((cgroup.clone(), id));
+                        self.program(&Scope::Cgroup(id), next);
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.last_error = Some(format!("cannot read the learned cgroup id: {e}")),
+                }
+                return;
             }
-            self.programmed = Programmed::Waiting;
+            _ => {}
         }
         let next = match discovery::discover(&self.cfg, &self.roots) {
             Ok(Some(t)) => match t.cgroup {
                 CgroupVerdict::Usable { path, id } => Programmed::Cgroup { path, id, pid: t.pid },
+                CgroupVerdict::Learn { cgroup } => self.learning(cgroup, t.pid),
                 CgroupVerdict::Unusable { reason } => Programmed::Comm { pid: t.pid, why: reason },
             },
             Ok(None) => {
@@ -101,16 +166,48 @@ impl IoMonitorModule {
         };
         if next != self.programmed {
             let scope = match &next {
-                Programmed::Cgroup { id, .. } => Scope::Cgroup(*id),
-                _ => Scope::Comm(self.cfg.comm_prefix.clone()),
+                Programmed::Cgroup { id, .. } | Programmed::Learned { id, .. } => Scope::Cgroup(*id),
+                Programmed::Learning { pid, .. } => self.comm_scope(Some(*pid)),
+                Programmed::Waiting | Programmed::Comm { .. } => self.comm_scope(None),
             };
-            match monitor.set_scope(&scope) {
-                Ok(()) => {
-                    log::info!("iomonitor scope: {}", describe(&next, &self.cfg.comm_prefix));
-                    self.programmed = next;
-                }
-                Err(e) => self.last_error = Some(format!("cannot program the scope filter: {e}")),
+            self.program(&scope, next);
+        }
+    }
+
+    /// The next state for a target whose cgroup `cgroup` must be learned. The same cgroup
+    /// path as before (BanyanDB restarted in its container) keeps the counters unless the
+    /// learned id turns out new; another path is another container: counters restart now,
+    /// before its first event is counted.
+    fn learning(&mut self, cgroup: PathBuf, pid: u32) -> Programmed {
+        let previous = match self.learned_before.take() {
+            Some((old, id)) if old == cgroup => {
+                self.learned_before = Some((old, id));
+                Some(id)
             }
+            Some((old, _)) => {
+                log::warn!(
+                    "target moved from cgroup {} to {}: counters restart from zero",
+                    old.display(),
+                    cgroup.display()
+                );
+                if let Some(Err(e)) = self.monitor.as_ref().map(IoMonitor::reset) {
+                    log::error!("cannot reset the counters: {e}");
+                }
+                None
+            }
+            None => None,
+        };
+        Programmed::Learning { cgroup, pid, previous }
+    }
+
+    fn program(&mut self, scope: &Scope, next: Programmed) {
+        let Some(monitor) = &self.monitor else { return };
+        match monitor.set_scope(scope) {
+            Ok(()) => {
+                log::info!("iomonitor scope: {}", describe(&next, &self.cfg.comm_prefix));
+                self.programmed = next;
+            }
+            Err(e) => self.last_error = Some(format!("cannot program the scope filter: {e}")),
         }
     }
 }
@@ -119,6 +216,12 @@ fn describe(p: &Programmed, prefix: &str) -> String {
     match p {
         Programmed::Waiting => format!("comm prefix `{prefix}` (target not found yet)"),
         Programmed::Cgroup { path, id, pid } => format!("cgroup {} (id {id}) of pid {pid}", path.display()),
+        Programmed::Learning { cgroup, pid, .. } => {
+            format!("comm prefix `{prefix}` while learning the id of cgroup {} from pid {pid}", cgroup.display())
+        }
+        Programmed::Learned { cgroup, id, pid } => {
+            format!("cgroup {} (id {id}, learned from pid {pid}'s events) of pid {pid}", cgroup.display())
+        }
         Programmed::Comm { pid, why } => format!("comm prefix `{prefix}` for pid {pid}: {why}"),
     }
 }
@@ -130,7 +233,7 @@ impl Module for IoMonitorModule {
 
     fn start(&mut self) -> Result<()> {
         let monitor = IoMonitor::start_with((self.probes)(), &self.policy)?;
-        monitor.set_scope(&Scope::Comm(self.cfg.comm_prefix.clone()))?;
+        monitor.set_scope(&self.comm_scope(None))?;
         if monitor.attached_programs() == 0 {
             let why: Vec<String> = monitor.reports().map(|r| r.to_string()).collect();
             return Err(crate::Error::Other(format!("no probe could attach: {}", why.join(" | "))));
@@ -180,13 +283,37 @@ impl Module for IoMonitorModule {
         // The most pressing state wins; every reason is kept.
         let mut state = ModuleState::Active;
         let mut reasons = Vec::new();
+        let node_wide = (!self.narrowed()).then(|| {
+            format!(
+                "other processes with comm prefix `{}` anywhere on the node are counted too (the sidecar shares the host's pid namespace, so nothing narrows comm matching)",
+                self.cfg.comm_prefix
+            )
+        });
         match &self.programmed {
             Programmed::Waiting => {
                 state = ModuleState::WaitingForTarget;
-                reasons.push(format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix));
+                reasons.push(if self.narrowed() {
+                    format!(
+                        "no process with comm prefix `{}` in the sidecar's pid namespace yet (if BanyanDB runs in another container of this pod, the pod needs shareProcessNamespace: true)",
+                        self.cfg.comm_prefix
+                    )
+                } else {
+                    format!("no process with comm prefix `{}` yet", self.cfg.comm_prefix)
+                });
             }
-            Programmed::Comm { why, .. } => reasons.push(format!("comm filtering only: {why}")),
-            Programmed::Cgroup { .. } => {}
+            Programmed::Comm { why, .. } => {
+                reasons.push(format!("comm filtering only: {why}"));
+                reasons.extend(node_wide);
+            }
+            Programmed::Learning { cgroup, pid, .. } => {
+                reasons.push(format!(
+                    "cgroup {} lies outside the sidecar's cgroup namespace: its id is learned from pid {pid}'s first event; until then comm filtering{}",
+                    cgroup.display(),
+                    if self.narrowed() { " in the sidecar's pid namespace" } else { "" }
+                ));
+                reasons.extend(node_wide);
+            }
+            Programmed::Cgroup { .. } | Programmed::Learned { .. } => {}
         }
         if let Some(e) = &self.last_error {
             reasons.push(e.clone());

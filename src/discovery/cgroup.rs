@@ -99,14 +99,83 @@ pub fn judge(roots: &Roots, mount: &Cgroup2Mount, cgroup: &Path, prefix: &str) -
             }
         }
     }
-    if !offenders.is_empty() {
-        let mut named = offenders.iter().take(NAMED_OFFENDERS).cloned().collect::<Vec<_>>().join(", ");
-        if offenders.len() > NAMED_OFFENDERS {
-            named += &format!(" and {} more", offenders.len() - NAMED_OFFENDERS);
-        }
-        return unusable(format!("cgroup {shown} is shared with {named}: it would count them too"));
+    if let Some(reason) = shared(cgroup, &offenders) {
+        return unusable(reason);
     }
     CgroupVerdict::Usable { path: dir, id: meta.ino() }
+}
+
+/// Why a cgroup that cannot be reached cannot be learned either.
+pub const NOT_LEARNABLE: &str =
+    "the target's cgroup id cannot be learned in the kernel either (this /proc belongs to another pid namespace)";
+
+/// Judges a cgroup whose directory cannot be reached, from `/proc` alone: usable when no
+/// process but the target and others with its comm prefix shows the same cgroup path. In a
+/// pod every container's processes share the pod's pid namespace, so `/proc` lists every
+/// process that could be in the target's container. `None` when its id could not be
+/// learned: the programs name the target by its pid in the sidecar's pid namespace, which
+/// needs `/proc` to be that namespace's.
+pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32) -> Option<CgroupVerdict> {
+    if !super::pidns::proc_is_own(&roots.proc) || super::PidNs::of_self(&roots.proc).is_none() {
+        return None;
+    }
+    let shown = cgroup.display();
+    let pids = match super::procfs::pids(roots) {
+        Ok(p) => p,
+        Err(e) => return Some(CgroupVerdict::Unusable { reason: format!("cgroup {shown}: {e}") }),
+    };
+    let mut offenders = Vec::new();
+    for pid in pids.into_iter().filter(|&p| p != target) {
+        match super::procfs::read_cgroup_v2(roots, pid) {
+            Ok(Some(theirs)) if theirs == cgroup => {}
+            _ => continue,
+        }
+        if pid == roots.self_pid {
+            offenders.push(format!("pid {pid} (the sidecar itself)"));
+            continue;
+        }
+        match read_comm(roots, pid) {
+            Ok(comm) if comm.starts_with(prefix.as_bytes()) => {}
+            Ok(comm) => offenders.push(format!("pid {pid} ({})", String::from_utf8_lossy(&comm))),
+            Err(e) if vanished(&e) => {}
+            Err(e) => offenders.push(format!("pid {pid} (comm unreadable: {e})")),
+        }
+    }
+    Some(match shared(cgroup, &offenders) {
+        Some(reason) => CgroupVerdict::Unusable { reason },
+        None => CgroupVerdict::Learn { cgroup: cgroup.to_path_buf() },
+    })
+}
+
+/// The "shared with" reason for a list of offenders, if there are any.
+fn shared(cgroup: &Path, offenders: &[String]) -> Option<String> {
+    if offenders.is_empty() {
+        return None;
+    }
+    let mut named = offenders.iter().take(NAMED_OFFENDERS).cloned().collect::<Vec<_>>().join(", ");
+    if offenders.len() > NAMED_OFFENDERS {
+        named += &format!(" and {} more", offenders.len() - NAMED_OFFENDERS);
+    }
+    Some(format!("cgroup {} is shared with {named}: it would count them too", cgroup.display()))
+}
+
+/// How many levels up from cgroup `own` the nearest common ancestor with `theirs` lies
+/// (0: the same cgroup or below it; 1: a sibling, as two containers of one pod are). A
+/// path with leading `..` is relative to the reader's cgroup namespace root, which is
+/// where `own` then is.
+pub fn distance(own: &Path, theirs: &Path) -> usize {
+    let normal = |p: &Path| p.components().filter(|c| matches!(c, Component::Normal(_))).count();
+    let ups = theirs.components().filter(|c| *c == Component::ParentDir).count();
+    if ups > 0 {
+        return ups + normal(own);
+    }
+    let common = own
+        .components()
+        .zip(theirs.components())
+        .take_while(|(a, b)| a == b)
+        .filter(|(a, _)| matches!(a, Component::Normal(_)))
+        .count();
+    normal(own) - common
 }
 
 #[cfg(test)]
@@ -133,6 +202,19 @@ mod tests {
         // A subtree mount: relative paths are relative to what is mounted.
         let sub = mount("/sys/fs/cgroup", "/kubepods/pod1");
         assert_eq!(resolve_configured(Path::new("c1"), &sub).unwrap(), PathBuf::from("/kubepods/pod1/c1"));
+    }
+
+    #[test]
+    fn distances_between_cgroups() {
+        let d = |a: &str, b: &str| distance(Path::new(a), Path::new(b));
+        // Inside a cgroup namespace: the sidecar is at its root.
+        assert_eq!(d("/", "/../banyand-ctr"), 1);
+        assert_eq!(d("/", "/../../podY/banyand-ctr"), 2);
+        // The host's cgroup namespace.
+        assert_eq!(d("/podX/sidecar", "/podX/banyand"), 1);
+        assert_eq!(d("/podX/sidecar", "/podY/banyand"), 2);
+        assert_eq!(d("/podX/sidecar", "/podX/sidecar/child"), 0);
+        assert_eq!(d("/a", "/"), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod cgroup;
 mod error;
 pub mod mountinfo;
+pub mod pidns;
 pub mod procfs;
 
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::DiscoveryError;
 pub use mountinfo::{find_cgroup2, Cgroup2Mount};
+pub use pidns::PidNs;
 pub use procfs::Candidate;
 
 use crate::config::EbpfConfig;
@@ -68,13 +70,18 @@ pub enum CgroupVerdict {
     /// The cgroup holds only the target: filter on `id`, the inode of directory `path`
     /// (what `bpf_get_current_cgroup_id()` returns for its tasks).
     Usable { path: PathBuf, id: u64 },
+    /// The cgroup holds only the target, but its directory cannot be reached from here
+    /// (it lies outside the sidecar's cgroup namespace, the default for a container on
+    /// cgroup v2, or no cgroup v2 is mounted): its id is learned in the kernel from the
+    /// target's first event. `cgroup` is the path `/proc/<pid>/cgroup` shows.
+    Learn { cgroup: PathBuf },
     /// Comm mode must be used; `reason` is for the status.
     Unusable { reason: String },
 }
 
 impl CgroupVerdict {
     pub fn is_usable(&self) -> bool {
-        matches!(self, CgroupVerdict::Usable { .. })
+        matches!(self, CgroupVerdict::Usable { .. } | CgroupVerdict::Learn { .. })
     }
 }
 
@@ -97,14 +104,21 @@ pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, Disco
         _ => None,
     };
     let candidates = procfs::matching(roots, prefix)?;
-    let Some((chosen, note)) = choose(&candidates, wanted.as_deref(), prefix) else {
+    // The sidecar's own cgroup: with a hostPID sidecar, every pod's BanyanDB is visible, and
+    // the one in this pod sits in a sibling cgroup of the sidecar's.
+    let own = procfs::read_cgroup_v2(roots, roots.self_pid).ok().flatten();
+    let Some((chosen, note)) = choose(&candidates, wanted.as_deref(), own.as_deref(), prefix) else {
         return Ok(None);
     };
     let unusable = |reason: String| CgroupVerdict::Unusable { reason };
     let verdict = match (&mount, &chosen.cgroup, &wanted) {
-        (Err(e), _, _) => match &cfg.cgroup_path {
-            Some(p) => unusable(format!("collector.ebpf.cgroup_path {} cannot be used: {e}", p.display())),
-            None => unusable(e.to_string()),
+        (Err(e), _, _) => match (&cfg.cgroup_path, &chosen.cgroup) {
+            (Some(p), _) => unusable(format!("collector.ebpf.cgroup_path {} cannot be used: {e}", p.display())),
+            // No cgroup v2 mount, but /proc names the target's cgroup: the kernel can still
+            // tell us its id.
+            (None, Ok(own)) => cgroup::judge_by_proc(roots, own, prefix, chosen.pid)
+                .unwrap_or_else(|| unusable(format!("{e}, and {}", cgroup::NOT_LEARNABLE))),
+            (None, Err(_)) => unusable(e.to_string()),
         },
         (Ok(m), _, Some(w)) => {
             let exists = cgroup::directory(m, w).map(|d| d.is_dir()).unwrap_or(false);
@@ -123,7 +137,11 @@ pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, Disco
                 Err(why) => unusable(why.clone()),
             }
         }
-        (Ok(m), Ok(own), None) => cgroup::judge(roots, m, own, prefix),
+        (Ok(m), Ok(own), None) => match cgroup::directory(m, own) {
+            Err(why) if own != Path::new("/") => cgroup::judge_by_proc(roots, own, prefix, chosen.pid)
+                .unwrap_or_else(|| unusable(format!("{why}, and {}", cgroup::NOT_LEARNABLE))),
+            _ => cgroup::judge(roots, m, own, prefix),
+        },
         (Ok(_), Err(why), None) => unusable(why.clone()),
     };
     Ok(Some(Target {
@@ -150,13 +168,18 @@ fn configured_missing(cfg: &EbpfConfig, wanted: &Path, mount: &Cgroup2Mount) -> 
 fn choose<'a>(
     candidates: &'a [Candidate],
     wanted: Option<&Path>,
+    own: Option<&Path>,
     prefix: &str,
 ) -> Option<(&'a Candidate, Option<String>)> {
     let pids: HashSet<u32> = candidates.iter().map(|c| c.pid).collect();
     let rank = |c: &Candidate| {
         let outside_wanted = wanted.is_some_and(|w| c.cgroup.as_deref().ok() != Some(w));
+        let distance = match (own, c.cgroup.as_deref()) {
+            (Some(own), Ok(theirs)) => cgroup::distance(own, theirs),
+            _ => usize::MAX,
+        };
         let child_of_match = c.ppid.is_some_and(|p| p != c.pid && pids.contains(&p));
-        (outside_wanted, child_of_match, c.start_time.unwrap_or(u64::MAX), c.pid)
+        (outside_wanted, distance, child_of_match, c.start_time.unwrap_or(u64::MAX), c.pid)
     };
     let chosen = candidates.iter().min_by_key(|c| rank(c))?;
     if candidates.len() == 1 {
@@ -169,7 +192,7 @@ fn choose<'a>(
     }
     let in_cgroup = if wanted.is_some() { "a process in the configured cgroup, then " } else { "" };
     let note = format!(
-        "{} processes match comm prefix {prefix:?} (pids {list}); chose pid {}, preferring {in_cgroup}one whose parent is not itself a match, then the earliest started, then the lowest pid",
+        "{} processes match comm prefix {prefix:?} (pids {list}); chose pid {}, preferring {in_cgroup}one in the cgroup nearest the sidecar's own (its pod), then one whose parent is not itself a match, then the earliest started, then the lowest pid",
         candidates.len(),
         chosen.pid
     );

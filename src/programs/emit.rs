@@ -2,14 +2,33 @@
 //!
 //! Register use across all programs: r6 = ctx, r7 = &config (in the scope test), then the
 //! thread id; r8 = this CPU's counters or the start slot; r9 = a value kept across helper
-//! calls. Stack: [-16, 0) comm, -20 counters key, -24 thread id key, -32 timestamp, -40
-//! start slot index.
+//! calls. Stack slots are named in [`stack`].
 
 use super::layout::{
-    config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, START, START_SLOT, START_SLOTS, START_SPILLED,
+    config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, LEARNED, START, START_SLOT, START_SLOTS, START_SPILLED,
 };
 use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
+
+/// The programs' stack frame: offsets from r10, each slot used by one snippet.
+pub(crate) mod stack {
+    /// `char comm[16]` of the scope test.
+    pub const COMM: i16 = -16;
+    /// `struct bpf_pidns_info { u32 pid, tgid; }` of the scope test.
+    pub const PIDNS_INFO: i16 = -24;
+    /// Its `tgid` field.
+    pub const PIDNS_TGID: i16 = PIDNS_INFO + 4;
+    /// `u32` key of the counters lookup.
+    pub const COUNTERS_KEY: i16 = -28;
+    /// `u32` index of the start slot lookup.
+    pub const SLOT_INDEX: i16 = -32;
+    /// `u64` key of the start-time hash: `tag << 32 | tid`.
+    pub const START_KEY: i16 = -40;
+    /// `u64` start time stored into the hash.
+    pub const TIMESTAMP: i16 = -48;
+    /// `u64` read from kernel memory by `bpf_probe_read_kernel`.
+    pub const READ_BUF: i16 = -56;
+}
 
 /// Builds `prologue; body; out: return 0`.
 ///
@@ -39,7 +58,22 @@ pub(crate) fn unscoped(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
 /// The scoping prelude: leaves unless the current task is the target.
 ///
 /// One load and compare pick the mode, so a neighbour pays one helper call and one compare
-/// in cgroup mode; comm mode costs a `bpf_get_current_comm` and two masked compares.
+/// in cgroup mode; comm mode costs a `bpf_get_current_comm` and two masked compares. Only a
+/// task whose comm matches goes on to the pid namespace test (one more helper), so a
+/// neighbour of another name pays nothing for it.
+///
+/// ```c
+/// if (cfg->mode == CGROUP) { if (bpf_get_current_cgroup_id() != cfg->cgroup_id) return 0; }
+/// else if (cfg->mode == COMM) {
+///     if (!comm_has_prefix(cfg)) return 0;
+///     if (cfg->pidns_ino) {
+///         struct bpf_pidns_info ns;
+///         if (bpf_get_ns_current_pid_tgid(cfg->pidns_dev, cfg->pidns_ino, &ns, sizeof(ns))) {
+///             if (cfg->narrow) return 0;
+///         } else if (ns.tgid == cfg->learn_tgid) learned = bpf_get_current_cgroup_id();
+///     }
+/// } else return 0;
+/// ```
 fn scope(a: &mut Asm, out: Label) {
     let comm = a.label("comm_mode");
     let pass = a.label("in_scope");
@@ -54,17 +88,44 @@ fn scope(a: &mut Asm, out: Label) {
     a.bind(comm);
     a.jne(R1, config::MODE_COMM as i32, out);
     a.mov64(R1, R10);
-    a.add64(R1, -16);
+    a.add64(R1, stack::COMM as i32);
     a.mov64(R2, 16);
     a.call(Helper::GetCurrentComm);
-    for (word, prefix, mask) in [(-16, config::PREFIX_LO, config::MASK_LO), (-8, config::PREFIX_HI, config::MASK_HI)] {
+    for (word, prefix, mask) in
+        [(stack::COMM, config::PREFIX_LO, config::MASK_LO), (stack::COMM + 8, config::PREFIX_HI, config::MASK_HI)]
+    {
         a.ldx_dw(R1, R10, word);
         a.ldx_dw(R2, R7, off(mask));
         a.and64(R1, R2);
         a.ldx_dw(R2, R7, off(prefix));
         a.jne(R1, R2, out);
     }
+    pid_namespace(a, out, pass);
     a.bind(pass);
+}
+
+/// The pid namespace half of comm mode (see [`scope`]); falls through to `pass`.
+fn pid_namespace(a: &mut Asm, out: Label, pass: Label) {
+    let outside = a.label("outside_pidns");
+    a.ldx_dw(R2, R7, off(config::PIDNS_INO));
+    a.jeq(R2, 0, pass);
+    a.ldx_dw(R1, R7, off(config::PIDNS_DEV));
+    a.mov64(R3, R10);
+    a.add64(R3, stack::PIDNS_INFO as i32);
+    a.mov64(R4, 8);
+    a.call(Helper::GetNsCurrentPidTgid);
+    a.jne(R0, 0, outside);
+    a.ldx_w(R1, R10, stack::PIDNS_TGID);
+    a.ldx_dw(R2, R7, off(config::LEARN_TGID));
+    a.jne(R1, R2, pass);
+    a.call(Helper::GetCurrentCgroupId);
+    a.ld_map_value(R1, LEARNED, 0);
+    a.stx_dw(R1, 0, R0);
+    a.ja(pass);
+
+    a.bind(outside);
+    a.ldx_dw(R1, R7, off(config::NARROW));
+    a.jne(R1, 0, out);
 }
 
 /// Byte offset of a u64 word or lane.
@@ -74,8 +135,8 @@ pub(crate) fn off(word: usize) -> i16 {
 
 /// r8 = this CPU's counters, or `goto out`.
 pub(crate) fn counters(a: &mut Asm, out: Label) {
-    a.st_w(R10, -20, 0);
-    a.map_call(Helper::MapLookupElem, COUNTERS, -20);
+    a.st_w(R10, stack::COUNTERS_KEY, 0);
+    a.map_call(Helper::MapLookupElem, COUNTERS, stack::COUNTERS_KEY);
     a.jeq(R0, 0, out);
     a.mov64(R8, R0);
 }
@@ -127,25 +188,25 @@ pub(crate) fn record_latency(a: &mut Asm, h: HistLanes) {
 fn start_slot(a: &mut Asm, out: Label) {
     a.mov64(R1, R7);
     a.and64(R1, START_SLOTS as i32 - 1);
-    a.stx_w(R10, -40, R1);
-    a.map_call(Helper::MapLookupElem, START_SLOT, -40);
+    a.stx_w(R10, stack::SLOT_INDEX, R1);
+    a.map_call(Helper::MapLookupElem, START_SLOT, stack::SLOT_INDEX);
     a.jeq(R0, 0, out);
 }
 
-/// Records `bpf_ktime_get_ns()` as the current thread's start time.
+/// Records `bpf_ktime_get_ns()` as the current thread's start time of call `tag`.
 ///
 /// ```c
 /// u32 tid = bpf_get_current_pid_tgid();
 /// struct slot *s = &slots[tid % START_SLOTS];
-/// if (s->tid == 0 || s->tid == tid) { s->ts = bpf_ktime_get_ns(); s->tid = tid; }
-/// else { u64 ts = bpf_ktime_get_ns();
-///        if (bpf_map_update_elem(&start, &tid, &ts, BPF_ANY) == 0) __sync_fetch_and_add(&spilled, 1); }
+/// if (s->tid == 0 || s->tid == tid) { s->ts = bpf_ktime_get_ns(); s->tag = tag; s->tid = tid; }
+/// else { u64 key = (u64)tag << 32 | tid, ts = bpf_ktime_get_ns();
+///        if (bpf_map_update_elem(&start, &key, &ts, BPF_ANY) == 0) __sync_fetch_and_add(&spilled, 1); }
 /// ```
 ///
-/// A slot another thread holds is left alone: that thread is inside a read too, and the
+/// A slot another thread holds is left alone: that thread is inside a call too, and the
 /// hash keeps this one's time. Two threads claiming one free slot at the same instant can
 /// still both write it; the loser's exit then finds neither and drops that one sample.
-pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
+pub(crate) fn latency_enter(a: &mut Asm, out: Label, tag: u32) {
     let claim = a.label("claim_slot");
     a.call(Helper::GetCurrentPidTgid);
     a.mov32(R7, R0);
@@ -155,13 +216,13 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
     a.jeq(R1, 0, claim);
     a.jeq(R1, R7, claim);
 
-    a.stx_w(R10, -24, R7);
+    start_key(a, tag);
     a.call(Helper::KtimeGetNs);
-    a.stx_dw(R10, -32, R0);
+    a.stx_dw(R10, stack::TIMESTAMP, R0);
     a.mov64(R3, R10);
-    a.add64(R3, -32);
+    a.add64(R3, stack::TIMESTAMP as i32);
     a.mov64(R4, 0);
-    a.map_call(Helper::MapUpdateElem, START, -24);
+    a.map_call(Helper::MapUpdateElem, START, stack::START_KEY);
     a.jne(R0, 0, out);
     spilled_add(a, 1);
     a.ja(out);
@@ -169,7 +230,16 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label) {
     a.bind(claim);
     a.call(Helper::KtimeGetNs);
     a.stx_dw(R8, off(slot::TS), R0);
+    a.st_dw(R8, off(slot::TAG), tag as i32);
     a.stx_dw(R8, off(slot::TID), R7);
+}
+
+/// The hash key of thread r7's call `tag` at [`stack::START_KEY`].
+fn start_key(a: &mut Asm, tag: u32) {
+    a.mov64(R1, tag as i32);
+    a.lsh64(R1, 32);
+    a.or64(R1, R7);
+    a.stx_dw(R10, stack::START_KEY, R1);
 }
 
 /// `spilled += n`.
@@ -179,21 +249,21 @@ fn spilled_add(a: &mut Asm, n: i32) {
     a.atomic_add64(R1, 0, R2);
 }
 
-/// Takes the current thread's start time (from its slot, else from the hash) and records
-/// the elapsed time. Runs without the scope test: only a target thread's enter stores a
-/// start time, so a neighbour leaves at the slot compare (and the spilled count).
+/// Takes the current thread's start time of call `tag` into r9 (from its slot, else from
+/// the hash), or `goto out` when it has none. Runs without the scope test: only a target
+/// thread's enter stores a start time, so a neighbour leaves at the slot compare (and the
+/// spilled count).
 ///
 /// ```c
 /// u32 tid = bpf_get_current_pid_tgid();
 /// struct slot *s = &slots[tid % START_SLOTS];
-/// if (s->tid == tid) { start = s->ts; s->tid = 0; }
-/// else if (spilled && (p = bpf_map_lookup_elem(&start, &tid))) {
+/// if (s->tid == tid && s->tag == tag) { start = s->ts; s->tid = 0; }
+/// else if (spilled && (p = bpf_map_lookup_elem(&start, &key))) {  // key = tag << 32 | tid
 ///     start = *p;
-///     if (bpf_map_delete_elem(&start, &tid) == 0) __sync_fetch_and_add(&spilled, -1);
+///     if (bpf_map_delete_elem(&start, &key) == 0) __sync_fetch_and_add(&spilled, -1);
 /// } else return 0;
-/// record(h, bpf_ktime_get_ns() - start);
 /// ```
-pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
+pub(crate) fn take_start(a: &mut Asm, out: Label, tag: u32) {
     let from_hash = a.label("start_in_hash");
     let have = a.label("have_start");
     a.call(Helper::GetCurrentPidTgid);
@@ -201,6 +271,8 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
     start_slot(a, out);
     a.ldx_dw(R1, R0, off(slot::TID));
     a.jne(R1, R7, from_hash);
+    a.ldx_dw(R1, R0, off(slot::TAG));
+    a.jne(R1, tag as i32, from_hash);
     a.ldx_dw(R9, R0, off(slot::TS));
     a.st_dw(R0, off(slot::TID), 0);
     a.ja(have);
@@ -209,15 +281,21 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes) {
     a.ld_map_value(R1, START_SPILLED, 0);
     a.ldx_dw(R1, R1, 0);
     a.jeq(R1, 0, out);
-    a.stx_w(R10, -24, R7);
-    a.map_call(Helper::MapLookupElem, START, -24);
+    start_key(a, tag);
+    a.map_call(Helper::MapLookupElem, START, stack::START_KEY);
     a.jeq(R0, 0, out);
     a.ldx_dw(R9, R0, 0);
-    a.map_call(Helper::MapDeleteElem, START, -24);
+    a.map_call(Helper::MapDeleteElem, START, stack::START_KEY);
     a.jne(R0, 0, have);
     spilled_add(a, -1);
 
     a.bind(have);
+}
+
+/// Takes the start time of call `tag` ([`take_start`]) and records the elapsed time in
+/// histogram `h`.
+pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes, tag: u32) {
+    take_start(a, out, tag);
     a.call(Helper::KtimeGetNs);
     a.sub64(R0, R9);
     a.mov64(R9, R0);
@@ -241,12 +319,11 @@ mod tests {
     #[test]
     fn every_snippet_assembles() {
         program(no_pre, |a, out| {
-            latency_enter(a, out);
-            latency_exit(a, out, lane::READ);
+            latency_enter(a, out, super::super::layout::tag::READ);
+            latency_exit(a, out, lane::READ, super::super::layout::tag::READ);
             a.mov64(R1, 3);
             count_advice(a);
         })
         .unwrap();
-        let _ = R6;
     }
 }

@@ -18,14 +18,24 @@ pub const START_SLOTS: u32 = 4096;
 /// Bytes per slot: 16 used, the rest keeps two threads' slots off one cache line wherever
 /// the kernel places the array's values (64-byte slots were measured to share lines).
 pub const START_SLOT_SIZE: usize = 128;
-/// Slot words: the owning thread id (0 = free), then its start time in ns.
+/// Slot words: the owning thread id (0 = free), its start time in ns, and the tag of the
+/// call it entered.
 pub mod slot {
     pub const TID: usize = 0;
     pub const TS: usize = 1;
+    pub const TAG: usize = 2;
 }
-const _: () = assert!(START_SLOTS.is_power_of_two() && START_SLOT_SIZE >= 8 * (slot::TS + 1));
-/// Start timestamps by thread id for a thread whose slot another thread of the target
-/// holds at the same moment (two reads in flight whose thread ids collide).
+const _: () = assert!(START_SLOTS.is_power_of_two() && START_SLOT_SIZE >= 8 * (slot::TAG + 1));
+/// Which call a start slot (or hash entry) belongs to. Raw `sys_exit` programs run at every
+/// syscall's exit, and the read, pread and fadvise exits all run there: each takes only a
+/// start its own enter stored.
+pub mod tag {
+    pub const READ: u32 = 1;
+    pub const PREAD: u32 = 2;
+    pub const FADVISE: u32 = 3;
+}
+/// Start timestamps keyed by `tag << 32 | thread id`, for a thread whose slot another thread
+/// of the target holds at the same moment (two calls in flight whose thread ids collide).
 pub const START: MapRef = MapRef("ktm_io_start");
 /// Capacity of [`START`]: colliding threads of the target inside a read at the same time.
 pub const START_ENTRIES: u32 = 4096;
@@ -33,6 +43,11 @@ pub const START_ENTRIES: u32 = 4096;
 /// looks in the hash only when this is non-zero, so the exit programs need no scope test
 /// (a neighbour's exit costs an inlined array load instead of a helper call).
 pub const START_SPILLED: MapRef = MapRef("ktm_io_spilled");
+
+/// The cgroup id learned from the target's first event in comm mode (an array of one u64):
+/// a sidecar in its own cgroup namespace cannot see the target's cgroup directory, so the
+/// kernel tells it the id instead (see `config::LEARN_TGID`).
+pub const LEARNED: MapRef = MapRef("ktm_learned");
 
 /// Config words (u64 each).
 pub mod config {
@@ -42,7 +57,18 @@ pub mod config {
     pub const PREFIX_HI: usize = 3;
     pub const MASK_LO: usize = 4;
     pub const MASK_HI: usize = 5;
-    pub const WORDS: usize = 6;
+    /// The pid namespace (nsfs device in the kernel's encoding, and inode) whose tasks comm
+    /// mode may count and whose thread-group ids `LEARN_TGID` is in; 0 = no pid namespace
+    /// test.
+    pub const PIDNS_DEV: usize = 6;
+    pub const PIDNS_INO: usize = 7;
+    /// Non-zero: in comm mode, a task outside `PIDNS_*` never counts (a BanyanDB of
+    /// another pod has the same comm).
+    pub const NARROW: usize = 8;
+    /// Non-zero: the comm-mode event of this thread group (as numbered in `PIDNS_*`) stores
+    /// its cgroup id in [`super::LEARNED`].
+    pub const LEARN_TGID: usize = 9;
+    pub const WORDS: usize = 10;
 
     /// Count nothing (no target known yet).
     pub const MODE_OFF: u64 = 0;
@@ -98,14 +124,14 @@ pub mod lane {
 pub type Counters = [u64; lane::LANES];
 
 /// The module's maps: the one definition both the loader and the ELF writer use.
-pub fn map_defs() -> [crate::maps::MapDef; 5] {
+pub fn map_defs() -> [crate::maps::MapDef; 6] {
     use crate::maps::MapDef;
     use crate::sys::bpf::MapType;
     use std::mem::size_of;
     let def = |name, map_type, value_size: usize, max_entries| MapDef {
         name,
         map_type,
-        key_size: size_of::<u32>() as u32,
+        key_size: if name == START { size_of::<u64>() } else { size_of::<u32>() } as u32,
         value_size: value_size as u32,
         max_entries,
         flags: 0,
@@ -116,6 +142,7 @@ pub fn map_defs() -> [crate::maps::MapDef; 5] {
         def(START_SLOT, MapType::Array, START_SLOT_SIZE, START_SLOTS),
         def(START, MapType::Hash, size_of::<u64>(), START_ENTRIES),
         def(START_SPILLED, MapType::Array, size_of::<u64>(), 1),
+        def(LEARNED, MapType::Array, size_of::<u64>(), 1),
     ]
 }
 

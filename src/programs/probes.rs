@@ -4,10 +4,12 @@
 //! metric's meaning it is left out of the plan, and a kernel with no alternative left
 //! reports the metric unavailable.
 
-use super::emit::{add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, unscoped};
-use super::layout::lane;
+use super::emit::{
+    add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, stack, take_start, unscoped,
+};
+use super::layout::{lane, tag};
 use crate::attach::{tracepoint_field, Alternative, AttachPoint, Plan};
-use crate::insn::{Asm, Label, Program, R1, R2, R6};
+use crate::insn::{Asm, Helper, Label, Program, R0, R1, R10, R2, R3, R6};
 use crate::{Error, Result};
 
 /// A probe: its plan and the metrics it feeds.
@@ -22,6 +24,34 @@ pub struct Probe {
 mod regs {
     pub const ARG: [i16; 4] = [112, 104, 96, 88];
     pub const RET: i16 = 80;
+}
+
+/// Syscall numbers the raw `sys_enter` programs compare with (`unistd_64.h`; arm64 uses the
+/// generic table, where fadvise is `fadvise64_64`).
+mod nr {
+    #[cfg(target_arch = "aarch64")]
+    pub const READ: i32 = 63;
+    #[cfg(target_arch = "aarch64")]
+    pub const PREAD64: i32 = 67;
+    #[cfg(target_arch = "aarch64")]
+    pub const FADVISE64: i32 = 223;
+    #[cfg(not(target_arch = "aarch64"))]
+    pub const READ: i32 = 0;
+    #[cfg(not(target_arch = "aarch64"))]
+    pub const PREAD64: i32 = 17;
+    #[cfg(not(target_arch = "aarch64"))]
+    pub const FADVISE64: i32 = 221;
+}
+
+/// Offset in `struct pt_regs` of a syscall's fourth argument, as `sys_enter` sees the
+/// registers: r10 on x86-64 (the syscall ABI puts it there, not in rcx), x3 on arm64.
+fn syscall_arg3() -> Result<i16> {
+    #[cfg(target_arch = "x86_64")]
+    return Ok(56);
+    #[cfg(target_arch = "aarch64")]
+    return Ok(24);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return Err(Error::Other("syscall argument access is implemented for x86-64 and arm64 only".into()));
 }
 
 /// kprobe programs read arguments from pt_regs, whose layout is per architecture.
@@ -62,11 +92,23 @@ pub fn syscall_fn(syscall: &str) -> String {
     return format!("__x64_sys_{syscall}");
 }
 
-fn latency(name: &str, syscall: &'static str, h: super::layout::HistLanes) -> Plan {
+/// Raw `sys_enter` gives `(struct pt_regs *regs, long id)` and runs for every syscall: the
+/// number test comes before anything else, so other syscalls leave after one compare.
+fn syscall_is(nr: i32) -> impl Fn(&mut Asm, Label) + Copy {
+    move |a, out| {
+        a.ldx_dw(R1, R6, 8);
+        a.jne(R1, nr, out);
+    }
+}
+
+fn latency(name: &str, syscall: &'static str, nr: i32, h: super::layout::HistLanes, tag: u32) -> Plan {
     let func = syscall_fn(syscall);
     let func = func.as_str();
-    let enter = || program(no_pre, latency_enter);
-    let exit = move || unscoped(move |a, out| latency_exit(a, out, h));
+    let enter = move || program(no_pre, move |a, out| latency_enter(a, out, tag));
+    let raw_enter = move || program(syscall_is(nr), move |a, out| latency_enter(a, out, tag));
+    // One exit program for every mechanism: it takes only a start its own enter stored, so
+    // it may run at every syscall's exit (raw sys_exit).
+    let exit = move || unscoped(move |a, out| latency_exit(a, out, h, tag));
     Plan {
         name: name.into(),
         alternatives: vec![
@@ -76,6 +118,10 @@ fn latency(name: &str, syscall: &'static str, h: super::layout::HistLanes) -> Pl
             Alternative::new(AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")), enter)
                 .and(AttachPoint::tracepoint("syscalls", &format!("sys_exit_{syscall}")), exit),
             Alternative::new(AttachPoint::kprobe(func, false), enter).and(AttachPoint::kprobe(func, true), exit),
+            // Last: needs neither tracefs nor BTF nor kprobes (a container without
+            // CAP_SYS_ADMIN on a kernel that refuses fentry), but runs on every syscall.
+            Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), raw_enter)
+                .and(AttachPoint::raw_tracepoint("sys_exit"), exit),
         ],
     }
 }
@@ -141,6 +187,38 @@ fn fadvise_tracepoints(syscall: &'static str) -> Alternative {
     .and(AttachPoint::tracepoint("syscalls", &exit), fadvise_exit(move || tp_field("syscalls", &x2, "ret")))
 }
 
+/// fadvise on raw `sys_enter`/`sys_exit`: the enter counts the call and its advice (read
+/// from the saved registers) and claims a start slot tagged fadvise; the exit, at every
+/// syscall's exit, counts a success only where it finds that slot.
+fn fadvise_raw_enter() -> Result<Program> {
+    let arg3 = syscall_arg3()?;
+    program(syscall_is(nr::FADVISE64), move |a, out| {
+        counters(a, out);
+        add_imm(a, lane::FADVISE_CALLS, 1);
+        // advice = regs->r10 (x86-64): regs is a kernel pointer, read with a helper.
+        a.ldx_dw(R3, R6, 0);
+        a.add64(R3, arg3 as i32);
+        a.mov64(R1, R10);
+        a.add64(R1, stack::READ_BUF as i32);
+        a.mov64(R2, 8);
+        a.call(Helper::ProbeReadKernel);
+        a.jne(R0, 0, out);
+        a.ldx_dw(R1, R10, stack::READ_BUF);
+        count_advice(a);
+        latency_enter(a, out, tag::FADVISE);
+    })
+}
+
+fn fadvise_raw_exit() -> Result<Program> {
+    unscoped(|a, out| {
+        take_start(a, out, tag::FADVISE);
+        counters(a, out);
+        success_if_zero(a, |a| {
+            a.ldx_dw(R2, R6, 8);
+        });
+    })
+}
+
 fn fadvise() -> Plan {
     let func = "ksys_fadvise64_64";
     Plan {
@@ -154,6 +232,8 @@ fn fadvise() -> Plan {
             fadvise_tracepoints("fadvise64_64"),
             Alternative::new(AttachPoint::kprobe(func, false), fadvise_enter(|| Ok(kprobe_regs()?.0[3])))
                 .and(AttachPoint::kprobe(func, true), fadvise_exit(|| Ok(kprobe_regs()?.1))),
+            Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), fadvise_raw_enter)
+                .and(AttachPoint::raw_tracepoint("sys_exit"), fadvise_raw_exit),
         ],
     }
 }
@@ -172,6 +252,43 @@ fn page_cache_adds() -> Result<Program> {
             }
             None => add_imm(a, lane::PAGE_CACHE_ADDS, 1),
         }
+    })
+}
+
+/// Pages added, from the raw tracepoint's `struct folio *` (a `struct page *` before folios,
+/// always one page then): `folio_test_large(folio) ? 1 << folio_order(folio) : 1`, with the
+/// flag bit and the order's place taken from the running kernel's BTF.
+fn page_cache_adds_raw() -> Result<Program> {
+    let layout = super::folio::FolioLayout::from_kernel()?;
+    program(no_pre, move |a, out| {
+        counters(a, out);
+        let Some(l) = layout else {
+            add_imm(a, lane::PAGE_CACHE_ADDS, 1);
+            return;
+        };
+        let small = a.label("small_folio");
+        let read = |a: &mut Asm, at: u32| {
+            a.ldx_dw(R3, R6, 0);
+            a.add64(R3, at as i32);
+            a.mov64(R1, R10);
+            a.add64(R1, stack::READ_BUF as i32);
+            a.mov64(R2, 8);
+            a.call(Helper::ProbeReadKernel);
+            a.jne(R0, 0, out);
+            a.ldx_dw(R1, R10, stack::READ_BUF);
+        };
+        read(a, l.flags);
+        a.rsh64(R1, l.head_bit as i32);
+        a.and64(R1, 1);
+        a.jeq(R1, 0, small);
+        read(a, l.order);
+        a.and64(R1, 0xff);
+        a.mov64(R2, 1);
+        a.lsh64(R2, R1);
+        add_reg(a, lane::PAGE_CACHE_ADDS, R2);
+        a.ja(out);
+        a.bind(small);
+        add_imm(a, lane::PAGE_CACHE_ADDS, 1);
     })
 }
 
@@ -196,8 +313,14 @@ fn lru_shrink(
 pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
     vec![
-        Probe { plan: latency("ktm_read", "read", lane::READ), metrics: &["ktm_sys_read_latency_seconds"] },
-        Probe { plan: latency("ktm_pread", "pread64", lane::PREAD), metrics: &["ktm_sys_pread_latency_seconds"] },
+        Probe {
+            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ),
+            metrics: &["ktm_sys_read_latency_seconds"],
+        },
+        Probe {
+            plan: latency("ktm_pread", "pread64", nr::PREAD64, lane::PREAD, tag::PREAD),
+            metrics: &["ktm_sys_pread_latency_seconds"],
+        },
         Probe {
             plan: fadvise(),
             metrics: &["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"],
@@ -232,7 +355,12 @@ pub fn probes() -> Vec<Probe> {
         Probe {
             plan: Plan {
                 name: "ktm_cache_add".into(),
-                alternatives: vec![Alternative::new(tp("filemap", "mm_filemap_add_to_page_cache"), page_cache_adds)],
+                alternatives: vec![
+                    Alternative::new(tp("filemap", "mm_filemap_add_to_page_cache"), page_cache_adds),
+                    // Without tracefs: the raw tracepoint gives the folio, whose order is
+                    // read at the offsets the kernel's BTF names.
+                    Alternative::new(AttachPoint::raw_tracepoint("mm_filemap_add_to_page_cache"), page_cache_adds_raw),
+                ],
             },
             metrics: &["ktm_page_cache_adds_total"],
         },

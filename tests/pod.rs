@@ -1,0 +1,359 @@
+//! KTM as the design deploys it: `ktm run` as a sidecar container of a pod, next to a
+//! BanyanDB container, with a second pod on the node whose BanyanDB has the same comm and
+//! does five times the I/O, and a decoy of another name in the sidecar's own pod.
+//!
+//! Each case checks the sidecar's counters over a window of known I/O against exact call
+//! counts and against a reference KTM in the host's namespaces scoped to the target's
+//! cgroup (which sees every event of it through its own attach plan), metric by metric.
+
+mod common;
+#[path = "common/pod.rs"]
+mod pod;
+
+use ktm::attach::Policy;
+use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
+use ktm::workload::{Workload, ADVICE};
+use pod::{Batch, Entry, Pod, Sidecar};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One pod case at a time: each runs two pods, a sidecar and a reference monitor.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PREAD_X: u64 = 120;
+const READ_X: u64 = 60;
+const FAILING_FADVISE: u64 = 2;
+
+fn config(prefix: &str) -> String {
+    format!("collector:\n  interval: 100ms\n  ebpf:\n    comm_prefix: {prefix}\n")
+}
+
+/// The sidecar's view: its own container's cgroup, the pod's pid namespace, and, as asked,
+/// a cgroup namespace of its own, its own mounts without tracefs, least privilege.
+fn sidecar_entry(pod: &Pod, own_cgroupns: bool) -> Entry {
+    Entry {
+        cgroup: Some(pod.container("sidecar-ctr")),
+        share_pid: true,
+        own_cgroupns,
+        own_mounts: true,
+        least_privilege: true,
+        ..Entry::default()
+    }
+}
+
+/// Every metric family the window drives, as (sample name, labels).
+fn series() -> Vec<(String, Vec<(&'static str, &'static str)>)> {
+    let mut out: Vec<(String, Vec<(&str, &str)>)> = [
+        "ktm_sys_pread_latency_seconds_count",
+        "ktm_sys_read_latency_seconds_count",
+        "ktm_fadvise_calls_total",
+        "ktm_fadvise_success_total",
+        "ktm_cache_read_attempts_total",
+        "ktm_cache_misses_total",
+        "ktm_page_cache_adds_total",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Vec::new()))
+    .collect();
+    for (label, _) in ADVICE {
+        out.push(("ktm_fadvise_advice_total".into(), vec![("advice", label)]));
+    }
+    out
+}
+
+/// The metric a series belongs to.
+fn metric_of(series: &str) -> &str {
+    series.strip_suffix("_count").unwrap_or(series)
+}
+
+/// The reference monitor's value of a series.
+fn reference(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match name {
+        "ktm_sys_pread_latency_seconds_count" => s.pread.count,
+        "ktm_sys_read_latency_seconds_count" => s.read.count,
+        "ktm_fadvise_calls_total" => s.fadvise_calls,
+        "ktm_fadvise_success_total" => s.fadvise_success,
+        "ktm_cache_read_attempts_total" => s.cache_read_attempts,
+        "ktm_cache_misses_total" => s.cache_misses,
+        "ktm_page_cache_adds_total" => s.page_cache_adds,
+        "ktm_fadvise_advice_total" => {
+            let i = ADVICE.iter().position(|(l, _)| Some(l) == labels.first().map(|(_, v)| v)).unwrap();
+            s.fadvise_advice[i]
+        }
+        _ => unreachable!("{name}"),
+    }
+}
+
+/// Known I/O: a cold file read to its end, cached preads and reads, every advice once and
+/// failing calls. Returns the read(2) calls the whole read took.
+fn io(w: &mut Workload, dir: &std::path::Path, tag: &str, scale: u64) -> u64 {
+    let file = dir.join(format!("data-{tag}"));
+    common::cold_file(&file, 24 * 4096);
+    let f = file.to_str().unwrap();
+    let readall: u64 = w.run(&format!("readall {f} 4096")).unwrap().parse().unwrap();
+    w.run(&format!("pread {f} {} 4096", PREAD_X * scale)).unwrap();
+    w.run(&format!("read {f} {} 4096", READ_X * scale)).unwrap();
+    for (advice, _) in ADVICE {
+        w.run(&format!("fadvise {f} {advice} {scale}")).unwrap();
+    }
+    w.run(&format!("fadvise - dontneed {}", FAILING_FADVISE * scale)).unwrap();
+    readall
+}
+
+struct Window {
+    before: Batch,
+    after: Batch,
+    ref_before: Snapshot,
+    ref_after: Snapshot,
+    readall: u64,
+}
+
+/// Runs the known I/O in the target (x1), the other pod's BanyanDB (x5) and the decoy, and
+/// brackets it with sidecar batches collected while the target was idle.
+fn window(
+    sidecar: &mut Sidecar,
+    reference: &IoMonitor,
+    target: &mut Workload,
+    others: &mut [&mut Workload],
+    dir: &std::path::Path,
+) -> Window {
+    let idle = Instant::now();
+    let before = sidecar.batch_after(idle, 3);
+    let ref_before = reference.snapshot().unwrap();
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("other{i}"), 5);
+    }
+    let readall = io(target, dir, "target", 1);
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("other{i}-after"), 5);
+    }
+    let ref_after = reference.snapshot().unwrap();
+    let done = Instant::now();
+    let after = sidecar.batch_after(done, 3);
+    Window { before, after, ref_before, ref_after, readall }
+}
+
+/// The sidecar counted exactly the target's calls, and what the reference counted for the
+/// target's cgroup, in every series.
+fn check_exact(w: &Window, case: &str) {
+    let d = |name: &str, labels: &[(&str, &str)]| -> Option<u64> {
+        Some((w.after.value(name, labels)? - w.before.value(name, labels)?) as u64)
+    };
+    for (name, labels) in series() {
+        let metric = metric_of(&name);
+        let mechanism = w.after.source(metric);
+        if mechanism == "unavailable" {
+            assert_eq!(d(&name, &labels), None, "{case}: {name} is unavailable yet exported");
+            continue;
+        }
+        let got = d(&name, &labels).unwrap_or_else(|| panic!("{case}: {name}{labels:?} missing from the batch"));
+        let want = reference(&w.ref_after, &name, &labels) - reference(&w.ref_before, &name, &labels);
+        assert_eq!(got, want, "{case}: {name}{labels:?} ({mechanism}) against the reference monitor");
+        let exact = match name.as_str() {
+            "ktm_sys_pread_latency_seconds_count" => Some(PREAD_X),
+            "ktm_sys_read_latency_seconds_count" => Some(READ_X + w.readall),
+            "ktm_fadvise_calls_total" => Some(ADVICE.len() as u64 + FAILING_FADVISE),
+            "ktm_fadvise_success_total" => Some(ADVICE.len() as u64),
+            "ktm_fadvise_advice_total" => Some(1 + if labels[0].1 == "dontneed" { FAILING_FADVISE } else { 0 }),
+            // A cold read: lookups, at least one miss, pages added.
+            _ => {
+                assert!(got > 0, "{case}: {name} counted nothing for a cold read");
+                None
+            }
+        };
+        if let Some(exact) = exact {
+            assert_eq!(got, exact, "{case}: {name}{labels:?} ({mechanism})");
+        }
+    }
+}
+
+/// The sidecar's metric sources: available exactly where the reference's are, and on
+/// this host (no mechanism switched off) all of them, without tracefs or CAP_SYS_ADMIN.
+fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) {
+    let mut all = true;
+    for s in reference.sources() {
+        let got = b.source(s.metric);
+        assert_ne!(got, "missing", "{case}: no ktm_metric_source for {}", s.metric);
+        assert_eq!(got != "unavailable", s.mechanism.is_some(), "{case}: {} is {got} in the sidecar", s.metric);
+        all &= got != "unavailable";
+    }
+    let switched_off = ["KTM_DISABLE_FENTRY", "KTM_DISABLE_KPROBE", "KTM_DISABLE_TRACEPOINT"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if std::env::var_os("KTM_IN_QEMU").is_none() && !switched_off {
+        assert!(all, "{case}: some metric is unavailable with CAP_BPF + CAP_PERFMON and no tracefs");
+        assert_eq!(reference.sources().len(), 11);
+    }
+}
+
+fn reference_on(pod: &Pod, container: &str) -> IoMonitor {
+    use std::os::unix::fs::MetadataExt;
+    let m = IoMonitor::start(&Policy::from_env()).unwrap();
+    let id = std::fs::metadata(pod.container(container)).unwrap().ino();
+    m.set_scope(&Scope::Cgroup(id)).unwrap();
+    m
+}
+
+fn pid_in_pod(w: &mut Workload) -> u32 {
+    w.run("ping").unwrap().parse().unwrap()
+}
+
+fn contains(b: &Batch, label: &str, text: &str) -> bool {
+    b.state_label(label).contains(text)
+}
+
+#[test]
+fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
+    if !common::privileged("pod_private_cgroupns") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pa-x"), Pod::new("pa-y"));
+    let prefix = "banyand-pa";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let reference = reference_on(&x, "banyand-ctr");
+    let mut sidecar = x.sidecar(&sidecar_entry(&x, true), &config(prefix), dir.path());
+
+    // Its cgroup lies outside the sidecar's cgroup namespace: learned from its first event.
+    let pid = pid_in_pod(&mut tx);
+    let b = sidecar.wait_for("learning", |b| {
+        contains(b, "scope", &format!("learning the id of cgroup /../banyand-ctr from pid {pid}"))
+    });
+    assert!(contains(&b, "reason", "outside the sidecar's cgroup namespace"), "{:?}", b.state_label("reason"));
+    check_sources(&b, &reference, "private cgroupns");
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let b = sidecar.wait_for("learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    assert_eq!(
+        b.state_label("state"),
+        if b.samples
+            .iter()
+            .any(|s| s.name == "ktm_metric_source"
+                && s.labels.get("mechanism").map(String::as_str) == Some("unavailable"))
+        {
+            "degraded"
+        } else {
+            "active"
+        }
+    );
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
+    check_exact(&w, "private cgroupns");
+    common::matrix("pod: private cgroupns, CAP_BPF+CAP_PERFMON, no tracefs", "pass");
+
+    // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (its
+    // dynamic loader's preads included: they are the container's).
+    let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
+    drop(tx);
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let pid = pid_in_pod(&mut tx);
+    let b = sidecar.wait_for("re-learning", |b| contains(b, "scope", &format!("from pid {pid}")));
+    let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
+    assert!(before >= kept, "restart: counters go on ({before} after {kept})");
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(before + 1.0), "restart: counters go on");
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
+    check_exact(&w, "restart in the pod");
+    common::matrix("pod: BanyanDB restarted in its container", "pass");
+    drop(tx);
+    drop(reference);
+
+    // The container is recreated: another cgroup; learned afresh, counters from zero.
+    pod::remove_tree(&x.container("banyand-ctr"));
+    let reference = reference_on(&x, "banyand-ctr2");
+    let mut tx = x.workload("banyand-ctr2", prefix);
+    let pid = pid_in_pod(&mut tx);
+    sidecar
+        .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(1.0), "recreation: counters from zero");
+    assert_eq!(b.value("ktm_fadvise_calls_total", &[]).unwrap_or(0.0), 0.0, "recreation: counters from zero");
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
+    check_exact(&w, "pod recreated");
+    common::matrix("pod: container recreated", "pass");
+}
+
+#[test]
+fn sidecar_in_the_hosts_cgroup_namespace_counts_its_pod_only() {
+    if !common::privileged("pod_host_cgroupns") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pb-x"), Pod::new("pb-y"));
+    let prefix = "banyand-pb";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let reference = reference_on(&x, "banyand-ctr");
+    let mut sidecar = x.sidecar(&sidecar_entry(&x, false), &config(prefix), dir.path());
+    let pid = pid_in_pod(&mut tx);
+    let b = sidecar.wait_for("cgroup mode", |b| {
+        contains(b, "scope", "/banyand-ctr (id") && contains(b, "scope", &format!("of pid {pid}"))
+    });
+    check_sources(&b, &reference, "host cgroupns");
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
+    check_exact(&w, "host cgroupns");
+    common::matrix("pod: host cgroup namespace", "pass");
+}
+
+#[test]
+fn sidecar_without_share_process_namespace_waits_and_counts_nothing() {
+    if !common::privileged("pod_no_share") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pc-x"), Pod::new("pc-y"));
+    let prefix = "banyand-pc";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let reference = reference_on(&x, "banyand-ctr");
+    let entry = Entry { share_pid: false, own_pid: true, ..sidecar_entry(&x, true) };
+    let mut sidecar = x.sidecar(&entry, &config(prefix), dir.path());
+    let b = sidecar.wait_for("waiting", |b| b.state_label("state") == "waiting_for_target");
+    assert!(contains(&b, "reason", "shareProcessNamespace: true"), "{:?}", b.state_label("reason"));
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty], dir.path());
+    for (name, labels) in series() {
+        if let (Some(a), Some(b)) = (w.after.value(&name, &labels), w.before.value(&name, &labels)) {
+            assert_eq!(a - b, 0.0, "no shareProcessNamespace: {name}{labels:?} counted another pod's I/O");
+        }
+    }
+    assert_eq!(w.after.state_label("state"), "waiting_for_target");
+    common::matrix("pod: no shareProcessNamespace", "pass");
+}
+
+#[test]
+fn host_pid_sidecar_learns_its_pods_cgroup() {
+    if !common::privileged("pod_host_pid") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pd-x"), Pod::new("pd-y"));
+    let prefix = "banyand-pd";
+    // Pod X is a hostPID pod: its containers live in the host's pid namespace, where the
+    // BanyanDB of pod Y (a pod of its own) is visible too.
+    let host_pid = |ctr: &str| Entry { cgroup: Some(x.container(ctr)), ..Entry::default() };
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut tx = x.spawn_workload_with(&host_pid("banyand-ctr"), prefix);
+    let mut decoy = x.spawn_workload_with(&host_pid("other-ctr"), "decoy");
+    let reference = reference_on(&x, "banyand-ctr");
+    let entry = Entry { share_pid: false, ..sidecar_entry(&x, true) };
+    let mut sidecar = x.sidecar(&entry, &config(prefix), dir.path());
+    let b =
+        sidecar.wait_for("learning", |b| contains(b, "scope", "learning the id of cgroup /../banyand-ctr from pid"));
+    check_sources(&b, &reference, "hostPID");
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    sidecar.wait_for("learned", |b| contains(b, "scope", "learned from pid"));
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
+    check_exact(&w, "hostPID");
+    common::matrix("pod: hostPID sidecar", "pass");
+}
