@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod btf;
+pub mod capi;
 pub mod collector;
 pub mod config;
 pub mod demo;

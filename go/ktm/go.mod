@@ -1,0 +1,3 @@
+module banyandb.local/ktm
+
+go 1.19

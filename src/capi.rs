@@ -1,0 +1,720 @@
+//! The C ABI: KTM for hosts that are not Rust, above all the FODC agent through its Go
+//! package (`go/ktm`). The prototypes are in `include/ktm.h`; `tests/capi_header.rs` fails
+//! when the header and this file disagree.
+//!
+//! Design, and why:
+//! - **Opaque handle, plain C structs out.** A `ktm_t` is created from YAML text, so the
+//!   config keeps one parser and one set of error messages (naming the dotted key) for every
+//!   host. A collection comes back as one `ktm_batch_t` of `#[repr(C)]` structs that
+//!   point into a single allocation owned by the batch, freed by one `ktm_batch_free`: the
+//!   host walks it without a parser (Go's standard library has no YAML, and a JSON
+//!   dependency is not allowed here), and histograms stay histograms, so the host decides
+//!   how to flatten them.
+//! - **Pull, not push.** `ktm_collect` reads the counters when the host asks, on the host's
+//!   thread. The agent already runs its own ticker that pushes `GetMetrics()` to its Flight
+//!   Recorder, so a second timer thread inside would only add a copy and a lag.
+//! - **Any thread, any order.** The modules sit behind a mutex in the handle; every call
+//!   locks it, so collections from several threads serialize, and stop is idempotent.
+//!   Only `ktm_free` must be the last call on a handle.
+//! - **No unwinding across the boundary.** Every entry point runs inside `catch_unwind`;
+//!   a panic becomes an error string (or a neutral return value), and a mutex poisoned by
+//!   it is recovered, because every state change under the lock is a whole-value store.
+//! - **Logs without callbacks.** Rust `log` records go to a bounded queue the host drains
+//!   with `ktm_take_log` after its calls, so no foreign code runs inside the crate and no
+//!   Rust code runs on a thread the host does not know about.
+
+use crate::collector::{modules_from_config, Module};
+use crate::config::Config;
+use crate::metrics::{Metric, MetricValue, ModuleState, ModuleStatus};
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bumped on any incompatible change of the structs or prototypes (`KTM_ABI_VERSION`).
+pub const ABI_VERSION: u32 = 1;
+
+/// `ktm_metric_t.type` of a counter.
+pub const KTM_COUNTER: u32 = 0;
+/// `ktm_metric_t.type` of a gauge.
+pub const KTM_GAUGE: u32 = 1;
+/// `ktm_metric_t.type` of a histogram.
+pub const KTM_HISTOGRAM: u32 = 2;
+
+/// One module and where it is in its life.
+struct Slot {
+    module: Box<dyn Module>,
+    life: Life,
+    /// The state of the last status read, for the degraded flag between collections.
+    last: Option<ModuleState>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Life {
+    NotStarted,
+    Running,
+    Failed(String),
+    Stopped,
+}
+
+/// The opaque `ktm_t`.
+pub struct Ktm {
+    slots: Mutex<Vec<Slot>>,
+    /// Module names, fixed at creation, lent out by `ktm_module_name`.
+    names: Vec<CString>,
+    interval_ns: i64,
+}
+
+impl Ktm {
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `ktm_label_t`.
+#[repr(C)]
+pub struct KtmLabel {
+    pub name: *const c_char,
+    pub value: *const c_char,
+}
+
+/// `ktm_bucket_t`.
+#[repr(C)]
+pub struct KtmBucket {
+    pub upper_bound: f64,
+    pub cumulative_count: u64,
+}
+
+/// `ktm_metric_t`.
+#[repr(C)]
+pub struct KtmMetric {
+    pub name: *const c_char,
+    pub help: *const c_char,
+    pub r#type: u32,
+    pub labels: *const KtmLabel,
+    pub n_labels: usize,
+    pub counter: u64,
+    pub gauge: f64,
+    pub buckets: *const KtmBucket,
+    pub n_buckets: usize,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// `ktm_source_t`.
+#[repr(C)]
+pub struct KtmSource {
+    pub metric: *const c_char,
+    pub mechanism: *const c_char,
+    pub detail: *const c_char,
+}
+
+/// `ktm_module_status_t`.
+#[repr(C)]
+pub struct KtmModuleStatus {
+    pub module: *const c_char,
+    pub state: *const c_char,
+    pub reason: *const c_char,
+    pub scope: *const c_char,
+    pub sources: *const KtmSource,
+    pub n_sources: usize,
+}
+
+/// `ktm_batch_t`.
+#[repr(C)]
+pub struct KtmBatch {
+    pub timestamp_unix_ns: i64,
+    pub metrics: *const KtmMetric,
+    pub n_metrics: usize,
+    pub modules: *const KtmModuleStatus,
+    pub n_modules: usize,
+}
+
+/// A batch and everything its pointers point into. `batch` comes first so that the pointer
+/// handed out is also the pointer to the whole allocation. The vectors are only pushed to
+/// before the raw pointers into their elements are taken, and a `CString`'s bytes do not
+/// move when the `CString` itself does.
+#[repr(C)]
+struct OwnedBatch {
+    batch: KtmBatch,
+    strings: Vec<CString>,
+    labels: Vec<Vec<KtmLabel>>,
+    buckets: Vec<Vec<KtmBucket>>,
+    sources: Vec<Vec<KtmSource>>,
+    metrics: Vec<KtmMetric>,
+    modules: Vec<KtmModuleStatus>,
+}
+
+impl OwnedBatch {
+    fn str(&mut self, s: &str) -> *const c_char {
+        let c = cstring(s);
+        let p = c.as_ptr();
+        self.strings.push(c);
+        p
+    }
+
+    fn build(metrics: &[Metric], status: &[ModuleStatus]) -> Box<OwnedBatch> {
+        let timestamp_unix_ns =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let mut b = Box::new(OwnedBatch {
+            batch: KtmBatch {
+                timestamp_unix_ns,
+                metrics: std::ptr::null(),
+                n_metrics: 0,
+                modules: std::ptr::null(),
+                n_modules: 0,
+            },
+            strings: Vec::new(),
+            labels: Vec::new(),
+            buckets: Vec::new(),
+            sources: Vec::new(),
+            metrics: Vec::with_capacity(metrics.len()),
+            modules: Vec::with_capacity(status.len()),
+        });
+        for m in metrics {
+            let labels: Vec<KtmLabel> =
+                m.labels.iter().map(|(k, v)| KtmLabel { name: b.str(k), value: b.str(v) }).collect();
+            let mut out = KtmMetric {
+                name: b.str(&m.name),
+                help: b.str(&m.help),
+                r#type: KTM_COUNTER,
+                labels: labels.as_ptr(),
+                n_labels: labels.len(),
+                counter: 0,
+                gauge: 0.0,
+                buckets: std::ptr::null(),
+                n_buckets: 0,
+                sum: 0.0,
+                count: 0,
+            };
+            b.labels.push(labels);
+            match &m.value {
+                MetricValue::Counter(v) => out.counter = *v,
+                MetricValue::Gauge(v) => {
+                    out.r#type = KTM_GAUGE;
+                    out.gauge = *v;
+                }
+                MetricValue::Histogram(h) => {
+                    let buckets: Vec<KtmBucket> = h
+                        .buckets
+                        .iter()
+                        .map(|x| KtmBucket { upper_bound: x.upper_bound, cumulative_count: x.cumulative_count })
+                        .collect();
+                    out.r#type = KTM_HISTOGRAM;
+                    out.buckets = buckets.as_ptr();
+                    out.n_buckets = buckets.len();
+                    out.sum = h.sum;
+                    out.count = h.count;
+                    b.buckets.push(buckets);
+                }
+            }
+            b.metrics.push(out);
+        }
+        for s in status {
+            let sources: Vec<KtmSource> = s
+                .sources
+                .iter()
+                .map(|x| KtmSource {
+                    metric: b.str(&x.metric),
+                    mechanism: x.mechanism.as_deref().map_or(std::ptr::null(), |m| b.str(m)),
+                    detail: b.str(&x.detail),
+                })
+                .collect();
+            let out = KtmModuleStatus {
+                module: b.str(&s.module),
+                state: b.str(s.state.as_str()),
+                reason: s.reason.as_deref().map_or(std::ptr::null(), |r| b.str(r)),
+                scope: b.str(&s.scope),
+                sources: sources.as_ptr(),
+                n_sources: sources.len(),
+            };
+            b.sources.push(sources);
+            b.modules.push(out);
+        }
+        b.batch.metrics = b.metrics.as_ptr();
+        b.batch.n_metrics = b.metrics.len();
+        b.batch.modules = b.modules.as_ptr();
+        b.batch.n_modules = b.modules.len();
+        b
+    }
+}
+
+/// A C string of `s`; interior NULs (a kernel message could carry one) become U+FFFD
+/// rather than truncating the text or failing the whole call.
+fn cstring(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\u{fffd}")).unwrap_or_default())
+}
+
+/// Stores `msg` in `*error` when the caller asked for it.
+///
+/// # Safety
+/// `error` is null or valid for one pointer write.
+unsafe fn set_error(error: *mut *mut c_char, msg: &str) {
+    if !error.is_null() {
+        *error = cstring(msg).into_raw();
+    }
+}
+
+/// Clears `*error` so that a caller may test it after success too.
+///
+/// # Safety
+/// `error` is null or valid for one pointer write.
+unsafe fn clear_error(error: *mut *mut c_char) {
+    if !error.is_null() {
+        *error = std::ptr::null_mut();
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+    format!("internal error in ktm (a panic, caught at the C boundary): {}", what.unwrap_or_default())
+}
+
+/// Runs `f`, turning an error or a panic into `-1` and the text in `*error`.
+///
+/// # Safety
+/// `error` is null or valid for one pointer write.
+unsafe fn guarded(error: *mut *mut c_char, f: impl FnOnce() -> Result<(), String>) -> c_int {
+    clear_error(error);
+    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_message(&*p)));
+    match r {
+        Ok(()) => 0,
+        Err(msg) => {
+            set_error(error, &msg);
+            -1
+        }
+    }
+}
+
+/// Runs `f` where there is no error channel: a panic gives `fallback`.
+fn quiet<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// The handle behind a pointer, or an error naming the call.
+///
+/// # Safety
+/// `ktm` is null or a live handle from `ktm_new`.
+unsafe fn handle<'a>(ktm: *const Ktm, call: &str) -> Result<&'a Ktm, String> {
+    ktm.as_ref().ok_or_else(|| format!("{call}: the ktm handle is NULL"))
+}
+
+/// The module name argument: `None` (all modules) for NULL.
+///
+/// # Safety
+/// `module` is null or a NUL-terminated string.
+unsafe fn module_arg<'a>(module: *const c_char) -> Result<Option<&'a str>, String> {
+    if module.is_null() {
+        return Ok(None);
+    }
+    CStr::from_ptr(module).to_str().map(Some).map_err(|_| "the module name is not UTF-8".to_string())
+}
+
+/// The slots a call applies to: all, or the one named (an error if there is none).
+fn select<'s>(slots: &'s mut [Slot], module: Option<&str>) -> Result<Vec<&'s mut Slot>, String> {
+    let chosen: Vec<&mut Slot> = slots.iter_mut().filter(|s| module.map_or(true, |m| s.module.name() == m)).collect();
+    match module {
+        Some(m) if chosen.is_empty() => Err(format!("no module `{m}` in this KTM (see collector.modules)")),
+        _ => Ok(chosen),
+    }
+}
+
+/// The status of a slot that is not running (the module's own would say "not started").
+fn idle_status(slot: &Slot) -> Option<ModuleStatus> {
+    let why = match &slot.life {
+        Life::Running => return None,
+        Life::NotStarted => "not started".to_string(),
+        Life::Failed(why) => why.clone(),
+        Life::Stopped => "stopped".to_string(),
+    };
+    Some(ModuleStatus::new(slot.module.name(), ModuleState::Disabled).with_reason(why))
+}
+
+/// The ABI version this library implements; a host compares it with `KTM_ABI_VERSION`.
+#[no_mangle]
+pub extern "C" fn ktm_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// Creates a KTM from the YAML config text (NULL or "" for the defaults); nothing is
+/// loaded yet. On error returns NULL with the message (naming the key) in `*error`.
+///
+/// # Safety
+/// `config_yaml` is null or NUL-terminated; `error` is null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_new(config_yaml: *const c_char, error: *mut *mut c_char) -> *mut Ktm {
+    let mut out: *mut Ktm = std::ptr::null_mut();
+    guarded(error, || {
+        install_logger();
+        let text = if config_yaml.is_null() {
+            ""
+        } else {
+            CStr::from_ptr(config_yaml).to_str().map_err(|_| "the config is not UTF-8".to_string())?
+        };
+        let config = Config::from_yaml_str(text).map_err(|e| e.to_string())?;
+        let modules = modules_from_config(&config).map_err(|e| e.to_string())?;
+        let names = modules.iter().map(|m| cstring(m.name())).collect();
+        let slots = modules.into_iter().map(|module| Slot { module, life: Life::NotStarted, last: None }).collect();
+        let interval_ns = i64::try_from(config.collector.interval.as_nanos()).unwrap_or(i64::MAX);
+        out = Box::into_raw(Box::new(Ktm { slots: Mutex::new(slots), names, interval_ns }));
+        Ok(())
+    });
+    out
+}
+
+/// Stops every module and frees the handle. NULL is ignored.
+///
+/// # Safety
+/// `ktm` is null or a live handle, and no other call on it runs or follows.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_free(ktm: *mut Ktm) {
+    if ktm.is_null() {
+        return;
+    }
+    quiet((), || {
+        let k = Box::from_raw(ktm);
+        for slot in k.lock().iter_mut() {
+            if slot.life == Life::Running {
+                slot.module.stop();
+            }
+        }
+    })
+}
+
+/// Starts `module`, or every module for NULL: loads and attaches the programs. A module
+/// already running is left alone. Returns 0, or -1 with every failure in `*error`; failed
+/// modules are then disabled with that reason and the KTM is degraded.
+///
+/// # Safety
+/// `ktm` is a live handle; `module` is null or NUL-terminated; `error` is null or valid
+/// for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_start(ktm: *mut Ktm, module: *const c_char, error: *mut *mut c_char) -> c_int {
+    guarded(error, || {
+        let k = handle(ktm, "ktm_start")?;
+        let module = module_arg(module)?;
+        let mut slots = k.lock();
+        let mut failures = Vec::new();
+        for slot in select(&mut slots, module)? {
+            if slot.life == Life::Running {
+                continue;
+            }
+            match slot.module.start() {
+                Ok(()) => {
+                    slot.life = Life::Running;
+                    slot.last = Some(slot.module.status().state);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    log::error!("KTM module {} could not start and is disabled: {why}", slot.module.name());
+                    failures.push(format!("{}: {why}", slot.module.name()));
+                    slot.life = Life::Failed(why);
+                    slot.last = Some(ModuleState::Disabled);
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    })
+}
+
+/// Stops `module`, or every module for NULL: detaches and unloads every program. Stopping
+/// what is not running does nothing, so it is safe to call twice. A stopped module may be
+/// started again (its counters then start from zero).
+///
+/// # Safety
+/// As `ktm_start`.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_stop(ktm: *mut Ktm, module: *const c_char, error: *mut *mut c_char) -> c_int {
+    guarded(error, || {
+        let k = handle(ktm, "ktm_stop")?;
+        let module = module_arg(module)?;
+        let mut slots = k.lock();
+        for slot in select(&mut slots, module)? {
+            if slot.life == Life::Running {
+                slot.module.stop();
+                slot.life = Life::Stopped;
+                slot.last = None;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One collection of `module`, or of every module for NULL: reads the counters now, runs
+/// the health check (re-targeting) and returns the metrics and every selected module's
+/// status in `*batch`, to be freed with `ktm_batch_free`. A module that is not running
+/// contributes only its status (`disabled`, with the reason).
+///
+/// # Safety
+/// As `ktm_start`; `batch` is valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_collect(
+    ktm: *mut Ktm,
+    module: *const c_char,
+    batch: *mut *mut KtmBatch,
+    error: *mut *mut c_char,
+) -> c_int {
+    if !batch.is_null() {
+        *batch = std::ptr::null_mut();
+    }
+    guarded(error, || {
+        if batch.is_null() {
+            return Err("ktm_collect: the batch out-pointer is NULL".into());
+        }
+        let k = handle(ktm, "ktm_collect")?;
+        let module = module_arg(module)?;
+        let mut slots = k.lock();
+        let mut metrics = Vec::new();
+        let mut status = Vec::new();
+        for slot in select(&mut slots, module)? {
+            let s = match idle_status(slot) {
+                Some(s) => s,
+                None => {
+                    metrics.extend(slot.module.collect());
+                    slot.module.status()
+                }
+            };
+            if slot.life == Life::Running {
+                slot.last = Some(s.state);
+            }
+            status.push(s);
+        }
+        drop(slots);
+        let owned = OwnedBatch::build(&metrics, &status);
+        *batch = Box::into_raw(owned).cast::<KtmBatch>();
+        Ok(())
+    })
+}
+
+/// Frees a batch from `ktm_collect`, with every string and array it points to. NULL is
+/// ignored.
+///
+/// # Safety
+/// `batch` is null or from `ktm_collect` and not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_batch_free(batch: *mut KtmBatch) {
+    if !batch.is_null() {
+        quiet((), || drop(Box::from_raw(batch.cast::<OwnedBatch>())));
+    }
+}
+
+/// 1 when a module failed to start, or when the last start or collection found a running
+/// module `degraded` or `disabled`; else 0. -1 for a NULL handle.
+///
+/// # Safety
+/// `ktm` is null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_is_degraded(ktm: *const Ktm) -> c_int {
+    quiet(-1, || match ktm.as_ref() {
+        None => -1,
+        Some(k) => c_int::from(k.lock().iter().any(|s| {
+            matches!(s.life, Life::Failed(_)) || matches!(s.last, Some(ModuleState::Degraded | ModuleState::Disabled))
+        })),
+    })
+}
+
+/// The number of modules the config enabled (0 for NULL).
+///
+/// # Safety
+/// `ktm` is null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_module_count(ktm: *const Ktm) -> usize {
+    ktm.as_ref().map_or(0, |k| k.names.len())
+}
+
+/// The name of module `index`, owned by the handle (valid until `ktm_free`); NULL when out
+/// of range.
+///
+/// # Safety
+/// `ktm` is null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_module_name(ktm: *const Ktm, index: usize) -> *const c_char {
+    ktm.as_ref().and_then(|k| k.names.get(index)).map_or(std::ptr::null(), |n| n.as_ptr())
+}
+
+/// `collector.interval` in nanoseconds: how often the host should collect (0 for NULL).
+///
+/// # Safety
+/// `ktm` is null or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_interval_ns(ktm: *const Ktm) -> i64 {
+    ktm.as_ref().map_or(0, |k| k.interval_ns)
+}
+
+/// The oldest queued log record, or NULL when there is none. `*level` (when not NULL) gets
+/// 1 error, 2 warn, 3 info, 4 debug, 5 trace. Free the text with `ktm_string_free`.
+///
+/// # Safety
+/// `level` is null or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_take_log(level: *mut c_int) -> *mut c_char {
+    let next = quiet(None, || LOGS.lock().unwrap_or_else(|p| p.into_inner()).queue.pop_front());
+    match next {
+        None => std::ptr::null_mut(),
+        Some((l, text)) => {
+            if !level.is_null() {
+                *level = l;
+            }
+            cstring(&text).into_raw()
+        }
+    }
+}
+
+/// Frees a string this library returned (`*error`, `ktm_take_log`). NULL is ignored.
+///
+/// # Safety
+/// `s` is null or such a string, not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        drop(CString::from_raw(s));
+    }
+}
+
+/// Log records kept for the host; the oldest are dropped past this many, so a host that
+/// never drains them does not grow without limit.
+const LOG_CAPACITY: usize = 1024;
+
+struct LogQueue {
+    queue: VecDeque<(c_int, String)>,
+    dropped: u64,
+}
+
+static LOGS: Mutex<LogQueue> = Mutex::new(LogQueue { queue: VecDeque::new(), dropped: 0 });
+
+struct QueueLogger;
+
+impl log::Log for QueueLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut q = LOGS.lock().unwrap_or_else(|p| p.into_inner());
+        if q.queue.len() >= LOG_CAPACITY {
+            q.queue.pop_front();
+            q.dropped += 1;
+            let note = format!("ktm: {} log records dropped (the host does not drain ktm_take_log)", q.dropped);
+            if let Some(front) = q.queue.front_mut() {
+                *front = (log::Level::Warn as c_int, note);
+            }
+        }
+        q.queue.push_back((record.level() as c_int, record.args().to_string()));
+    }
+
+    fn flush(&self) {}
+}
+
+/// Routes the crate's `log` records to the queue, unless the process (a Rust host) has its
+/// own logger already, which then keeps them.
+fn install_logger() {
+    static LOGGER: QueueLogger = QueueLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(p: *const c_char) -> String {
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        let rc = unsafe { guarded(&mut err, || panic!("boom")) };
+        assert_eq!(rc, -1);
+        assert!(text(err).contains("boom"), "{}", text(err));
+        unsafe { ktm_string_free(err) };
+        assert_eq!(quiet(7, || panic!("x")), 7);
+    }
+
+    #[test]
+    fn bad_config_names_the_key_and_null_is_safe() {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        let yaml = CString::new("collector:\n  interval: 10x\n").unwrap();
+        let k = unsafe { ktm_new(yaml.as_ptr(), &mut err) };
+        assert!(k.is_null());
+        assert!(text(err).contains("collector.interval"), "{}", text(err));
+        unsafe { ktm_string_free(err) };
+        unsafe {
+            assert_eq!(ktm_start(std::ptr::null_mut(), std::ptr::null(), &mut err), -1);
+            assert!(text(err).contains("NULL"));
+            ktm_string_free(err);
+            assert_eq!(ktm_is_degraded(std::ptr::null()), -1);
+            ktm_free(std::ptr::null_mut());
+            ktm_batch_free(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn unstarted_ktm_collects_its_status_and_stops_twice() {
+        let mut err: *mut c_char = std::ptr::null_mut();
+        let k = unsafe { ktm_new(std::ptr::null(), &mut err) };
+        assert!(!k.is_null() && err.is_null());
+        unsafe {
+            assert_eq!(ktm_module_count(k), 1);
+            assert_eq!(text(ktm_module_name(k, 0)), "iomonitor");
+            assert!(ktm_module_name(k, 1).is_null());
+            assert_eq!(ktm_interval_ns(k), 10_000_000_000);
+            let mut b: *mut KtmBatch = std::ptr::null_mut();
+            assert_eq!(ktm_collect(k, std::ptr::null(), &mut b, &mut err), 0);
+            let batch = &*b;
+            assert_eq!((batch.n_metrics, batch.n_modules), (0, 1));
+            let m = &*batch.modules;
+            assert_eq!(
+                (text(m.module), text(m.state), text(m.reason)),
+                ("iomonitor".into(), "disabled".into(), "not started".into())
+            );
+            ktm_batch_free(b);
+            let name = CString::new("nope").unwrap();
+            assert_eq!(ktm_collect(k, name.as_ptr(), &mut b, &mut err), -1);
+            assert!(b.is_null());
+            assert!(text(err).contains("nope"));
+            ktm_string_free(err);
+            assert_eq!(ktm_stop(k, std::ptr::null(), &mut err), 0);
+            assert_eq!(ktm_stop(k, std::ptr::null(), &mut err), 0);
+            assert_eq!(ktm_is_degraded(k), 0);
+            ktm_free(k);
+        }
+    }
+
+    #[test]
+    fn batch_carries_every_kind() {
+        let h = crate::metrics::Histogram::from_log2_ns(&[1, 2, 3], 10);
+        let metrics = vec![
+            Metric::counter("c_total", "C.", 5).with_label("advice", "random"),
+            Metric::gauge("g", "G.", 0.5),
+            Metric::histogram("h_seconds", "H.", h),
+        ];
+        let status = vec![ModuleStatus::new("iomonitor", ModuleState::Degraded)
+            .with_reason("why\0nul")
+            .with_source(crate::metrics::MetricSource::unavailable("x_total", "none"))];
+        let owned = OwnedBatch::build(&metrics, &status);
+        let p = Box::into_raw(owned).cast::<KtmBatch>();
+        unsafe {
+            let b = &*p;
+            let ms = std::slice::from_raw_parts(b.metrics, b.n_metrics);
+            assert_eq!((ms[0].r#type, ms[0].counter, ms[0].n_labels), (KTM_COUNTER, 5, 1));
+            assert_eq!(text((*ms[0].labels).value), "random");
+            assert_eq!((ms[1].r#type, ms[1].gauge), (KTM_GAUGE, 0.5));
+            assert_eq!((ms[2].r#type, ms[2].n_buckets, ms[2].count), (KTM_HISTOGRAM, 2, 6));
+            assert_eq!((*ms[2].buckets.add(1)).cumulative_count, 3);
+            let s = &*b.modules;
+            assert_eq!(text(s.reason), "why\u{fffd}nul");
+            assert!((*s.sources).mechanism.is_null());
+            ktm_batch_free(p);
+        }
+    }
+}
