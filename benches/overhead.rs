@@ -449,7 +449,15 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     ktm::workload::set_comm(COMM)?;
     pin_to(cpu_pair[1])?;
     let place = CgroupPlace::enter()?;
-    let ids = Ids { mine: harness::cgroup_id(&place.mine)?, other: harness::cgroup_id(&place.other)? };
+    // Another pod's pid namespace, held by a child that unshared one and sleeps.
+    let other_pod = other_pid_namespace()?;
+    let ids = Ids {
+        mine: harness::cgroup_id(&place.mine)?,
+        other: harness::cgroup_id(&place.other)?,
+        own_pidns: ktm::discovery::PidNs::of_self(std::path::Path::new("/proc"))
+            .ok_or("cannot stat /proc/self/ns/pid")?,
+        other_pidns: other_pod.1,
+    };
     let mut bench = Bench::new(opts.calls, cpu_pair, fixture)?;
     // Bounded: full runs stay under 3 minutes even on a busy host, quick ones near 30 s.
     bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 3 } else { 30 });
@@ -1108,6 +1116,46 @@ fn collect_and_push(opts: &Opts, policy: &Policy, prefix: &str) -> R<(Vec<f64>, 
 struct Ids {
     mine: u64,
     other: u64,
+    /// The bench's own pid namespace (the pod of the target rows).
+    own_pidns: ktm::discovery::PidNs,
+    /// A pid namespace the bench is not in (another pod's, for the neighbour rows).
+    other_pidns: ktm::discovery::PidNs,
+}
+
+/// A child holding a pid namespace of its own (it unshared one and sleeps), and that
+/// namespace. The bench thread is never in it: a same-comm neighbour of another pod.
+fn other_pid_namespace() -> R<(HeldNs, ktm::discovery::PidNs)> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("3600");
+    // SAFETY: unshare is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let meta = std::fs::metadata(format!("/proc/{}/ns/pid_for_children", child.id()))?;
+    let dev = meta.dev();
+    let ns = ktm::discovery::PidNs {
+        dev: (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
+        ino: meta.ino(),
+    };
+    Ok((HeldNs(child), ns))
+}
+
+/// The child holding a namespace, killed with the bench.
+struct HeldNs(std::process::Child);
+
+impl Drop for HeldNs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct Group1 {
@@ -1123,6 +1171,16 @@ fn variants(ids: &Ids) -> Vec<(&'static str, Scope)> {
         ("ktm nbr comm", Scope::Comm(OTHER_COMM.into())),
         ("ktm tgt cgroup", Scope::Cgroup(ids.mine)),
         ("ktm tgt comm", Scope::Comm(COMM.into())),
+        // The pod: a BanyanDB of another pod has the target's comm and fails the pid
+        // namespace test; the target passes it while its cgroup id is being learned.
+        (
+            "ktm nbr pod comm",
+            Scope::CommInPidNs { prefix: COMM.into(), pidns: ids.other_pidns, narrow: true, learn: None },
+        ),
+        (
+            "ktm tgt pod comm",
+            Scope::CommInPidNs { prefix: COMM.into(), pidns: ids.own_pidns, narrow: true, learn: Some(1) },
+        ),
     ]
 }
 
