@@ -1129,12 +1129,27 @@ fn other_pid_namespace() -> R<(HeldNs, ktm::discovery::PidNs)> {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new("sleep");
     cmd.arg("3600");
-    // SAFETY: unshare is async-signal-safe.
+    // The namespace is named through /proc only once a process lives in it: the child
+    // forks its init (the sleep) and waits, outside it, letting go of every fd but stdio.
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::unshare(libc::CLONE_NEWPID) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            let init = libc::fork();
+            if init < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if init > 0 {
+                for fd in 3..1024 {
+                    libc::close(fd);
+                }
+                let mut status = 0;
+                libc::waitpid(init, &mut status, 0);
+                libc::_exit(0);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
             Ok(())
         });
     }
