@@ -143,10 +143,23 @@ fn probe() -> Result<(), Fail> {
         Ok(eff) => {
             for c in [ktm::privileges::CAP_BPF, ktm::privileges::CAP_PERFMON, ktm::privileges::CAP_SYS_ADMIN] {
                 let has = eff & (1u64 << c.bit) != 0;
-                println!("{:<14} {}", c.name, if has { "present" } else { "missing" });
+                println!("{:<18} {}", c.name, if has { "present" } else { "missing" });
             }
         }
         Err(e) => println!("cannot read capabilities: {e}"),
+    }
+    use ktm::privileges::{self as p, Syscall};
+    println!("{:<18} {}", "seccomp", p::seccomp().map_or_else(|| "unknown".to_string(), |s| s.to_string()));
+    for (name, call) in [("bpf()", Syscall::Bpf), ("perf_event_open()", Syscall::PerfEventOpen)] {
+        println!(
+            "{name:<18} {}",
+            if p::blocked(call) { "BLOCKED (refused before its arguments are read)" } else { "allowed" }
+        );
+    }
+    println!("{:<18} {}", "lockdown", p::lockdown().unwrap_or_else(|why| why));
+    match p::perf_event_paranoid() {
+        Ok((level, meaning)) => println!("{:<18} {level}: {meaning}", "perf_event_paranoid"),
+        Err(why) => println!("{:<18} {why}", "perf_event_paranoid"),
     }
     if let Err(e) = ktm::privileges::check() {
         return Err(Fail::Runtime(e.to_string()));
