@@ -158,7 +158,14 @@ pub fn blocked(call: Syscall) -> bool {
 /// Read from securityfs; where securityfs is not mounted (many containers and some hosts),
 /// a process with CAP_SYS_ADMIN reads it through a private mount of securityfs made in a
 /// throw-away mount namespace of a short-lived thread, which nothing else sees.
+///
+/// Read once per process and cached (it can only be raised, and only by an administrator).
 pub fn lockdown() -> std::result::Result<String, String> {
+    static MODE: once_cell::sync::OnceCell<std::result::Result<String, String>> = once_cell::sync::OnceCell::new();
+    MODE.get_or_init(read_lockdown).clone()
+}
+
+fn read_lockdown() -> std::result::Result<String, String> {
     let mounts = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
     let mounted = crate::discovery::mountinfo::parse_mountinfo(&mounts)
         .into_iter()

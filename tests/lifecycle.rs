@@ -260,7 +260,7 @@ fn two_ktms_count_independently_and_stopping_one_leaves_the_other() {
 fn ktm_run(dir: &std::path::Path, interval: &str, prefix: &str, out: &std::path::Path) -> Child {
     let cfg = dir.join("ktm.yaml");
     std::fs::write(&cfg, format!("collector:\n  interval: {interval}\n  ebpf:\n    comm_prefix: {prefix}\n")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_ktm"))
+    Command::new(common::ktm_bin())
         .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

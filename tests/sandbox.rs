@@ -45,7 +45,7 @@ fn deny_bpf() -> std::io::Result<()> {
 }
 
 fn ktm_under_seccomp(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ktm"));
+    let mut cmd = Command::new(common::ktm_bin());
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: deny_bpf only makes syscalls.
     unsafe { cmd.pre_exec(deny_bpf) };
@@ -129,7 +129,7 @@ fn probe_names_lockdown_and_perf_event_paranoid() {
     if !common::privileged("probe_names_lockdown_and_perf_event_paranoid") {
         return;
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_ktm")).arg("probe").output().unwrap();
+    let o = Command::new(common::ktm_bin()).arg("probe").output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap();
