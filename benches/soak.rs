@@ -342,6 +342,20 @@ impl Churn {
         Duration::from_millis(1 + self.rng % max_ms)
     }
 
+    /// Sends `cmd` and SIGKILLs the target `min_ms..max_ms` later; returns it, dead.
+    fn kill_during(&mut self, mut t: Workload, cmd: &str, min_ms: u64, max_ms: u64) -> R<Workload> {
+        let pid = t.pid() as i32;
+        let cmd = cmd.to_string();
+        let reader = std::thread::spawn(move || {
+            let _ = t.run(&cmd);
+            t
+        });
+        std::thread::sleep(Duration::from_millis(min_ms) + self.jitter(max_ms - min_ms));
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        reader.join().map_err(|_| "reader thread panicked".to_string())
+    }
+
     /// One cycle of churn; returns the agreement of the target's last life.
     fn cycle(&mut self) -> R<Agreement> {
         self.cycle += 1;
@@ -367,17 +381,14 @@ impl Churn {
         drop(cg_a);
         self.shared.scoped(&cg_b.path)?;
         self.run(&mut t, &format!("pread {file} 50 4096"))?;
-        // Killed with SIGKILL in the middle of a burst of threaded reads.
-        let pid = t.pid() as i32;
-        let cmd = format!("threads {file} {n} 500 4096");
-        let reader = std::thread::spawn(move || {
-            let _ = t.run(&cmd);
-            t
-        });
-        std::thread::sleep(self.jitter(40));
-        // SAFETY: our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        drop(reader.join().map_err(|_| "reader thread panicked")?);
+        // Killed with SIGKILL in the middle of a long run of reads (a few ms into about 0.5 s
+        // of preads), then, restarted, in the middle of a burst of threaded reads (once the
+        // threads exist, which takes about 100 ms for 4,500).
+        let t = self.kill_during(t, &format!("pread {file} 2000000 4096"), 2, 40)?;
+        drop(t);
+        let t = self.target(&cg_b)?;
+        let t = self.kill_during(t, &format!("threads {file} {n} 500 4096"), 100, 400)?;
+        drop(t);
         // The last life, restarted in the new cgroup: the counters must agree exactly.
         let mut t = self.target(&cg_b)?;
         // A first thread makes glibc size its malloc arenas, which reads
@@ -480,7 +491,7 @@ fn run(opts: &Opts) -> R<()> {
     let end = figures(&shared, &maps);
     print_row("end", &end);
     println!(
-        "{} collections in {:.1} s ({:.2} ms each), {cycles} churn cycles, {} threads started",
+        "{} collections in {:.1} s ({:.2} ms each), {cycles} churn cycles, up to {} threads started",
         end.collections - start.collections,
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e3 / (end.collections - start.collections) as f64,
