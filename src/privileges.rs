@@ -50,8 +50,9 @@ pub fn check() -> Result<()> {
         return Err(Error::Other(format!(
             "missing {}: KTM loads eBPF programs and opens perf events. Grant them to the sidecar \
              container (securityContext.capabilities.add: [\"BPF\", \"PERFMON\"]; on kernels before 5.8 \
-             [\"SYS_ADMIN\"]), or run it as root",
-            names.join(" and ")
+             [\"SYS_ADMIN\"]), or run it as root{}",
+            names.join(" and "),
+            paranoid_note(&missing)
         )));
     }
     let blocked: Vec<&str> = [("bpf", Syscall::Bpf), ("perf_event_open", Syscall::PerfEventOpen)]
@@ -239,6 +240,17 @@ pub fn perf_event_paranoid() -> std::result::Result<(i32, &'static str), String>
     Ok((level, meaning))
 }
 
+/// Without CAP_PERFMON, `perf_event_paranoid` decides whether tracepoint events open: named.
+fn paranoid_note(missing: &[Capability]) -> String {
+    if !missing.contains(&CAP_PERFMON) {
+        return String::new();
+    }
+    match perf_event_paranoid() {
+        Ok((level, meaning)) => format!(" (perf_event_paranoid is {level}: {meaning})"),
+        Err(_) => String::new(),
+    }
+}
+
 /// Lockdown and perf_event_paranoid, as a suffix for an error the kernel's policy caused.
 pub fn policy_suffix() -> String {
     let lockdown = lockdown().unwrap_or_else(|why| why.split(':').next().unwrap_or("unknown").to_string());
@@ -251,7 +263,13 @@ pub fn policy_suffix() -> String {
 pub fn denial_hint(call: Syscall) -> String {
     match effective().map(missing) {
         Ok(m) if m.is_empty() => {}
-        _ => return " (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)".to_string(),
+        Ok(m) => {
+            return format!(
+                " (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8{})",
+                paranoid_note(&m).replace(" (", "; ").replace(')', "")
+            )
+        }
+        Err(_) => return " (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)".to_string(),
     }
     if blocked(call) {
         let name = match call {

@@ -149,3 +149,34 @@ fn probe_names_lockdown_and_perf_event_paranoid() {
     }
     assert!(text.contains("seccomp") && text.contains("disabled (Seccomp: 0)"), "{text}");
 }
+
+#[test]
+fn without_cap_perfmon_the_error_names_perf_event_paranoid() {
+    if !common::privileged("without_cap_perfmon_the_error_names_perf_event_paranoid") {
+        return;
+    }
+    // Root without CAP_PERFMON and CAP_SYS_ADMIN in its bounding set: after exec, root's
+    // capabilities are the bounding set, so CAP_BPF stays and those two go.
+    let mut cmd = Command::new(common::ktm_bin());
+    cmd.arg("probe").stdin(Stdio::null());
+    // SAFETY: prctl only.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in [38, 21] {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("CAP_PERFMON") && l.contains("missing")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("CAP_BPF") && l.contains("present")), "{out}");
+    let level = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap();
+    assert!(err.contains("missing CAP_PERFMON"), "{err}");
+    assert!(err.contains(&format!("perf_event_paranoid is {}", level.trim())), "{err}");
+}
