@@ -22,6 +22,11 @@ pub const CAP_BPF: Capability = Capability { name: "CAP_BPF", bit: 39 };
 /// The effective capability set, from /proc/self/status.
 pub fn effective() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::io("read /proc/self/status", e))?;
+    parse_effective(&status)
+}
+
+/// The `CapEff:` mask of `/proc/PID/status` text.
+pub fn parse_effective(status: &str) -> Result<u64> {
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))

@@ -411,9 +411,13 @@ fn proc_and_mountinfo_parsers() {
             let _ = discovery::mountinfo::parse_mountinfo(b);
             let _ = discovery::procfs::parse_stat(b);
             let _ = discovery::procfs::parse_cgroup_v2(b);
-            let _ = ktm::privileges::parse_seccomp(&String::from_utf8_lossy(b));
-            let _ = ktm::privileges::parse_lockdown(&String::from_utf8_lossy(b));
-            Ok(())
+            let text = String::from_utf8_lossy(b);
+            let _ = ktm::privileges::parse_seccomp(&text);
+            let _ = ktm::privileges::parse_lockdown(&text);
+            match ktm::privileges::parse_effective(&text) {
+                Err(e) if !e.to_string().contains("/proc/self/status") => Err(format!("{e} does not name the file")),
+                _ => Ok(()),
+            }
         },
     );
 }

@@ -340,6 +340,40 @@ fn sigkill_to_ktm_run_leaves_nothing() {
 }
 
 #[test]
+fn two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other() {
+    if !common::privileged("two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other") {
+        return;
+    }
+    let (pa, pb) = (prefix("pa"), prefix("pb"));
+    let (da, db) = (common::scratch(), common::scratch());
+    let (oa, ob) = (da.path().join("a.prom"), db.path().join("b.prom"));
+    let mut a = ktm_run(da.path(), "50ms", &pa, &oa);
+    let mut b = ktm_run(db.path(), "50ms", &pb, &ob);
+    let t = Instant::now();
+    while parse_file(&oa).is_none() || parse_file(&ob).is_none() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no batches written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ha, hb) = (held(&a.id().to_string()), held(&b.id().to_string()));
+    assert!(ha.progs.is_disjoint(&hb.progs) && ha.maps.is_disjoint(&hb.maps), "{ha} / {hb}");
+    let (mut sa, mut sb) = (Scene::new(&pa), Scene::new(&pb));
+    sa.pread(33, 10);
+    sb.pread(66, 10);
+    settle("first ktm run", 33, || file_preads(&oa));
+    settle("second ktm run", 66, || file_preads(&ob));
+    unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    assert_eq!(a.wait().unwrap().code(), Some(0));
+    assert_gone("the first of two ktm runs", &ha);
+    let left = still_in_kernel(&hb);
+    assert_eq!((left.progs, left.maps), (hb.progs.clone(), hb.maps.clone()), "the second run's objects are untouched");
+    sb.pread(4, 3);
+    settle("second ktm run after the first stopped", 70, || file_preads(&ob));
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert_eq!(b.wait().unwrap().code(), Some(0));
+    assert_gone("the second of two ktm runs", &hb);
+}
+
+#[test]
 fn output_file_is_replaced_atomically_and_never_read_partial() {
     if !common::privileged("output_file_is_replaced_atomically_and_never_read_partial") {
         return;
