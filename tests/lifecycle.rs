@@ -26,11 +26,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The in-process tests tell their instance's objects apart by what this process holds
-/// before and after it starts, so they run one at a time.
+/// before and after it starts, so the tests of this file run one at a time (even the check
+/// for privileges creates a map).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+/// Takes the file's lock, then checks privileges; None when the test cannot run here.
+fn begin(test: &str) -> Option<MutexGuard<'static, ()>> {
+    let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    common::privileged(test).then_some(g)
 }
 
 const INTERVAL: Duration = Duration::from_millis(50);
@@ -160,10 +163,7 @@ fn wait_scoped(i: &Instance, scene: &Scene) {
 
 #[test]
 fn collector_stop_leaves_nothing() {
-    if !common::privileged("collector_stop_leaves_nothing") {
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = begin("collector_stop_leaves_nothing") else { return };
     let p = prefix("stop");
     let mut i = Instance::start(&p);
     let mut scene = Scene::new(&p);
@@ -176,10 +176,7 @@ fn collector_stop_leaves_nothing() {
 
 #[test]
 fn collector_drop_without_stop_leaves_nothing() {
-    if !common::privileged("collector_drop_without_stop_leaves_nothing") {
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = begin("collector_drop_without_stop_leaves_nothing") else { return };
     let p = prefix("drop");
     let mut i = Instance::start(&p);
     let mut scene = Scene::new(&p);
@@ -192,10 +189,7 @@ fn collector_drop_without_stop_leaves_nothing() {
 
 #[test]
 fn panicking_recorder_stops_the_collector_cleanly_and_says_so() {
-    if !common::privileged("panicking_recorder_stops_the_collector_cleanly_and_says_so") {
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = begin("panicking_recorder_stops_the_collector_cleanly_and_says_so") else { return };
     let p = prefix("pan");
     let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let trigger = armed.clone();
@@ -229,10 +223,7 @@ fn panicking_recorder_stops_the_collector_cleanly_and_says_so() {
 
 #[test]
 fn two_ktms_count_independently_and_stopping_one_leaves_the_other() {
-    if !common::privileged("two_ktms_count_independently_and_stopping_one_leaves_the_other") {
-        return;
-    }
-    let _g = serial();
+    let Some(_g) = begin("two_ktms_count_independently_and_stopping_one_leaves_the_other") else { return };
     let (pa, pb) = (prefix("a"), prefix("b"));
     let mut a = Instance::start(&pa);
     let mut b = Instance::start(&pb);
@@ -320,30 +311,30 @@ fn signal_run(tag: &str, signal: i32, clean_exit: bool) {
 
 #[test]
 fn sigterm_to_ktm_run_leaves_nothing() {
-    if common::privileged("sigterm_to_ktm_run_leaves_nothing") {
+    if let Some(_g) = begin("sigterm_to_ktm_run_leaves_nothing") {
         signal_run("term", libc::SIGTERM, true);
     }
 }
 
 #[test]
 fn sigint_to_ktm_run_leaves_nothing() {
-    if common::privileged("sigint_to_ktm_run_leaves_nothing") {
+    if let Some(_g) = begin("sigint_to_ktm_run_leaves_nothing") {
         signal_run("int", libc::SIGINT, true);
     }
 }
 
 #[test]
 fn sigkill_to_ktm_run_leaves_nothing() {
-    if common::privileged("sigkill_to_ktm_run_leaves_nothing") {
+    if let Some(_g) = begin("sigkill_to_ktm_run_leaves_nothing") {
         signal_run("kill", libc::SIGKILL, false);
     }
 }
 
 #[test]
 fn two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other() {
-    if !common::privileged("two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other") {
+    let Some(_g) = begin("two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other") else {
         return;
-    }
+    };
     let (pa, pb) = (prefix("pa"), prefix("pb"));
     let (da, db) = (common::scratch(), common::scratch());
     let (oa, ob) = (da.path().join("a.prom"), db.path().join("b.prom"));
@@ -375,9 +366,7 @@ fn two_ktm_run_processes_count_independently_and_sigterm_to_one_leaves_the_other
 
 #[test]
 fn output_file_is_replaced_atomically_and_never_read_partial() {
-    if !common::privileged("output_file_is_replaced_atomically_and_never_read_partial") {
-        return;
-    }
+    let Some(_g) = begin("output_file_is_replaced_atomically_and_never_read_partial") else { return };
     let p = prefix("out");
     let dir = common::scratch();
     let out = dir.path().join("ktm.prom");
