@@ -364,6 +364,11 @@ fn check_tree(t: &Tree) -> Result<(), String> {
         let _ = discovery::procfs::parse_cgroup_v2(cgroup);
         let _ = ktm::privileges::parse_seccomp(&String::from_utf8_lossy(status));
     }
+    if let Err(e) = discovery::find_cgroup2(&roots) {
+        if e.path() != Some(roots.proc.join("self/mountinfo").as_path()) {
+            return Err(format!("a mountinfo error that does not name the file: {e}"));
+        }
+    }
     // ...and discovery over the whole tree, for a few configurations.
     for prefix in ["banyand", "b", "neighbour", "fodc"] {
         let cfg = EbpfConfig { comm_prefix: prefix.into(), cgroup_path: t.cfg_path.as_ref().map(Into::into) };
@@ -382,7 +387,9 @@ fn check_tree(t: &Tree) -> Result<(), String> {
                     return Err("discovery chose the sidecar itself".into());
                 }
             }
-            Err(e) if e.to_string().trim().is_empty() => return Err(format!("an error without text: {e:?}")),
+            Err(e) if e.path().is_none() && !matches!(e, discovery::DiscoveryError::Config(_)) => {
+                return Err(format!("an error that names no file: {e}"))
+            }
             Err(_) => {}
         }
     }
