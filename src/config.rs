@@ -104,7 +104,16 @@ impl Config {
     /// Like [`Config::from_yaml_str`], accepting the given module names; lets a host that
     /// registers extra modules reuse the same parser.
     pub fn from_yaml_str_with_modules(src: &str, known_modules: &[&str]) -> Result<Config, ConfigError> {
-        let ctx = Ctx { failure: RefCell::new(None), known_modules };
+        if src.len() > MAX_CONFIG_BYTES {
+            let at = src.char_indices().map(|(i, _)| i).take_while(|&i| i <= MAX_CONFIG_BYTES).last().unwrap_or(0);
+            let line = src[..at].matches('\n').count() + 1;
+            return Err(ConfigError::at_line(
+                line,
+                format!("the config is {} bytes, past the {MAX_CONFIG_BYTES} read at most from this line on; a KTM config is a few lines", src.len()),
+            ));
+        }
+        check_flow_nesting(src)?;
+        let ctx = Ctx { failure: RefCell::new(None), known_modules, src };
         // serde_yaml hands the visitors whatever parsed before a syntax error and reports the
         // error only afterwards; a first pass that ignores the content makes a syntax error
         // win over whatever a visitor would say about a half-parsed value.
@@ -148,6 +157,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    fn at_line(line: usize, message: String) -> Self {
+        ConfigError { key: None, line: Some(line), column: None, message, file: None, source: None }
+    }
+
     fn new(key: Option<&str>, message: String) -> Self {
         ConfigError { key: key.map(str::to_string), line: None, column: None, message, file: None, source: None }
     }
@@ -339,6 +352,8 @@ pub(crate) fn normalize_lexically(p: &Path) -> Option<PathBuf> {
 struct Ctx<'a> {
     failure: RefCell<Option<(Option<String>, String)>>,
     known_modules: &'a [&'a str],
+    /// The document, to locate what serde_yaml reports without a position.
+    src: &'a str,
 }
 
 impl Ctx<'_> {
@@ -370,11 +385,106 @@ impl Ctx<'_> {
                     }
                     None => text,
                 };
+                if text.contains("more than one document") {
+                    if let Some(second) = second_document_line(self.src) {
+                        return Err(ConfigError::at_line(
+                            second,
+                            "malformed YAML: more than one document: a second one starts here; a config is one document"
+                                .to_string(),
+                        ));
+                    }
+                }
                 (None, format!("malformed YAML: {text}"))
             }
         };
         Err(ConfigError { key, line, column, message, file: None, source: None })
     }
+}
+
+/// Largest config read: a real one is a few hundred bytes; the YAML parser's time grows
+/// faster than the size for some shapes.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Deepest `[`/`{` nesting a config may have (a real one has at most 3 levels).
+const MAX_FLOW_NESTING: usize = 32;
+
+/// Refuses flow collections nested deeper than [`MAX_FLOW_NESTING`] before the YAML parser
+/// sees them: its time grows with the square of the depth (10,000 levels, 50 KB, take
+/// seconds). A lexical scan: brackets inside quotes and comments are skipped.
+fn check_flow_nesting(src: &str) -> Result<(), ConfigError> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut prev = '\n';
+    let mut escaped = false;
+    let (mut line, mut column) = (1usize, 0usize);
+    let mut chars = src.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        }
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => {
+                if q == '\'' && chars.peek() == Some(&'\'') {
+                    chars.next();
+                    column += 1;
+                } else {
+                    quote = None;
+                }
+            }
+            Some(_) => {}
+            None => match c {
+                '#' if prev.is_whitespace() => {
+                    while chars.peek().is_some_and(|&n| n != '\n') {
+                        chars.next();
+                    }
+                }
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_NESTING {
+                        return Err(ConfigError {
+                            key: None,
+                            line: Some(line),
+                            column: Some(column),
+                            message: format!(
+                                "malformed YAML: brackets nested more than {MAX_FLOW_NESTING} deep; a KTM config has at most 3 levels"
+                            ),
+                            file: None,
+                            source: None,
+                        });
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        prev = c;
+    }
+    Ok(())
+}
+
+/// The 1-based line where the parser starts a second YAML document: asked of the parser
+/// itself, by rejecting that document's first node (serde_yaml locates the rejection).
+fn second_document_line(src: &str) -> Option<usize> {
+    struct First;
+    struct RejectAll;
+    impl<'de> Visitor<'de> for RejectAll {
+        type Value = First;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("nothing")
+        }
+    }
+    impl<'de> Deserialize<'de> for First {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<First, D::Error> {
+            d.deserialize_any(RejectAll)
+        }
+    }
+    let second = serde_yaml::Deserializer::from_str(src).nth(1)?;
+    let err = First::deserialize(second).err()?;
+    err.location().map(|l| l.line())
 }
 
 fn join_key(parent: &str, child: &str) -> String {

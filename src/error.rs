@@ -3,6 +3,7 @@
 //! Each failure names what was being attempted (the syscall, the program, the attach point)
 //! and why, because the operator reading a degraded status has nothing else to go on.
 
+use crate::privileges;
 use std::fmt;
 use std::io;
 
@@ -60,13 +61,14 @@ impl fmt::Display for Error {
         match self {
             Error::Sys { what, source } => {
                 write!(f, "{what}: {source}")?;
-                if source.raw_os_error() == Some(libc::EPERM) {
-                    match crate::privileges::effective().map(crate::privileges::missing) {
-                        Ok(missing) if missing.is_empty() => f.write_str(
-                            " (the process has the capabilities BPF needs: this kernel's policy refuses the operation)",
-                        )?,
-                        _ => f.write_str(" (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")?,
+                // Which of capabilities, seccomp, lockdown or perf_event_paranoid refused it.
+                let perf = what.contains("perf_event_open");
+                match source.raw_os_error() {
+                    Some(libc::EPERM) if !perf => f.write_str(&privileges::denial_hint(privileges::Syscall::Bpf))?,
+                    Some(libc::EPERM | libc::EACCES) if perf => {
+                        f.write_str(&privileges::denial_hint(privileges::Syscall::PerfEventOpen))?
                     }
+                    _ => {}
                 }
                 Ok(())
             }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 const USAGE: &str = "usage:
   ktm demo [--intervals N] [--interval DURATION]   KTM on a built-in workload, printing each batch
-  ktm run [--config FILE] [--output FILE]          the real job: push batches as Prometheus text
+  ktm run [--config FILE] [--output FILE]          the real job: batches as Prometheus text, streamed to
+                                                   stdout, or FILE replaced atomically with the latest
   ktm probe                                        what this kernel supports and why
   ktm dump [PROGRAM]                               the generated programs, disassembled
   ktm emit-elf OUT.o                               the programs as an eBPF ELF object (llvm-objdump, bpftool)
@@ -81,15 +82,83 @@ fn privileged() -> Result<(), Fail> {
     ktm::privileges::check().map_err(|e| Fail::Runtime(e.to_string()))
 }
 
-/// Writes each batch as Prometheus text.
+/// The Prometheus text of one batch, headed by a comment with its time.
+fn exposition(batch: &Batch) -> String {
+    let ts = batch.timestamp.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("# batch at unix time {ts}\n{}\n", ktm::prometheus::render(batch))
+}
+
+/// Streams each batch as Prometheus text (stdout).
 struct TextRecorder<W: Write + Send>(W);
 
 impl<W: Write + Send> FlightRecorder for TextRecorder<W> {
     fn record(&mut self, batch: Batch) {
-        let ts = batch.timestamp.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let text = format!("# batch at unix time {ts}\n{}\n", ktm::prometheus::render(&batch));
-        if let Err(e) = self.0.write_all(text.as_bytes()).and_then(|_| self.0.flush()) {
+        if let Err(e) = self.0.write_all(exposition(&batch).as_bytes()).and_then(|_| self.0.flush()) {
             log::error!("cannot write metrics: {e}");
+        }
+    }
+}
+
+/// Replaces a file with each batch, as the node-exporter textfile collector expects: the
+/// text goes to a temporary file in the same directory (mode 0644), is fsynced, and is
+/// renamed over the file, so a reader sees the previous batch or the new one, never a part,
+/// and the file stays one batch long however long KTM runs.
+struct FileRecorder {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+}
+
+impl FileRecorder {
+    /// Checks that `path` can be written the way [`FileRecorder::replace`] will write it.
+    fn new(path: &str) -> Result<FileRecorder, String> {
+        let path = std::path::PathBuf::from(path);
+        let name = path.file_name().ok_or_else(|| format!("--output {}: not a file name", path.display()))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        if path.is_dir() {
+            return Err(format!("--output {}: is a directory", path.display()));
+        }
+        // One fixed temporary name: a run killed between write and rename leaves at most this
+        // one file behind, which the next run overwrites.
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".ktm-tmp");
+        let tmp = dir.join(tmp_name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|_| std::fs::remove_file(&tmp))
+            .map_err(|e| format!("--output {}: cannot create files in {}: {e}", path.display(), dir.display()))?;
+        Ok(FileRecorder { path, tmp })
+    }
+
+    fn replace(&self, text: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.tmp)?;
+        // The umask may have narrowed the mode; readers of a textfile need 0644.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl FlightRecorder for FileRecorder {
+    fn record(&mut self, batch: Batch) {
+        if let Err(e) = self.replace(&exposition(&batch)) {
+            let _ = std::fs::remove_file(&self.tmp);
+            eprintln!("ktm: cannot write metrics to {}: {e}", self.path.display());
         }
     }
 }
@@ -101,22 +170,18 @@ fn run(args: &[String]) -> Result<(), Fail> {
         None => Config::default(),
     };
     privileged()?;
-    let out: Box<dyn Write + Send> = match flag(args, "--output") {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .map_err(|e| Fail::Runtime(format!("cannot open {p}: {e}")))?,
-        ),
-        None => Box::new(std::io::stdout()),
+    // --output FILE holds the latest batch only (replaced atomically each interval); without
+    // it every batch streams to stdout.
+    let recorder: Box<dyn FlightRecorder> = match flag(args, "--output") {
+        Some(p) => Box::new(FileRecorder::new(&p).map_err(Fail::Runtime)?),
+        None => Box::new(TextRecorder(std::io::stdout())),
     };
     // Block SIGINT/SIGTERM before any thread starts, so they are only seen by sigwait here.
     let mut signals = nix::sys::signal::SigSet::empty();
     signals.add(nix::sys::signal::Signal::SIGINT);
     signals.add(nix::sys::signal::Signal::SIGTERM);
     signals.thread_block().map_err(|e| Fail::Runtime(format!("cannot block signals: {e}")))?;
-    let collector = Collector::start(&config, Box::new(TextRecorder(out))).map_err(|e| Fail::Usage(e.to_string()))?;
+    let collector = Collector::start(&config, recorder).map_err(|e| Fail::Usage(e.to_string()))?;
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
     eprintln!("ktm: {sig:?}: detaching and exiting");
     collector.stop();
@@ -143,10 +208,23 @@ fn probe() -> Result<(), Fail> {
         Ok(eff) => {
             for c in [ktm::privileges::CAP_BPF, ktm::privileges::CAP_PERFMON, ktm::privileges::CAP_SYS_ADMIN] {
                 let has = eff & (1u64 << c.bit) != 0;
-                println!("{:<14} {}", c.name, if has { "present" } else { "missing" });
+                println!("{:<18} {}", c.name, if has { "present" } else { "missing" });
             }
         }
         Err(e) => println!("cannot read capabilities: {e}"),
+    }
+    use ktm::privileges::{self as p, Syscall};
+    println!("{:<18} {}", "seccomp", p::seccomp().map_or_else(|| "unknown".to_string(), |s| s.to_string()));
+    for (name, call) in [("bpf()", Syscall::Bpf), ("perf_event_open()", Syscall::PerfEventOpen)] {
+        println!(
+            "{name:<18} {}",
+            if p::blocked(call) { "BLOCKED (refused before its arguments are read)" } else { "allowed" }
+        );
+    }
+    println!("{:<18} {}", "lockdown", p::lockdown().unwrap_or_else(|why| why));
+    match p::perf_event_paranoid() {
+        Ok((level, meaning)) => println!("{:<18} {level}: {meaning}", "perf_event_paranoid"),
+        Err(why) => println!("{:<18} {why}", "perf_event_paranoid"),
     }
     if let Err(e) = ktm::privileges::check() {
         return Err(Fail::Runtime(e.to_string()));

@@ -175,6 +175,47 @@ fn execute(line: &str) -> Result<Option<String>> {
             }
             Ok(Some(bytes.to_string()))
         }
+        // threads PATH N COUNT SIZE: N short-lived threads, all started before any reads, each
+        // doing COUNT pread64 calls of SIZE bytes at offset 0; replies the preads made. Thread
+        // ids more than the start-time slots apart collide in a slot while both are reading.
+        "threads" => {
+            let (n, count, size): (usize, u64, usize) =
+                (num(rest, 1, "thread count")?, num(rest, 2, "count")?, num(rest, 3, "size")?);
+            let fd = std::sync::Arc::new(open(path()?, libc::O_RDONLY)?);
+            // The threads wait at this gate until all of them exist.
+            let gate = std::sync::Arc::new(std::sync::RwLock::new(()));
+            let closed = gate.write().map_err(|_| Error::Other("thread gate poisoned".into()))?;
+            let mut handles = Vec::with_capacity(n);
+            let mut failed = None;
+            for _ in 0..n {
+                let (tfd, tgate) = (std::sync::Arc::clone(&fd), std::sync::Arc::clone(&gate));
+                let spawned = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+                    let mut buf = vec![0u8; size];
+                    drop(tgate.read());
+                    let mut made = 0u64;
+                    for _ in 0..count {
+                        // SAFETY: buf is writable for size bytes.
+                        if unsafe { libc::pread(tfd.as_raw_fd(), buf.as_mut_ptr().cast(), size, 0) } >= 0 {
+                            made += 1;
+                        }
+                    }
+                    made
+                });
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(closed);
+            let made: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+            match failed {
+                Some(e) => Err(Error::io(format!("spawn a thread after {made} preads"), e)),
+                None => Ok(Some(made.to_string())),
+            }
+        }
         // read PATH COUNT SIZE: COUNT read calls, rewinding with lseek at end of file.
         "read" => {
             let (count, size): (u64, usize) = (num(rest, 1, "count")?, num(rest, 2, "size")?);

@@ -238,3 +238,18 @@ fn never_panics() {
     let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
     assert!(Config::from_yaml_str(bomb).is_err());
 }
+
+#[test]
+fn deep_nesting_huge_files_and_second_documents_are_refused_quickly_with_a_line() {
+    let t = std::time::Instant::now();
+    let deep = format!("collector:\n  ebpf: {}x{}\n", "{a: ".repeat(100_000), "}".repeat(100_000));
+    assert_err(&deep, None, 2, "nested more than 32 deep");
+    let big = format!("collector:\n  ebpf:\n    comm_prefix: bydb\n{}", "# padding\n".repeat(200_000));
+    assert_err(&big, None, 104_857, "past the 1048576 read at most");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Brackets in quotes and comments do not count.
+    let quoted = format!("collector:\n  ebpf:\n    comm_prefix: \"{}\" # {}\n", "[".repeat(16), "{".repeat(100));
+    assert_err(&quoted, Some("collector.ebpf.comm_prefix"), 3, "longer than 15");
+    assert_err("collector:\n  interval: 1s\n---\ncollector: {}\n", None, 4, "a second one starts here");
+    assert_err("---\n...\ncollector: {}\n", None, 3, "a second one starts here");
+}

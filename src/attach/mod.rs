@@ -10,7 +10,9 @@ pub mod features;
 mod tracefs;
 
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
-pub use tracefs::{field as tracepoint_field, root as tracefs_root, tracepoint_id};
+pub use tracefs::{
+    field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,
+};
 
 use crate::load::LoadedProgram;
 use crate::sys::bpf::{self, AttachType, ProgType};

@@ -71,7 +71,9 @@ pub fn field(category: &str, name: &str, field: &str) -> Result<Option<(i16, u32
     Ok(parse_field(&text, field))
 }
 
-fn parse_field(format: &str, field: &str) -> Option<(i16, u32)> {
+/// Offset and size of `field` in the text of a tracefs `format` file (see [`field`]); None when
+/// the file declares no such field or its declaration is malformed.
+pub fn parse_field(format: &str, field: &str) -> Option<(i16, u32)> {
     for line in format.lines() {
         let Some(decl) = line.trim().strip_prefix("field:") else { continue };
         let mut parts = decl.split(';').map(str::trim);

@@ -4,6 +4,12 @@
 //! Modules are started on the collector's thread, so a slow or failing module start never
 //! blocks the sidecar; a module that fails is reported disabled in the status that goes out
 //! with every batch, and the others keep running.
+//!
+//! A panic in the sidecar's [`FlightRecorder`] (or in a module's `collect`) stops the
+//! collector cleanly: the panic is caught on the collector's thread, every module is stopped
+//! (all programs detached, all maps freed), the reason is logged, and
+//! [`Collector::failure`] returns it. Collection does not resume: a recorder that panicked
+//! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
 mod iomonitor;
 
@@ -45,6 +51,7 @@ pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
 }
 
 type StopFlag = Arc<(Mutex<bool>, Condvar)>;
+type Failure = Arc<Mutex<Option<String>>>;
 
 /// The running collector thread. [`Collector::stop`] (or drop) stops the modules, detaching
 /// every program, and joins the thread.
@@ -52,6 +59,7 @@ type StopFlag = Arc<(Mutex<bool>, Condvar)>;
 #[must_use = "dropping the Collector stops collection"]
 pub struct Collector {
     stop: StopFlag,
+    failure: Failure,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -70,12 +78,28 @@ impl Collector {
     ) -> Collector {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
+        let failure: Failure = Arc::new(Mutex::new(None));
+        let failed = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("ktm-collector".into())
-            .spawn(move || run(interval, modules, recorder, flag))
+            .spawn(move || run(interval, modules, recorder, flag, failed))
             .map_err(|e| log::error!("cannot start the KTM collector thread: {e}"))
             .ok();
-        Collector { stop, thread }
+        if thread.is_none() {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some("cannot start the collector thread".into());
+        }
+        Collector { stop, failure, thread }
+    }
+
+    /// Whether the collector is still collecting (false after a panic stopped it).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Why the collector stopped on its own, if it did: the recorder's (or a module's) panic
+    /// message. Its modules were stopped and every program detached before this is set.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Stops collecting, detaches every module's programs and waits for the thread.
@@ -99,7 +123,13 @@ impl Drop for Collector {
     }
 }
 
-fn run(interval: Duration, mut modules: Vec<Box<dyn Module>>, mut recorder: Box<dyn FlightRecorder>, stop: StopFlag) {
+fn run(
+    interval: Duration,
+    mut modules: Vec<Box<dyn Module>>,
+    mut recorder: Box<dyn FlightRecorder>,
+    stop: StopFlag,
+    failure: Failure,
+) {
     let mut started = Vec::with_capacity(modules.len());
     for m in modules.iter_mut() {
         let r = m.start();
@@ -110,24 +140,44 @@ fn run(interval: Duration, mut modules: Vec<Box<dyn Module>>, mut recorder: Box<
     }
     let mut next = Instant::now();
     loop {
-        let mut metrics = Vec::new();
-        let mut status = Vec::new();
-        for (m, ok) in modules.iter_mut().zip(&started) {
-            match ok {
-                Ok(()) => {
-                    metrics.extend(m.collect());
-                    status.push(m.status());
+        // AssertUnwindSafe: after a panic nothing of the modules or the recorder is used again
+        // except `Module::stop`, which only drops their kernel objects.
+        let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut metrics = Vec::new();
+            let mut status = Vec::new();
+            for (m, ok) in modules.iter_mut().zip(&started) {
+                match ok {
+                    Ok(()) => {
+                        metrics.extend(m.collect());
+                        status.push(m.status());
+                    }
+                    Err(why) => status.push(ModuleStatus {
+                        module: m.name().to_string(),
+                        state: ModuleState::Disabled,
+                        reason: Some(why.clone()),
+                        sources: Vec::new(),
+                        scope: String::new(),
+                    }),
                 }
-                Err(why) => status.push(ModuleStatus {
-                    module: m.name().to_string(),
-                    state: ModuleState::Disabled,
-                    reason: Some(why.clone()),
-                    sources: Vec::new(),
-                    scope: String::new(),
-                }),
             }
+            recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
+        }));
+        if let Err(panic) = collected {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".into());
+            let why = format!("the collector stopped: a panic while collecting or recording a batch: {what}");
+            log::error!("KTM {why}; every module was stopped and its programs detached");
+            for m in modules.iter_mut() {
+                // A module that panicked in collect may panic again; it is dropped below anyway.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.stop()));
+            }
+            drop(modules);
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            return;
         }
-        recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
         next += interval;
         let (lock, cv) = &*stop;
         let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
