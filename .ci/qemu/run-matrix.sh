@@ -23,6 +23,9 @@
 #   --disk-mib N         ext4 disk size, default max(2048, 2 x memory) [KTM_QEMU_DISK_MIB]
 #   --timeout S          seconds per guest (and for the host run), default 600 [KTM_QEMU_TIMEOUT]
 #   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
+#   --tcg-thread T       single (default) or multi: multi-threaded TCG hits the emulator's
+#                        text-poke fault, see README.md [KTM_QEMU_TCG_THREAD]
+#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
@@ -69,6 +72,8 @@ ktm_bin=""
 ktm_arg=()
 verbose=()
 inject_panic="${KTM_QEMU_INJECT_PANIC:-0}"
+tcg_thread="${KTM_QEMU_TCG_THREAD:-single}"
+kernel_append="${KTM_QEMU_APPEND:-}"
 retry="${KTM_QEMU_RETRY:-1}"
 
 die() { echo "run-matrix: $*" >&2; exit 2; }
@@ -87,6 +92,8 @@ while [ $# -gt 0 ]; do
     --disk-mib) disk_mib="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --accel) accel="$2"; shift 2 ;;
+    --tcg-thread) tcg_thread="$2"; shift 2 ;;
+    --append) kernel_append="$2"; shift 2 ;;
     --host) host=1; shift ;;
     --no-host) host=0; shift ;;
     --out) out="$2"; shift 2 ;;
@@ -109,6 +116,7 @@ for v in "${variants[@]}"; do
   done
 done
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel auto|kvm|tcg" ;; esac
+case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esac
 
 "$here/ensure-tools.sh"
 
@@ -186,7 +194,7 @@ if [ -n "$kernels" ]; then
     IFS=$'\t' read -r _ _ vmlinuz _ <<<"${fetched[0]}"
     accel="$("$here/probe-accel.sh" "$vmlinuz")"
   fi
-  echo "run-matrix: accelerator $accel, ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
+  echo "run-matrix: accelerator $accel$([ "$accel" = tcg ] && echo ",thread=$tcg_thread"), ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
   for line in "${fetched[@]}"; do
     IFS=$'\t' read -r label release vmlinuz moddir <<<"$line"
     initrd="$out/initrd-$label.cpio.gz"
@@ -208,7 +216,8 @@ if [ -n "$kernels" ]; then
       for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
       guest=(python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz"
         --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$accel"
-        --timeout "$timeout_s" --disk-mib "$run_disk" "${env_args[@]}" "${verbose[@]}")
+        --timeout "$timeout_s" --disk-mib "$run_disk" --tcg-thread "$tcg_thread"
+        --append "$kernel_append" "${env_args[@]}" "${verbose[@]}")
       "${guest[@]}"
       if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
         # Keep the faulted boot's log beside the retry's, for the record.
