@@ -153,17 +153,20 @@ fn fadvise_counts_each_advice_calls_and_successes() {
 #[test]
 fn page_cache_misses_and_adds_match_mincore() {
     let Some(mut s) = setup("pagecache") else { return };
-    let cold = s.dir.path().join("cold");
+    // Metadata the filesystem reads for the target goes through the block device's own
+    // page cache: those are the target's adds too, so they are counted as resident growth,
+    // on a filesystem whose device the test can read (see DeviceScratch).
+    let fs = common::DeviceScratch::new();
+    let cold = fs.path().join("cold");
     common::cold_file(&cold, 1 << 20);
     let cold_s = cold.to_str().unwrap().to_string();
-    // Metadata the filesystem reads for the target goes through the block device's own
-    // page cache: those are the target's adds too, so they are counted as resident growth.
-    let dev = common::block_device_of(&cold).expect("block device of the scratch dir");
-    let dev_before = common::device_resident_pages(&dev) as u64;
+    let dev_before = fs.device_pages();
     let before = s.snap();
     s.target.run(&format!("readall {cold_s} 65536")).unwrap();
     let after = s.snap();
-    let grown = common::resident_pages(&cold) as u64 + (common::device_resident_pages(&dev) as u64 - dev_before);
+    let dev_grown = fs.device_pages() - dev_before;
+    eprintln!("read: metadata pages of {} grew by {dev_grown}", fs.dev.display());
+    let grown = common::resident_pages(&cold) as u64 + dev_grown;
     // A metric is asserted where it is available; where the kernel (or the switches that
     // disable fentry, kprobes or tracepoints) leaves it no attach point, it must read zero
     // and say why.
@@ -195,14 +198,16 @@ fn page_cache_misses_and_adds_match_mincore() {
     assert!(!attempts || after.cache_read_attempts > before.cache_read_attempts);
 
     // Buffered writes add pages and miss nothing.
-    let written = s.dir.path().join("written");
-    let dev_before = common::device_resident_pages(&dev) as u64;
+    let written = fs.path().join("written");
+    let dev_before = fs.device_pages();
     let before = s.snap();
     s.target.run(&format!("write {} {}", written.display(), 256 * 1024)).unwrap();
     let after = s.snap();
     let file_pages = common::resident_pages(&written) as u64;
     assert_eq!(file_pages, 64);
-    let grown = if adds { file_pages + (common::device_resident_pages(&dev) as u64 - dev_before) } else { 0 };
+    let dev_grown = fs.device_pages() - dev_before;
+    eprintln!("write: metadata pages of {} grew by {dev_grown}", fs.dev.display());
+    let grown = if adds { file_pages + dev_grown } else { 0 };
     assert_eq!(after.page_cache_adds - before.page_cache_adds, grown, "write adds == pages that became resident");
     assert_eq!(after.cache_misses, before.cache_misses, "writes do not miss");
     for m in ["ktm_cache_read_attempts_total", "ktm_cache_misses_total", "ktm_page_cache_adds_total"] {

@@ -5,7 +5,9 @@
 # suite varies. Everything is cached under $KTM_QEMU_CACHE: once a label is resolved,
 # downloaded and unpacked, later runs touch no network.
 #
-# usage: fetch-kernels.sh [--refresh] LABEL...      (LABEL: 5.10, 6.1, 6.12)
+# usage: fetch-kernels.sh [--refresh] LABEL...      (LABEL: 5.10, 6.1, 6.12, sid)
+#   A numeric label is a kernel series, checked against what the suite's metapackage names;
+#   "sid" is whatever the development suite (unstable) carries, Debian's newest kernel.
 #   --refresh   resolve the metapackages again (picks up a newer kernel ABI)
 # env: KTM_QEMU_CACHE (default /var/cache/ktm-qemu)
 #      KTM_QEMU_SUITES  label=suite overrides, e.g. "6.12=bookworm-backports"
@@ -35,6 +37,7 @@ suite_of() {
     5.10) echo bullseye ;;
     6.1) echo bookworm ;;
     6.12) echo trixie ;;
+    sid) echo sid ;;
     *) echo "fetch-kernels.sh: no suite known for kernel $1 (set KTM_QEMU_SUITES=\"$1=SUITE\")" >&2; return 1 ;;
   esac
 }
@@ -102,8 +105,8 @@ field() { # FIELD from `apt-cache show` text on stdin (first stanza)
   awk -v f="$1:" '$1 == f {sub(/^[^:]*: */, ""); print; exit} /^$/ {exit}'
 }
 
-resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB_FILENAME
-  local label="$1" suite="$2" uri meta pkg ver file
+resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB [PART=DEB...]
+  local label="$1" suite="$2" uri meta pkg ver file part parts=()
   uri=$(archive_uri)
   apt_for "$suite"
   [ -r "$KEYRING" ] || { echo "fetch-kernels.sh: keyring $KEYRING missing (apt-get install debian-archive-keyring)" >&2; return 1; }
@@ -113,45 +116,61 @@ resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB_F
   meta=$("${APT_CACHE[@]}" show --no-all-versions linux-image-cloud-amd64 2>/dev/null | field Depends)
   pkg=$(tr ',|' '\n' <<<"$meta" | awk '{print $1}' | grep -m1 '^linux-image-[0-9]' || true)
   [ -n "$pkg" ] || { echo "fetch-kernels.sh: linux-image-cloud-amd64 in $suite names no image package (Depends: $meta)" >&2; return 1; }
-  if ! [[ "$pkg" =~ ^linux-image-${label//./\\.}[.-] ]]; then
+  if [[ "$label" =~ ^[0-9.]+$ ]] && ! [[ "$pkg" =~ ^linux-image-${label//./\\.}[.-] ]]; then
     echo "fetch-kernels.sh: $suite's cloud kernel is $pkg, not $label; set KTM_QEMU_SUITES=\"$label=SUITE\"" >&2
     return 1
   fi
   ver=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Version)
   file=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Filename)
+  # Newer kernels (7.x in sid) split the image package: the kernel is in linux-binary-ABI,
+  # the modules in linux-modules-ABI, both of the same version, named in its Depends.
+  for part in $("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Depends | tr ',|' '\n\n' |
+    awk '{print $1}' | grep -E '^linux-(binary|modules)-[0-9]' || true); do
+    parts+=("$part=$(basename "$("${APT_CACHE[@]}" show --no-all-versions "$part=$ver" | field Filename)")")
+  done
   mkdir -p "$CACHE/resolved"
-  printf '%s %s %s\n' "$pkg" "$ver" "$(basename "$file")" > "$CACHE/resolved/$label"
-  echo "fetch-kernels: $label = $pkg $ver ($suite)" >&2
+  printf '%s %s %s%s\n' "$pkg" "$ver" "$(basename "$file")" "${parts[*]/#/ }" > "$CACHE/resolved/$label"
+  echo "fetch-kernels: $label = $pkg $ver ($suite)${parts[*]/#/ + }" >&2
 }
 
 mkdir -p "$CACHE/debs" "$CACHE/extract"
 exec 9>"$CACHE/.lock"
 flock 9
 
+download() { # package version deb-file: into $CACHE/debs unless there
+  [ -s "$CACHE/debs/$3" ] && return 0
+  local tmp
+  tmp=$(mktemp -d "$CACHE/debs/.dl.XXXXXX")
+  chmod 755 "$tmp"
+  chown _apt "$tmp" 2>/dev/null || true # apt downloads as user _apt
+  echo "fetch-kernels: downloading $1=$2" >&2
+  (cd "$tmp" && "${APT_GET[@]}" download "$1=$2" >&2)
+  mv "$tmp"/*.deb "$CACHE/debs/$3"
+  rm -rf "$tmp"
+}
+
 for label in "${labels[@]}"; do
   suite=$(suite_of "$label")
-  # Resolve when asked, when never resolved, or when the resolved package is not cached
+  # Resolve when asked, when never resolved, or when a resolved package is not cached
   # (then the archive may hold a newer one).
-  deb=""
-  [ -s "$CACHE/resolved/$label" ] && read -r pkg ver deb < "$CACHE/resolved/$label"
-  if [ "$refresh" = 1 ] || [ -z "$deb" ] || [ ! -s "$CACHE/debs/$deb" ]; then
+  deb="" parts=()
+  [ -s "$CACHE/resolved/$label" ] && read -r pkg ver deb parts_line < "$CACHE/resolved/$label" &&
+    read -r -a parts <<<"${parts_line:-}"
+  cached=1
+  for f in "$deb" "${parts[@]#*=}"; do [ -n "$f" ] && [ -s "$CACHE/debs/$f" ] || cached=0; done
+  if [ "$refresh" = 1 ] || [ "$cached" = 0 ]; then
     resolve "$label" "$suite"
-    read -r pkg ver deb < "$CACHE/resolved/$label"
+    parts_line=""
+    read -r pkg ver deb parts_line < "$CACHE/resolved/$label"
+    read -r -a parts <<<"${parts_line:-}"
   fi
-  if [ ! -s "$CACHE/debs/$deb" ]; then
-    apt_for "$suite"
-    tmp=$(mktemp -d "$CACHE/debs/.dl.XXXXXX")
-    chmod 755 "$tmp"
-    chown _apt "$tmp" 2>/dev/null || true # apt downloads as user _apt
-    echo "fetch-kernels: downloading $pkg=$ver" >&2
-    (cd "$tmp" && "${APT_GET[@]}" download "$pkg=$ver" >&2)
-    mv "$tmp"/*.deb "$CACHE/debs/$deb"
-    rm -rf "$tmp"
-  fi
+  apt_for "$suite"
+  download "$pkg" "$ver" "$deb"
+  for p in "${parts[@]}"; do download "${p%%=*}" "$ver" "${p#*=}"; done
   dir="$CACHE/extract/${deb%.deb}"
   if [ ! -d "$dir" ]; then
     tmp=$(mktemp -d "$CACHE/extract/.x.XXXXXX")
-    dpkg-deb -x "$CACHE/debs/$deb" "$tmp"
+    for f in "$deb" "${parts[@]#*=}"; do dpkg-deb -x "$CACHE/debs/$f" "$tmp"; done
     # Debian's packages leave modules.dep to depmod in postinst: generate it here. depmod -b
     # looks in BASE/lib/modules, and newer packages ship usr/lib/modules.
     [ -d "$tmp/lib/modules" ] || ln -s usr/lib "$tmp/lib"
@@ -163,6 +182,8 @@ for label in "${labels[@]}"; do
   vmlinuz="" moddir=""
   for f in "$dir"/boot/vmlinuz-*; do [ -f "$f" ] && vmlinuz="$f"; done
   for d in "$dir"/lib/modules/* "$dir"/usr/lib/modules/*; do [ -f "$d/modules.dep" ] && moddir="$d"; done
+  # The split packages (linux-binary-ABI) put the kernel beside its modules.
+  [ -z "$vmlinuz" ] && [ -n "$moddir" ] && [ -f "$moddir/vmlinuz" ] && vmlinuz="$moddir/vmlinuz"
   if [ -z "$vmlinuz" ] || [ -z "$moddir" ]; then
     echo "fetch-kernels.sh: $deb has no vmlinuz or modules.dep" >&2
     exit 1

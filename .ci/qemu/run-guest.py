@@ -7,7 +7,8 @@ wall_s, timed_out, qemu_rc, mem_mib, accel) for summarize.py. Exits 0 when QEMU 
 by itself within the timeout; whether the tests passed is judged from the log later.
 
 usage: run-guest.py --column C --label L --kernel VMLINUZ --initrd INITRD --log LOG
-                    [--mem MiB] [--smp N] [--accel tcg|kvm] [--timeout S]
+                    [--mem MiB] [--smp N] [--accel tcg|kvm] [--tcg-thread single|multi]
+                    [--append KERNEL_ARGS] [--timeout S]
                     [--disk-mib N] [--env NAME=VALUE]... [--verbose]
 """
 import argparse
@@ -47,6 +48,10 @@ def main():
     ap.add_argument("--mem", type=int, default=1024)
     ap.add_argument("--smp", type=int, default=2)
     ap.add_argument("--accel", default="tcg")
+    ap.add_argument("--tcg-thread", choices=["single", "multi"], default="single",
+                    help="TCG threading: single (one host thread for all vCPUs, the default: see "
+                         "README.md, the emulator text-poke fault) or multi (one per vCPU)")
+    ap.add_argument("--append", default="", help="extra kernel command line")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--disk-mib", type=int, default=2048)
     ap.add_argument("--env", action="append", default=[])
@@ -57,11 +62,14 @@ def main():
     make_disk(disk, a.disk_mib)
     env_block = "".join(e + "\n" for e in a.env)
     append = f"console=ttyS0 panic=-1 quiet loglevel=4 ktm.label={a.label}"
+    if a.append:
+        append += " " + a.append
     if env_block:
         append += " ktm.env=" + base64.b64encode(env_block.encode()).decode()
     if len(append) > 2000:
         sys.exit("run-guest: kernel command line too long (env too large)")
-    cmd = ["qemu-system-x86_64", "-accel", a.accel, "-m", str(a.mem), "-smp", str(a.smp),
+    accel = a.accel + (f",thread={a.tcg_thread}" if a.accel == "tcg" else "")
+    cmd = ["qemu-system-x86_64", "-accel", accel, "-m", str(a.mem), "-smp", str(a.smp),
            "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
            "-kernel", a.kernel, "-initrd", a.initrd, "-append", append,
            "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
@@ -96,7 +104,7 @@ def main():
     os.unlink(disk)
     with open(a.log + ".meta", "w") as m:
         m.write(f"column={a.column}\nkind=guest\nlabel={a.label}\nwall_s={wall:.1f}\n"
-                f"timed_out={int(timed_out)}\nqemu_rc={p.returncode}\nmem_mib={a.mem}\naccel={a.accel}\n")
+                f"timed_out={int(timed_out)}\nqemu_rc={p.returncode}\nmem_mib={a.mem}\naccel={accel}\n")
     status = "TIMEOUT" if timed_out else f"exited rc={p.returncode}"
     print(f"{tag} guest {status} after {wall:.1f}s", file=sys.stderr, flush=True)
 

@@ -9,7 +9,8 @@
 #                        crate's are built with build-tests.sh: the test targets named in
 #                        $KTM_QEMU_TESTS (default: toolkit iomonitor collector reclaim).
 # options (environment variable in brackets):
-#   --kernels L,L        kernel labels, from 5.10,6.1,6.12; "none" for host only [KTM_KERNELS]
+#   --kernels L,L        kernel labels, from 5.10,6.1,6.12,sid (sid: Debian's newest, the
+#                        development suite's); "none" for host only [KTM_KERNELS]
 #   --variant L:ITEMS    extra run of kernel L (or "host"), as another column; ITEMS joined by
 #                        + or ',': NAME=VALUE (guest env) or mem=MiB. Repeatable; the first
 #                        one replaces the default set [KTM_QEMU_VARIANTS, space separated]
@@ -22,19 +23,38 @@
 #   --disk-mib N         ext4 disk size, default max(2048, 2 x memory) [KTM_QEMU_DISK_MIB]
 #   --timeout S          seconds per guest (and for the host run), default 600 [KTM_QEMU_TIMEOUT]
 #   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
+#   --tcg-thread T       single (default) or multi: multi-threaded TCG hits the emulator's
+#                        text-poke fault, see README.md [KTM_QEMU_TCG_THREAD]
+#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
 #   --refresh            resolve the kernels' metapackages again
 #   --ktm-bin PATH       the ktm binary, if not among the binaries
 #   --verbose            stream every guest console line to stderr
+#   --inject-panic       each guest crashes itself (sysrq c) after its first test binary,
+#                        to show that a panicked guest fails the run [KTM_QEMU_INJECT_PANIC=1]
+#   --no-retry           do not boot a guest again after the emulator's text-poke fault
+#                        [KTM_QEMU_RETRY=0]
+#
+# A guest whose log shows QEMU's text-poke fault (summarize.py --emulator-fault: `Oops: int3`
+# in kernel text, then the panic; see README.md) is run once more; the summary and its kernel
+# cell then say "passed on retry: emulator text-poke fault", and a second failure fails.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 wall_start=$SECONDS
 
-kernels="${KTM_KERNELS:-5.10,6.1,6.12}"
-read -r -a variants <<<"${KTM_QEMU_VARIANTS-6.1:KTM_DISABLE_FENTRY=1 6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1 6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1}"
+kernels="${KTM_KERNELS:-5.10,6.1,6.12,sid}"
+default_variants=(
+  6.1:KTM_DISABLE_FENTRY=1
+  6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
+  6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
+  6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1
+  sid:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
+  sid:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1
+)
+read -r -a variants <<<"${KTM_QEMU_VARIANTS-${default_variants[*]}}"
 variants_given=0
 envs=()
 filter="${KTM_FILTER:-}"
@@ -51,6 +71,10 @@ refresh=()
 ktm_bin=""
 ktm_arg=()
 verbose=()
+inject_panic="${KTM_QEMU_INJECT_PANIC:-0}"
+tcg_thread="${KTM_QEMU_TCG_THREAD:-single}"
+kernel_append="${KTM_QEMU_APPEND:-}"
+retry="${KTM_QEMU_RETRY:-1}"
 
 die() { echo "run-matrix: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -68,6 +92,8 @@ while [ $# -gt 0 ]; do
     --disk-mib) disk_mib="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --accel) accel="$2"; shift 2 ;;
+    --tcg-thread) tcg_thread="$2"; shift 2 ;;
+    --append) kernel_append="$2"; shift 2 ;;
     --host) host=1; shift ;;
     --no-host) host=0; shift ;;
     --out) out="$2"; shift 2 ;;
@@ -75,6 +101,8 @@ while [ $# -gt 0 ]; do
     --refresh) refresh=(--refresh); shift ;;
     --ktm-bin) ktm_bin="$2"; shift 2 ;;
     --verbose) verbose=(--verbose); shift ;;
+    --inject-panic) inject_panic=1; shift ;;
+    --no-retry) retry=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (binaries go after --)" ;;
@@ -88,6 +116,7 @@ for v in "${variants[@]}"; do
   done
 done
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel auto|kvm|tcg" ;; esac
+case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esac
 
 "$here/ensure-tools.sh"
 
@@ -123,7 +152,8 @@ binaries_csv="${binaries_csv%,}"
 # One console log per run, $out/NN-COLUMN.log (+ .meta); the previous run's go first.
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.log.disk.img
+rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.log.disk.img \
+  "$out"/[0-9][0-9]-*.fault.txt "$out"/[0-9][0-9]-*.fault.txt.meta
 logs=()
 run_no=0
 
@@ -152,6 +182,8 @@ runs_of() {
 
 common_env=("${envs[@]}")
 [ -n "$filter" ] && common_env+=("KTM_FILTER=$filter")
+guest_env=()
+[ "$inject_panic" = 1 ] && guest_env+=(KTM_INJECT_PANIC=1)
 
 if [ -n "$kernels" ]; then
   read -r -a labels <<<"${kernels//,/ }"
@@ -162,7 +194,7 @@ if [ -n "$kernels" ]; then
     IFS=$'\t' read -r _ _ vmlinuz _ <<<"${fetched[0]}"
     accel="$("$here/probe-accel.sh" "$vmlinuz")"
   fi
-  echo "run-matrix: accelerator $accel, ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
+  echo "run-matrix: accelerator $accel$([ "$accel" = tcg ] && echo ",thread=$tcg_thread"), ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
   for line in "${fetched[@]}"; do
     IFS=$'\t' read -r label release vmlinuz moddir <<<"$line"
     initrd="$out/initrd-$label.cpio.gz"
@@ -170,7 +202,7 @@ if [ -n "$kernels" ]; then
       "${ktm_arg[@]}" "${specs[@]}"
     while IFS=$'\t' read -r column items; do
       run_mem="$mem"
-      run_env=("${common_env[@]}")
+      run_env=("${common_env[@]}" "${guest_env[@]}")
       for item in ${items//[+,]/ }; do
         case "$item" in
           mem=*) run_mem="${item#mem=}" ;;
@@ -182,9 +214,19 @@ if [ -n "$kernels" ]; then
       log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
       env_args=()
       for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
-      python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz" \
-        --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$accel" \
-        --timeout "$timeout_s" --disk-mib "$run_disk" "${env_args[@]}" "${verbose[@]}"
+      guest=(python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz"
+        --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$accel"
+        --timeout "$timeout_s" --disk-mib "$run_disk" --tcg-thread "$tcg_thread"
+        --append "$kernel_append" "${env_args[@]}" "${verbose[@]}")
+      "${guest[@]}"
+      if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
+        # Keep the faulted boot's log beside the retry's, for the record.
+        mv "$log" "${log%.log}.fault.txt"
+        mv "$log.meta" "${log%.log}.fault.txt.meta"
+        echo "run-matrix: $column: emulator text-poke fault (Oops: int3 in kernel text); booting it once more" >&2
+        "${guest[@]}"
+        echo "retried=emulator text-poke fault" >> "$log.meta"
+      fi
       printf 'binaries=%s\nrelease=%s\n' "$binaries_csv" "$release" >> "$log.meta"
       logs+=("$log")
     done < <(runs_of "$label")

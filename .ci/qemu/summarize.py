@@ -6,7 +6,13 @@ A run passes when it was not timed out, printed no KTM-FATAL and no kernel panic
 KTM-BEGIN and a `KTM-END NAME rc=0` for every expected binary, and (guests) KTM-DONE.
 Matrix cells come from lines `KTM-MATRIX<TAB>row<TAB>cell` anywhere in a run's output.
 
+A run that was retried after a recognised emulator fault (see emulator_fault) says so in
+its status and in its kernel cell: "passed on retry: emulator text-poke fault".
+
 usage: summarize.py --markdown OUT.md LOG...     (one LOG per column, in column order)
+       summarize.py --emulator-fault LOG         exit 0 iff LOG shows the emulator's text-poke
+                                                 fault (run-matrix.sh retries such a guest once)
+       summarize.py --closing STEPS              the closing line of .ci/test (see closing())
 """
 import argparse
 import re
@@ -16,7 +22,25 @@ MATRIX = re.compile(r"KTM-MATRIX\t([^\t]+)\t(.*)")
 BEGIN = re.compile(r"KTM-BEGIN (\S+)")
 END = re.compile(r"KTM-END (\S+) rc=(-?\d+)")
 RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
-PANIC = re.compile(r"Kernel panic - not syncing|BUG: kernel NULL pointer|general protection fault")
+PANIC = re.compile(r"Kernel panic - not syncing|BUG: |general protection fault|Oops: ")
+RETRY_NOTE = "passed on retry: emulator text-poke fault"
+
+
+def emulator_fault(lines):
+    """The signature of QEMU's multi-threaded TCG executing a stale translation of kernel text
+    that the other vCPU has just patched (x86 text_poke_bp: int3, sync IPI, new bytes, sync
+    IPI): `Oops: int3` with a kernel-mode RIP, then the panic it escalates to. Anything else
+    (a NULL dereference, a BUG, a general protection fault) is not this fault."""
+    for i, line in enumerate(lines):
+        if not re.search(r"Oops: int3\b", line):
+            continue
+        rest = lines[i + 1:i + 120]
+        rip = next((l for l in rest if re.search(r"RIP: 0010:", l)), None)
+        if rip is None:
+            continue
+        if any(re.search(r"Kernel panic - not syncing: Fatal exception", l) for l in rest):
+            return True
+    return False
 
 
 def read_meta(log):
@@ -69,7 +93,7 @@ def judge(log):
                 kb = dict(re.findall(r"(\w+):(\d+)", line))
                 if "MemTotal" in kb:
                     run["mem"] = f"{int(kb['MemTotal']) >> 10} MiB ({int(kb.get('MemAvailable', 0)) >> 10} available)"
-            elif PANIC.search(line) and not run["panic"]:
+            elif PANIC.search(line) and not run["panic"] and "KTM-" not in line:
                 run["panic"] = line.strip()
     expected = [b for b in meta.get("binaries", "").split(",") if b]
     problems = []
@@ -82,19 +106,23 @@ def judge(log):
     failed = [b for b, rc in run["ends"].items() if rc != 0]
     if failed:
         problems.append("FAILED: " + " ".join(f"{b} (rc={run['ends'][b]})" for b in failed))
+    # Binaries that began but never ended (the guest panicked, hung or was killed in them)
+    # and binaries that never began count as well as those that ended badly.
     missing = [b for b in expected if b not in run["ends"]]
+    missing += [b for b in run["begun"] if b not in run["ends"] and b not in missing]
     if missing:
         problems.append("no KTM-END for " + " ".join(missing))
     if meta.get("kind") == "guest" and not run["done"] and not problems:
         problems.append("no KTM-DONE")
     if not expected and not run["ends"]:
         problems.append("no test binary ran")
-    # A binary that died without its libtest summary line counts as one failed test.
-    run["failed"] += sum(1 for b in failed if not section_has_result(run["lines"], b))
+    # Every binary that did not report cleanly counts as at least one failed test: one that
+    # ended with rc != 0 without a libtest line counting a failure (it died, or failed
+    # outside a test), and one that never ended or never began.
+    run["failed"] += sum(1 for b in failed if section_failed(run["lines"], b) == 0)
     run["failed"] += len(missing)
-    if problems and run["failed"] == 0:
-        run["failed"] = 1  # a hung, panicked or otherwise broken run is never "0 failed"
     run["problems"] = problems
+    run["retried"] = meta.get("retried", "")
     run["current"] = current
     return run
 
@@ -111,8 +139,19 @@ def section(lines, name):
     return out
 
 
-def section_has_result(lines, name):
-    return any(RESULT.search(line) for line in section(lines, name))
+def section_failed(lines, name):
+    """Failed tests that libtest reported for one binary."""
+    return sum(int(m.group(2)) for line in section(lines, name) if (m := RESULT.search(line)))
+
+
+def status_of(r):
+    if r["problems"]:
+        return "FAIL" + (" (after a retry: emulator text-poke fault)" if r["retried"] else "")
+    return "ok" + (f" ({RETRY_NOTE})" if r["retried"] else "")
+
+
+def kernel_cell(r):
+    return r["release"] + (f" ({RETRY_NOTE})" if r["retried"] and not r["problems"] else "")
 
 
 def table(header, rows):
@@ -125,7 +164,118 @@ def md_escape(s):
     return s.replace("|", "\\|")
 
 
+GO_TEST = re.compile(r"^\s*--- (PASS|FAIL): ")
+GO_PKG = re.compile(r"^(ok|FAIL|---? FAIL)\s+\S+")
+UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in ")
+UNITTEST_BAD = re.compile(r"^FAILED \((.*)\)")
+COUNTS = re.compile(r"^(\d+) passed, (\d+) failed$")
+MATRIX_LINE = re.compile(r"^matrix: (\d+) passed, (\d+) failed$")
+CARGO_RUNNING = re.compile(r"^\s*Running (\S.*) \(")
+CARGO_FAILED = re.compile(r"^error: test failed, to rerun pass|process didn't exit successfully: ")
+
+
+def count_step(kind, rc, lines):
+    """(passed, failed, note) of one step of .ci/test from its output and exit status.
+
+    kinds: check     - no tests (fmt, clippy): 0 passed, and 1 failed when rc != 0
+           libtest   - cargo test: the `test result:` lines, plus 1 failed for every test
+                       binary cargo ran (`Running ...`) whose process failed without a
+                       failed test in its result line (crashed, killed, no result line)
+           unittest  - python3 -m unittest: `Ran N tests`, `FAILED (failures=F, errors=E)`
+           matrix    - run-matrix.sh: its closing `matrix: N passed, N failed` line
+           gotest    - go test -v: `--- PASS:` / `--- FAIL:` lines (a failed package with
+                       no `--- FAIL:` line counts 1 failed)
+           counts    - any command that prints `N passed, N failed` as a line (the last wins)
+    Whatever the kind, a step that exited non-zero counts at least 1 failed: the closing
+    line's failed count is 0 exactly when every step succeeded."""
+    p = f = 0
+    note = ""
+    if kind == "check":
+        pass
+    elif kind == "libtest":
+        binaries = []  # [name, passed, failed, process failed]
+        for line in lines:
+            if m := CARGO_RUNNING.match(line):
+                binaries.append([m.group(1), 0, 0, False])
+            elif m := RESULT.search(line):
+                if not binaries:
+                    binaries.append(["?", 0, 0, False])
+                binaries[-1][1] += int(m.group(1))
+                binaries[-1][2] += int(m.group(2))
+            elif CARGO_FAILED.search(line) and binaries:
+                binaries[-1][3] = True
+        # A binary whose process failed with no failed test reported (it crashed, was
+        # killed, or failed outside libtest). One that exits 0 without a libtest line
+        # (a harness = false bench) passes.
+        died = [b[0] for b in binaries if b[3] and b[2] == 0]
+        p = sum(b[1] for b in binaries)
+        f = sum(b[2] for b in binaries) + len(died)
+        if died:
+            note = "failed without a failed test: " + ", ".join(died)
+    elif kind == "unittest":
+        for line in lines:
+            if m := UNITTEST_RAN.match(line):
+                p += int(m.group(1))
+            elif m := UNITTEST_BAD.match(line):
+                bad = sum(int(n) for k, n in re.findall(r"(\w+)=(\d+)", m.group(1)) if k in ("failures", "errors"))
+                p -= bad
+                f += bad
+    elif kind == "matrix":
+        found = [MATRIX_LINE.match(line) for line in lines]
+        found = [m for m in found if m]
+        if found:
+            p, f = int(found[-1].group(1)), int(found[-1].group(2))
+        else:
+            note = "no `matrix:` line"
+    elif kind == "gotest":
+        for line in lines:
+            if m := GO_TEST.match(line):
+                if m.group(1) == "PASS":
+                    p += 1
+                else:
+                    f += 1
+        if f == 0 and any(l.startswith("FAIL") for l in lines):
+            f = 1
+    elif kind == "counts":
+        found = [m for m in (COUNTS.match(line.strip()) for line in lines) if m]
+        if found:
+            p, f = int(found[-1].group(1)), int(found[-1].group(2))
+        else:
+            note = "no `N passed, N failed` line"
+    else:
+        raise SystemExit(f"summarize.py: unknown step kind {kind}")
+    if rc != 0 and f == 0:
+        f = 1
+        note = note or f"exit status {rc} without a counted failure"
+    return p, f, note
+
+
+def closing(steps_file):
+    """Reads STEPS (one line per step of .ci/test: NAME<TAB>KIND<TAB>RC<TAB>LOG), prints one
+    line per step and `total: N passed, N failed`, and exits 1 iff the total has a failure."""
+    total_p = total_f = 0
+    with open(steps_file) as f:
+        steps = [line.rstrip("\n").split("\t", 3) for line in f if line.strip()]
+    for name, kind, rc, log in steps:
+        try:
+            with open(log, errors="replace") as f:
+                lines = [l.rstrip("\r\n") for l in f]
+        except FileNotFoundError:
+            lines = []
+        p, fl, note = count_step(kind, int(rc), lines)
+        total_p += p
+        total_f += fl
+        print(f"step {name}: rc={rc}, {p} passed, {fl} failed" + (f" ({note})" if note else ""))
+    print(f"total: {total_p} passed, {total_f} failed")
+    return 1 if total_f else 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--emulator-fault":
+        with open(sys.argv[2], errors="replace") as f:
+            sys.exit(0 if emulator_fault([l.rstrip("\r\n") for l in f]) else 1)
+    if len(sys.argv) == 3 and sys.argv[1] == "--closing":
+        sys.exit(closing(sys.argv[2]))
     ap = argparse.ArgumentParser()
     ap.add_argument("--markdown", required=True)
     ap.add_argument("logs", nargs="+")
@@ -149,7 +299,7 @@ def main():
 
     print("\nRuns:")
     print(table(["column", "kernel", "status", "tests", "wall", "memory"],
-                [[r["column"], r["release"], "ok" if not r["problems"] else "FAIL",
+                [[r["column"], r["release"], status_of(r),
                   f"{r['passed']} passed, {r['failed']} failed", r["meta"].get("wall_s", "?") + "s",
                   r["mem"]]
                  for r in runs]))
@@ -163,14 +313,14 @@ def main():
     cols = [r["column"] for r in runs]
     print("\nKernel matrix:")
     if rows:
-        print(table(["row"] + cols, [["kernel"] + [r["release"] for r in runs]] +
+        print(table(["row"] + cols, [["kernel"] + [kernel_cell(r) for r in runs]] +
                     [[row] + [cell(r, row) for r in runs] for row in rows]))
     else:
         print("(no KTM-MATRIX lines)")
     with open(a.markdown, "w") as f:
         f.write("| metric or probe | " + " | ".join(md_escape(c) for c in cols) + " |\n")
         f.write("|---|" + "---|" * len(cols) + "\n")
-        f.write("| kernel | " + " | ".join(md_escape(r["release"]) for r in runs) + " |\n")
+        f.write("| kernel | " + " | ".join(md_escape(kernel_cell(r)) for r in runs) + " |\n")
         for row in rows:
             f.write(f"| {md_escape(row)} | " + " | ".join(md_escape(cell(r, row)) for r in runs) + " |\n")
     print(f"\n(matrix written to {a.markdown})")
@@ -178,6 +328,10 @@ def main():
     bad = [r["column"] for r in runs if r["problems"]]
     total_p = sum(r["passed"] for r in runs)
     total_f = sum(r["failed"] for r in runs)
+    for r in runs:
+        if r["retried"]:
+            print(f"retried: {r['column']}: first boot hit the emulator text-poke fault; "
+                  + ("the retry failed too" if r["problems"] else RETRY_NOTE))
     if bad:
         print("failed runs: " + ", ".join(bad))
     print(f"matrix: {total_p} passed, {total_f} failed")

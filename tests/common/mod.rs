@@ -136,17 +136,10 @@ pub fn block_device_of(path: &std::path::Path) -> Option<PathBuf> {
 }
 
 /// Pages of a block device resident in its own page cache (filesystem metadata read
-/// through the buffer cache lives there); 0, with a note, where the device cannot be opened
-/// (a sandbox's device cgroup).
-pub fn device_resident_pages(dev: &std::path::Path) -> usize {
+/// through the buffer cache lives there), or the error that kept it from being opened.
+pub fn device_resident_pages(dev: &std::path::Path) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
-    let f = match std::fs::File::open(dev) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("note: cannot open {} ({e}): metadata pages are not accounted", dev.display());
-            return 0;
-        }
-    };
+    let f = std::fs::File::open(dev)?;
     let len = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } as usize;
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     unsafe {
@@ -155,6 +148,119 @@ pub fn device_resident_pages(dev: &std::path::Path) -> usize {
         let mut vec = vec![0u8; len.div_ceil(page)];
         assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
         libc::munmap(addr, len);
-        vec.iter().filter(|&&b| b & 1 != 0).count()
+        Ok(vec.iter().filter(|&&b| b & 1 != 0).count())
     }
+}
+
+/// A scratch directory on a filesystem whose block device this process can read, so that a
+/// test can count the metadata pages the filesystem adds to the device's own page cache.
+/// TMPDIR's filesystem when its device opens (the QEMU guests' /dev/vda); otherwise (a
+/// sandbox whose device cgroup refuses the disk, as on the CI host) an ext4 image made by
+/// the test in TMPDIR, without a journal (no jbd2 thread touches the device's page cache
+/// behind the test's back), loop-mounted with nodelalloc (blocks are allocated by the
+/// writer, not later by a flusher thread). Never a device whose cache cannot be read.
+pub struct DeviceScratch {
+    pub dev: PathBuf,
+    dir: tempfile::TempDir,
+    mounted: Option<LoopMount>,
+}
+
+struct LoopMount {
+    mountpoint: PathBuf,
+    _loop_dev: std::fs::File,
+}
+
+impl DeviceScratch {
+    pub fn new() -> DeviceScratch {
+        let dir = scratch();
+        let dev = block_device_of(dir.path()).expect("block device of the scratch dir");
+        match device_resident_pages(&dev) {
+            Ok(_) => DeviceScratch { dev, dir, mounted: None },
+            Err(e) => {
+                eprintln!("note: cannot open {} ({e}): using a loop-mounted ext4 image", dev.display());
+                let (dev, mounted) = loop_mount(dir.path());
+                DeviceScratch { dev, dir, mounted: Some(mounted) }
+            }
+        }
+    }
+
+    /// Where the test's files go.
+    pub fn path(&self) -> PathBuf {
+        match &self.mounted {
+            Some(m) => m.mountpoint.clone(),
+            None => self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// Pages resident in the device's page cache.
+    pub fn device_pages(&self) -> u64 {
+        device_resident_pages(&self.dev).unwrap_or_else(|e| panic!("{}: {e}", self.dev.display())) as u64
+    }
+}
+
+impl Drop for DeviceScratch {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mounted {
+            let c = std::ffi::CString::new(m.mountpoint.as_os_str().as_encoded_bytes()).unwrap();
+            if unsafe { libc::umount(c.as_ptr()) } != 0 {
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        // The loop device (autoclear) is released when its file closes, after the unmount.
+        self.mounted = None;
+    }
+}
+
+/// Makes `dir/image` (64 MiB ext4), attaches it to a free loop device (autoclear) and mounts
+/// it on `dir/mnt`. Panics with the reason when any step fails.
+fn loop_mount(dir: &std::path::Path) -> (PathBuf, LoopMount) {
+    use std::os::fd::AsRawFd;
+    const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+    const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    let image = dir.join("image");
+    let f = std::fs::File::create(&image).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("mkfs.ext4 (e2fsprogs) for a loop-mounted scratch filesystem: {e}"));
+    assert!(out.status.success(), "mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
+    let backing = std::fs::OpenOptions::new().read(true).write(true).open(&image).unwrap();
+    let ctl = std::fs::File::open("/dev/loop-control").unwrap_or_else(|e| panic!("/dev/loop-control: {e}"));
+    // Another process may take the free device between the two calls: try again then.
+    let (dev, loop_dev) = (0..20)
+        .find_map(|_| {
+            let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+            assert!(n >= 0, "LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error());
+            let dev = PathBuf::from(format!("/dev/loop{n}"));
+            let f = std::fs::OpenOptions::new().read(true).write(true).open(&dev).ok()?;
+            if unsafe { libc::ioctl(f.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) } != 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                return None;
+            }
+            Some((dev, f))
+        })
+        .expect("no free loop device");
+    // struct loop_info64: lo_flags at offset 52, 232 bytes in all.
+    let mut info = [0u8; 232];
+    info[52..56].copy_from_slice(&LO_FLAGS_AUTOCLEAR.to_ne_bytes());
+    assert_eq!(
+        unsafe { libc::ioctl(loop_dev.as_raw_fd(), LOOP_SET_STATUS64, info.as_ptr()) },
+        0,
+        "LOOP_SET_STATUS64 {}: {}",
+        dev.display(),
+        std::io::Error::last_os_error()
+    );
+    let mountpoint = dir.join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let cstr = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (src, target) = (cstr(&dev), cstr(&mountpoint));
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), c"ext4".as_ptr(), 0, c"nodelalloc".as_ptr().cast()) };
+    assert_eq!(rc, 0, "mount {} on {}: {}", dev.display(), mountpoint.display(), std::io::Error::last_os_error());
+    std::fs::set_permissions(&mountpoint, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    (dev, LoopMount { mountpoint, _loop_dev: loop_dev })
 }
