@@ -7,7 +7,7 @@
 #   BINARY...            static test executables (Rust libtest); a file named `ktm` is the
 #                        ktm binary (/bin/ktm in the guest, $KTM_BIN). Without any, the
 #                        crate's are built with build-tests.sh: the test targets named in
-#                        $KTM_QEMU_TESTS (default: toolkit iomonitor collector reclaim).
+#                        $KTM_QEMU_TESTS (default: toolkit iomonitor collector reclaim pod).
 # options (environment variable in brackets):
 #   --kernels L,L        kernel labels, from 5.10,6.1,6.12,sid (sid: Debian's newest, the
 #                        development suite's); "none" for host only [KTM_KERNELS]
@@ -122,7 +122,7 @@ case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esa
 
 if [ $# -eq 0 ]; then
   # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
-  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim}"
+  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod}"
   echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) with build-tests.sh" >&2
   listing="$("$here/build-tests.sh")" || die "build-tests.sh failed"
   mapfile -t built <<<"$listing"
