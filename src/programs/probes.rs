@@ -187,6 +187,19 @@ fn fadvise_tracepoints(syscall: &'static str) -> Alternative {
     .and(AttachPoint::tracepoint("syscalls", &exit), fadvise_exit(move || tp_field("syscalls", &x2, "ret")))
 }
 
+/// `r1 = *(u64 *)((char *)ctx->args[0] + at)`, read with `bpf_probe_read_kernel` (a raw
+/// tracepoint's pointer argument cannot be dereferenced directly), or `goto out`.
+fn read_arg0_field(a: &mut Asm, out: Label, at: u32) {
+    a.ldx_dw(R3, R6, 0);
+    a.add64(R3, at as i32);
+    a.mov64(R1, R10);
+    a.add64(R1, stack::READ_BUF as i32);
+    a.mov64(R2, 8);
+    a.call(Helper::ProbeReadKernel);
+    a.jne(R0, 0, out);
+    a.ldx_dw(R1, R10, stack::READ_BUF);
+}
+
 /// fadvise on raw `sys_enter`/`sys_exit`: the enter counts the call and its advice (read
 /// from the saved registers) and claims a start slot tagged fadvise; the exit, at every
 /// syscall's exit, counts a success only where it finds that slot.
@@ -196,14 +209,7 @@ fn fadvise_raw_enter() -> Result<Program> {
         counters(a, out);
         add_imm(a, lane::FADVISE_CALLS, 1);
         // advice = regs->r10 (x86-64): regs is a kernel pointer, read with a helper.
-        a.ldx_dw(R3, R6, 0);
-        a.add64(R3, arg3 as i32);
-        a.mov64(R1, R10);
-        a.add64(R1, stack::READ_BUF as i32);
-        a.mov64(R2, 8);
-        a.call(Helper::ProbeReadKernel);
-        a.jne(R0, 0, out);
-        a.ldx_dw(R1, R10, stack::READ_BUF);
+        read_arg0_field(a, out, arg3 as u32);
         count_advice(a);
         latency_enter(a, out, tag::FADVISE);
     })
@@ -267,16 +273,7 @@ fn page_cache_adds_raw() -> Result<Program> {
             return;
         };
         let small = a.label("small_folio");
-        let read = |a: &mut Asm, at: u32| {
-            a.ldx_dw(R3, R6, 0);
-            a.add64(R3, at as i32);
-            a.mov64(R1, R10);
-            a.add64(R1, stack::READ_BUF as i32);
-            a.mov64(R2, 8);
-            a.call(Helper::ProbeReadKernel);
-            a.jne(R0, 0, out);
-            a.ldx_dw(R1, R10, stack::READ_BUF);
-        };
+        let read = |a: &mut Asm, at: u32| read_arg0_field(a, out, at);
         read(a, l.flags);
         a.rsh64(R1, l.head_bit as i32);
         a.and64(R1, 1);
