@@ -357,3 +357,73 @@ fn host_pid_sidecar_learns_its_pods_cgroup() {
     check_exact(&w, "hostPID");
     common::matrix("pod: hostPID sidecar", "pass");
 }
+
+fn memory_controller() -> bool {
+    common::cgroup2_mount()
+        .and_then(|m| std::fs::read_to_string(m.join("cgroup.subtree_control")).ok())
+        .is_some_and(|s| s.split_whitespace().any(|c| c == "memory"))
+}
+
+#[test]
+fn memcg_reclaim_in_the_pod_counts_its_banyandb_only() {
+    if !common::privileged("pod_memcg_reclaim") {
+        return;
+    }
+    if !memory_controller() {
+        assert!(std::env::var_os("KTM_IN_QEMU").is_none(), "no cgroup v2 memory controller in the QEMU guest");
+        eprintln!("SKIP pod_memcg_reclaim: no cgroup v2 memory controller here; it runs in the QEMU guests");
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pe-x"), Pod::new("pe-y"));
+    let prefix = "banyand-pe";
+    // Each BanyanDB container gets a 16 MiB memory limit, so reading 64 MiB makes its own
+    // tasks reclaim (memcg reclaim: the stalls it feels).
+    for p in [&x, &y] {
+        std::fs::write(p.cgroup.join("cgroup.subtree_control"), "+memory").unwrap();
+        std::fs::write(p.container("banyand-ctr").join("memory.max"), (16u64 << 20).to_string()).unwrap();
+    }
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let reference = reference_on(&x, "banyand-ctr");
+    let metrics = [
+        "ktm_memory_lru_pages_scanned_total",
+        "ktm_memory_lru_pages_reclaimed_total",
+        "ktm_memory_direct_reclaim_processes",
+    ];
+    if reference.sources().iter().filter(|s| metrics.contains(&s.metric)).all(|s| s.mechanism.is_none()) {
+        common::matrix("pod: memcg reclaim", "unavailable");
+        return;
+    }
+    let mut sidecar = x.sidecar(&sidecar_entry(&x, true), &config(prefix), dir.path());
+    let pid = pid_in_pod(&mut tx);
+    sidecar.wait_for("learning", |b| contains(b, "scope", &format!("from pid {pid}")));
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    sidecar.wait_for("learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    let (fx, fy) = (dir.path().join("x"), dir.path().join("y"));
+    common::cold_file(&fx, 64 << 20);
+    common::cold_file(&fy, 64 << 20);
+
+    let before = sidecar.batch_after(Instant::now(), 3);
+    let ref_before = reference.snapshot().unwrap();
+    ty.run(&format!("readall {} 65536", fy.display())).unwrap();
+    tx.run(&format!("readall {} 65536", fx.display())).unwrap();
+    let ref_after = reference.snapshot().unwrap();
+    let after = sidecar.batch_after(Instant::now(), 3);
+    let values = |s: &Snapshot| [s.lru_scanned, s.lru_reclaimed, s.direct_reclaim];
+    let (rb, ra) = (values(&ref_before), values(&ref_after));
+    for (i, m) in metrics.iter().enumerate() {
+        let got = after.value(m, &[]).zip(before.value(m, &[])).map(|(a, b)| (a - b) as u64);
+        match got {
+            None => assert_eq!(after.source(m), "unavailable", "{m} missing"),
+            Some(got) => assert_eq!(got, ra[i] - rb[i], "{m} against the reference monitor"),
+        }
+    }
+    let reclaimed = ra[1] - rb[1];
+    // 64 MiB through a 16 MiB limit: at least 48 MiB reclaimed by the target's own tasks.
+    assert!(reclaimed >= (48 << 20) / 4096, "reclaimed {reclaimed} pages");
+    common::matrix("pod: memcg reclaim", "pass");
+}
