@@ -283,6 +283,15 @@ pub fn denial_hint(call: Syscall) -> String {
         };
         return format!(" ({name} {})", blocked_reason(&[name]));
     }
+    let has_sys_admin = effective().is_ok_and(|eff| eff & (1u64 << CAP_SYS_ADMIN.bit) != 0);
+    if call == Syscall::PerfEventOpen && !has_sys_admin && perf_event_paranoid().is_ok_and(|(level, _)| level >= 3) {
+        // Debian's and Ubuntu's kernels add level 3, which reserves every perf_event_open to
+        // CAP_SYS_ADMIN (CAP_PERFMON does not count there): a container granted BPF and
+        // PERFMON loses classic tracepoints and kprobes, not raw tracepoints or fentry.
+        return " (perf_event_paranoid is 3: this kernel allows perf_event_open only with CAP_SYS_ADMIN, \
+                which this process does not have; raw tracepoints and fentry/fexit need no perf event)"
+            .to_string();
+    }
     format!(
         " (the process has the capabilities BPF needs: this kernel's policy refuses the operation{})",
         policy_suffix()
