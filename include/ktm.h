@@ -15,7 +15,8 @@
  *   ktm_string_free (never free()). On success `*error` is set to NULL. `error` may be NULL
  *   when the caller does not want the text.
  * - A batch from ktm_collect is owned by the caller and freed, with every string and array
- *   it points to, by one ktm_batch_free. Nothing in it may be used after that.
+ *   it points to, by one ktm_batch_free. Nothing in it may be used after that. An array
+ *   whose count is 0 is NULL.
  * - Strings from ktm_take_log are owned by the caller (ktm_string_free).
  * - ktm_module_name's string is owned by the handle and valid until ktm_free.
  * Functions returning int return 0 on success and -1 on error.

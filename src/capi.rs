@@ -179,7 +179,7 @@ impl OwnedBatch {
                 name: b.str(&m.name),
                 help: b.str(&m.help),
                 r#type: KTM_COUNTER,
-                labels: labels.as_ptr(),
+                labels: array(&labels),
                 n_labels: labels.len(),
                 counter: 0,
                 gauge: 0.0,
@@ -202,7 +202,7 @@ impl OwnedBatch {
                         .map(|x| KtmBucket { upper_bound: x.upper_bound, cumulative_count: x.cumulative_count })
                         .collect();
                     out.r#type = KTM_HISTOGRAM;
-                    out.buckets = buckets.as_ptr();
+                    out.buckets = array(&buckets);
                     out.n_buckets = buckets.len();
                     out.sum = h.sum;
                     out.count = h.count;
@@ -226,17 +226,29 @@ impl OwnedBatch {
                 state: b.str(s.state.as_str()),
                 reason: s.reason.as_deref().map_or(std::ptr::null(), |r| b.str(r)),
                 scope: b.str(&s.scope),
-                sources: sources.as_ptr(),
+                sources: array(&sources),
                 n_sources: sources.len(),
             };
             b.sources.push(sources);
             b.modules.push(out);
         }
-        b.batch.metrics = b.metrics.as_ptr();
+        b.batch.metrics = array(&b.metrics);
         b.batch.n_metrics = b.metrics.len();
-        b.batch.modules = b.modules.as_ptr();
+        b.batch.modules = array(&b.modules);
         b.batch.n_modules = b.modules.len();
         b
+    }
+}
+
+/// An array for C: NULL when empty. A Rust empty slice points at a dangling, non-null
+/// address (its alignment, e.g. 0x8), which C code may take for an array and Go's garbage
+/// collector rejects as an invalid pointer when it finds it in a struct on a goroutine's
+/// stack ("invalid pointer found on stack").
+fn array<T>(v: &[T]) -> *const T {
+    if v.is_empty() {
+        std::ptr::null()
+    } else {
+        v.as_ptr()
     }
 }
 
