@@ -491,3 +491,50 @@ fn memcg_reclaim_in_the_pod_counts_its_banyandb_only() {
     assert!(reclaimed >= (48 << 20) / 4096, "reclaimed {reclaimed} pages");
     common::matrix("pod: memcg reclaim", "pass");
 }
+
+#[test]
+fn shared_cgroup_in_the_pod_falls_back_to_comm_narrowed_to_the_pod() {
+    if !common::privileged("pod_shared_cgroup") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("pf-x"), Pod::new("pf-y"));
+    let prefix = "banyand-pf";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    // A shell beside BanyanDB in its container: the cgroup is not BanyanDB's alone.
+    let mut shell = x.workload("banyand-ctr", "sh");
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let reference = reference_on(&x, "banyand-ctr");
+    let mut sidecar = x.sidecar(&sidecar_entry(&x, true), &config(prefix), dir.path());
+    let row = "pod: shared cgroup, comm mode narrowed to the pod";
+    if disabled_by_paranoid(&mut sidecar, "shared cgroup", row) {
+        return;
+    }
+    let shell_pid = pid_in_pod(&mut shell);
+    let b = sidecar.wait_for("comm mode", |b| contains(b, "reason", "comm filtering only"));
+    let reason = b.state_label("reason");
+    assert!(reason.contains(&format!("shared with pid {shell_pid} (sh)")), "{reason}");
+    assert!(!reason.contains("anywhere on the node"), "narrowed to the pod, yet: {reason}");
+    let paranoid = check_sources(&b, &reference, "shared cgroup");
+    // The shell's I/O is in the target's cgroup, so the reference (cgroup mode) counts it and
+    // the sidecar (comm mode) must not: compare with the exact call counts only, the
+    // shell doing the same I/O after the target.
+    let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut shell], dir.path());
+    let d = |name: &str, labels: &[(&str, &str)]| {
+        w.after.value(name, labels).zip(w.before.value(name, labels)).map(|(a, b)| (a - b) as u64)
+    };
+    for (name, labels, exact) in [
+        ("ktm_sys_pread_latency_seconds_count", vec![], PREAD_X),
+        ("ktm_sys_read_latency_seconds_count", vec![], READ_X + w.readall),
+        ("ktm_fadvise_calls_total", vec![], ADVICE.len() as u64 + FAILING_FADVISE),
+        ("ktm_fadvise_success_total", vec![], ADVICE.len() as u64),
+        ("ktm_fadvise_advice_total", vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
+    ] {
+        if w.after.source(metric_of(name)) == "unavailable" {
+            continue;
+        }
+        assert_eq!(d(name, &labels), Some(exact), "shared cgroup: {name}{labels:?}");
+    }
+    common::matrix(row, &cell(&paranoid));
+}
