@@ -18,10 +18,14 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Option<Setup> {
+    setup_with(name, ktm::programs::probes())
+}
+
+fn setup_with(name: &str, probes: Vec<ktm::programs::Probe>) -> Option<Setup> {
     if !common::privileged(name) {
         return None;
     }
-    let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    let monitor = IoMonitor::start_with(probes, &Policy::from_env()).unwrap();
     let (tcg, dcg) = (TestCgroup::new(&format!("{name}-t")), TestCgroup::new(&format!("{name}-d")));
     let target = Workload::spawn(&common::ktm_bin(), "banyand-test", Some(&tcg.path)).unwrap();
     let decoy = Workload::spawn(&common::ktm_bin(), "decoy", Some(&dcg.path)).unwrap();
@@ -240,6 +244,29 @@ fn comm_mode_counts_by_prefix_only() {
 #[test]
 fn read_and_pread_bytes_count_exactly_short_reads_included() {
     let Some(mut s) = setup("bytes") else { return };
+    bytes(&mut s, "");
+}
+
+/// The probes with only their raw tracepoint alternatives: raw `sys_exit` (return value in
+/// `args[1]`) for bytes, the raw delete tracepoint (folio order read at BTF offsets) for
+/// deletes. No policy switch reaches them where classic tracepoints work.
+fn raw_only() -> Vec<ktm::programs::Probe> {
+    let mut probes = ktm::programs::probes();
+    for p in &mut probes {
+        p.plan.alternatives.retain(|a| a.point.mechanism() == ktm::attach::Mechanism::RawTracepoint);
+    }
+    probes
+}
+
+#[test]
+fn raw_tracepoints_count_bytes_and_deletes_exactly() {
+    let Some(mut s) = setup_with("raw", raw_only()) else { return };
+    bytes(&mut s, "raw: ");
+    deletes(&mut s, "raw: ");
+}
+
+/// Known bytes (see the test above); matrix rows prefixed by `row`.
+fn bytes(s: &mut Setup, row: &str) {
     let file = s.file("data", 10_000);
     s.both(&format!("pread {file} 1 4096")); // warm the cache
     let before = s.snap();
@@ -263,7 +290,7 @@ fn read_and_pread_bytes_count_exactly_short_reads_included() {
     }
     for m in ["ktm_sys_read_bytes_total", "ktm_sys_pread_bytes_total"] {
         let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };
-        common::matrix(m, &cell);
+        common::matrix(&format!("{row}{m}"), &cell);
     }
 }
 
@@ -274,6 +301,11 @@ fn read_and_pread_bytes_count_exactly_short_reads_included() {
 #[test]
 fn page_cache_deletes_match_mincore() {
     let Some(mut s) = setup("deletes") else { return };
+    deletes(&mut s, "");
+}
+
+/// Known deletes (see the test above); matrix rows prefixed by `row`.
+fn deletes(s: &mut Setup, row: &str) {
     let fs = common::DeviceScratch::new();
     const PAGES: usize = 32;
     let (t, d) = (fs.path().join("target"), fs.path().join("decoy"));
@@ -303,18 +335,17 @@ fn page_cache_deletes_match_mincore() {
         dropped
     };
 
-    cache_both(&mut s);
+    cache_both(s);
     // Pages 8..24 (a large folio only partly inside the range may stay: mincore says).
-    step(&mut s, format!("fadvise {ts} dontneed 1 32768 65536"), format!("fadvise {ds} dontneed 1"), "DONTNEED range");
-    let dropped = step(&mut s, format!("fadvise {ts} dontneed 1"), format!("fadvise {ds} dontneed 1"), "DONTNEED all");
+    step(s, format!("fadvise {ts} dontneed 1 32768 65536"), format!("fadvise {ds} dontneed 1"), "DONTNEED range");
+    let dropped = step(s, format!("fadvise {ts} dontneed 1"), format!("fadvise {ds} dontneed 1"), "DONTNEED all");
     assert_eq!(resident(&t), 0, "DONTNEED of the whole clean file leaves nothing");
     assert!(dropped > 0);
 
-    cache_both(&mut s);
-    let dropped =
-        step(&mut s, format!("truncate {ts} {}", 4 * 4096), format!("truncate {ds} 0"), "ftruncate to 4 pages");
+    cache_both(s);
+    let dropped = step(s, format!("truncate {ts} {}", 4 * 4096), format!("truncate {ds} 0"), "ftruncate to 4 pages");
     assert!(dropped >= (PAGES - 4) as u64, "ftruncate drops every page past the new end: {dropped}");
     let cell =
         if available { format!("{} pass", s.source("ktm_page_cache_deletes_total")) } else { "unavailable".into() };
-    common::matrix("ktm_page_cache_deletes_total", &cell);
+    common::matrix(&format!("{row}ktm_page_cache_deletes_total"), &cell);
 }
