@@ -194,7 +194,7 @@ fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) {
         .any(|k| std::env::var_os(k).is_some());
     if std::env::var_os("KTM_IN_QEMU").is_none() && !switched_off {
         assert!(all, "{case}: some metric is unavailable with CAP_BPF + CAP_PERFMON and no tracefs");
-        assert_eq!(reference.sources().len(), 11);
+        assert_eq!(reference.sources().len(), 14);
     }
 }
 
