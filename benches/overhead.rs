@@ -594,7 +594,7 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
 
 fn workload_targets(s: &Samples, targets: &mut Vec<Target>) {
     for (label, row) in [("cgroup", "ktm nbr cgroup"), ("comm", "ktm nbr comm")] {
-        for op in Op::ALL {
+        for op in Op::WORKLOAD {
             targets.push(Target {
                 name: format!("neighbour {op} ({label} mode) / floor"),
                 measured: s.median(row, op.name()) / s.median("floor", op.name()),
@@ -604,7 +604,7 @@ fn workload_targets(s: &Samples, targets: &mut Vec<Target>) {
         }
     }
     for (label, row) in [("cgroup", "ktm tgt cgroup"), ("comm", "ktm tgt comm")] {
-        for op in [Op::Pread, Op::Read] {
+        for op in [Op::Pread, Op::Read, Op::Evict] {
             targets.push(Target {
                 name: format!("target {op} ({label} mode) / floor"),
                 measured: s.median(row, op.name()) / s.median("floor", op.name()),
@@ -1212,7 +1212,7 @@ fn floor_design(points: &[(String, AttachPoint)]) -> Design {
 /// per call (latency samples, and page-cache lookups with `lookups`): 1 for the target, 0 for
 /// a neighbour, so a table cannot silently compare a run that counted nothing.
 fn measure_counted(b: &mut Bench, mon: &IoMonitor, row: &str, lookups: bool) -> R<()> {
-    for op in Op::ALL {
+    for op in Op::WORKLOAD {
         let s0 = mon.snapshot()?;
         let made = b.measure(row, &[op]) as f64;
         let s1 = mon.snapshot()?;
@@ -1230,6 +1230,8 @@ fn counted(op: Op, a: &Snapshot, b: &Snapshot) -> (u64, u64) {
         Op::Pread => b.pread.count - a.pread.count,
         Op::Read => b.read.count - a.read.count,
         Op::Getppid => (b.pread.count + b.read.count) - (a.pread.count + a.read.count),
+        // Pages deleted (one per call for the target).
+        Op::Evict => b.page_cache_deletes - a.page_cache_deletes,
     };
     (lat, b.cache_read_attempts - a.cache_read_attempts)
 }
@@ -1240,14 +1242,14 @@ fn mix_cost(b: &Samples, row: &str, mix: &[f64; 3]) -> f64 {
     Op::ALL.iter().zip(mix).map(|(op, w)| w * (b.median(row, op.name()) - b.median("bare", op.name()))).sum()
 }
 
-fn cost_table(b: &Samples, title: &str, rows: &[&str], floor: &str, mix: &[f64; 3]) -> (String, J) {
+fn cost_table(b: &Samples, title: &str, rows: &[&str], floor: &str, mix: &[f64; 3], ops: &[Op]) -> (String, J) {
     let mix_head = format!("+ns/syscall @mix {:.0}/{:.0}/{:.0}", mix[0] * 100.0, mix[1] * 100.0, mix[2] * 100.0);
     let with_floor = floor != "bare";
     let mut head: Vec<String> = vec!["configuration".into(), "pread ns".into(), "read ns".into(), "getppid ns".into()];
     if with_floor {
-        head.extend(Op::ALL.iter().map(|op| format!("{op}/{floor}")));
+        head.extend(ops.iter().map(|op| format!("{op}/{floor}")));
     }
-    head.extend(Op::ALL.iter().map(|op| format!("{op}/bare")));
+    head.extend(ops.iter().map(|op| format!("{op}/bare")));
     head.push(mix_head);
     let head: Vec<&str> = head.iter().map(|s| s.as_str()).collect();
     let mut t = Table::new(title, &head);
@@ -1257,15 +1259,15 @@ fn cost_table(b: &Samples, title: &str, rows: &[&str], floor: &str, mix: &[f64; 
         let fl = |op: Op| b.median(floor, op.name());
         let bare = |op: Op| b.median("bare", op.name());
         let mut cells = vec![row.to_string()];
-        cells.extend(Op::ALL.iter().map(|&op| f0(m(op))));
+        cells.extend(ops.iter().map(|&op| f0(m(op))));
         if with_floor {
-            cells.extend(Op::ALL.iter().map(|&op| ratio(m(op) / fl(op))));
+            cells.extend(ops.iter().map(|&op| ratio(m(op) / fl(op))));
         }
-        cells.extend(Op::ALL.iter().map(|&op| ratio(m(op) / bare(op))));
+        cells.extend(ops.iter().map(|&op| ratio(m(op) / bare(op))));
         cells.push(f1(mix_cost(b, row, mix)));
         t.row(cells);
         let mut o = J::obj();
-        for op in Op::ALL {
+        for &op in ops {
             let samples = b.get(row, op.name()).map(|v| v.to_vec()).unwrap_or_default();
             o.set(
                 op.name(),
@@ -1289,7 +1291,7 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
         (
             "bare",
             Box::new(|b: &mut Bench| {
-                b.measure("bare", &Op::ALL);
+                b.measure("bare", &Op::WORKLOAD);
                 Ok(())
             }),
         ),
@@ -1297,7 +1299,7 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
             "floor",
             Box::new(|b: &mut Bench| {
                 let _set = Set::build(&floor)?;
-                b.measure("floor", &Op::ALL);
+                b.measure("floor", &Op::WORKLOAD);
                 Ok(())
             }),
         ),
@@ -1326,10 +1328,19 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
         &rows,
         "floor",
         &opts.mix,
+        &Op::WORKLOAD,
     );
     let mut c = Table::new(
         "3b. What the iomonitor counted per call of each loop (sanity: 1 for the target, 0 for a neighbour)",
-        &["configuration", "pread: latency", "pread: cache lookups", "read: latency", "read: cache lookups", "getppid"],
+        &[
+            "configuration",
+            "pread: latency",
+            "pread: cache lookups",
+            "read: latency",
+            "read: cache lookups",
+            "getppid",
+            "evict: deletes",
+        ],
     );
     let mut cj = J::obj();
     for (row, _) in &vars {
@@ -1341,6 +1352,7 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
             f3(g("read counted/call".into())),
             f3(g("read cache lookups/call".into())),
             f3(g("getppid counted/call".into())),
+            f3(g("evict counted/call".into())),
         ]);
         cj.set(
             row,
@@ -1348,7 +1360,8 @@ fn main_group(b: &mut Bench, opts: &Opts, policy: &Policy, points: &[(String, At
                 .with("pread_latency_per_call", g("pread counted/call".into()))
                 .with("pread_cache_lookups_per_call", g("pread cache lookups/call".into()))
                 .with("read_latency_per_call", g("read counted/call".into()))
-                .with("read_cache_lookups_per_call", g("read cache lookups/call".into())),
+                .with("read_cache_lookups_per_call", g("read cache lookups/call".into()))
+                .with("evict_deletes_per_call", g("evict counted/call".into())),
         );
     }
     table.push_str(&c.render());
@@ -1363,10 +1376,10 @@ fn main_stats(b: &mut Bench, policy: &Policy, points: &[(String, AttachPoint)], 
     let _stats = ktm::sys::bpf::enable_stats()?;
     let mut cols: Vec<&str> = vec!["empty"];
     let mut cells: BTreeMap<(String, &str), ProgStat> = BTreeMap::new();
-    b.exercise(&Op::ALL);
+    b.exercise(&Op::WORKLOAD);
     {
         let set = Set::build(&floor_design(points))?;
-        for s in stats_during(b, &set.programs(), &Op::ALL)? {
+        for s in stats_during(b, &set.programs(), &Op::WORKLOAD)? {
             cells.insert((s.label.clone(), "empty"), s);
         }
     }
@@ -1376,7 +1389,7 @@ fn main_stats(b: &mut Bench, policy: &Policy, points: &[(String, AttachPoint)], 
         mon.set_scope(&scope)?;
         let col = row.trim_start_matches("ktm ");
         cols.push(col);
-        for s in stats_during(b, &progs, &Op::ALL)? {
+        for s in stats_during(b, &progs, &Op::WORKLOAD)? {
             cells.insert((s.label.clone(), col), s);
         }
     }
@@ -1387,7 +1400,7 @@ fn main_stats(b: &mut Bench, policy: &Policy, points: &[(String, AttachPoint)], 
     let mut t = Table::new(
         &format!(
             "2. Per-program cost: BPF_ENABLE_STATS run_time_ns/run_cnt (ns per run) over {} calls each of pread, read, \
-             getppid; empty = r0 = 0; exit at the same point",
+             getppid, evict (evict: 1/20 of them); empty = r0 = 0; exit at the same point",
             b.calls
         ),
         &head,
@@ -1541,6 +1554,7 @@ fn mechanism_group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         &rows,
         "bare",
         &opts.mix,
+        &Op::ALL,
     );
 
     let _stats = ktm::sys::bpf::enable_stats()?;

@@ -55,7 +55,7 @@ pub fn run(intervals: u64, interval: Duration) -> Result<()> {
         std::fs::write(&cached, vec![7u8; 64 * 1024]).map_err(|e| Error::io("write demo file", e))?;
         for round in 1..=intervals {
             eprintln!(
-                "ktm demo: interval {round}/{intervals}: cached and cold reads, preads, every fadvise advice, writes"
+                "ktm demo: interval {round}/{intervals}: cached and cold reads, preads, every fadvise advice, writes, a truncation"
             );
             work(&mut child, &dir, &cached, round)?;
             let seen = recorder.total();
@@ -89,6 +89,9 @@ fn work(child: &mut Workload, dir: &std::path::Path, cached: &std::path::Path, r
         child.run(&format!("fadvise {c} {name} 2"))?;
     }
     child.run("fadvise - normal 1")?;
-    child.run(&format!("write {} {}", dir.join("written").display(), 256 * 1024))?;
+    let written = dir.join("written");
+    child.run(&format!("write {} {}", written.display(), 256 * 1024))?;
+    // Truncation removes the pages just written (and DONTNEED above the cached ones).
+    child.run(&format!("truncate {} 0", written.display()))?;
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub cache_read_attempts: u64,
     pub cache_misses: u64,
     pub page_cache_adds: u64,
+    /// Pages removed from the page cache while a target task ran.
+    pub page_cache_deletes: u64,
     pub fadvise_calls: u64,
     pub fadvise_success: u64,
     /// normal, random, sequential, willneed, dontneed, noreuse, other.
@@ -79,6 +81,9 @@ pub struct Snapshot {
     pub direct_reclaim: u64,
     pub read: Latency,
     pub pread: Latency,
+    /// Bytes returned by the target's read(2) / pread64(2) calls (positive returns only).
+    pub read_bytes: u64,
+    pub pread_bytes: u64,
 }
 
 /// Advice label values in lane order.
@@ -99,6 +104,7 @@ impl Snapshot {
             cache_read_attempts: get(lane::CACHE_ATTEMPTS),
             cache_misses: get(lane::CACHE_MISSES),
             page_cache_adds: get(lane::PAGE_CACHE_ADDS),
+            page_cache_deletes: get(lane::PAGE_CACHE_DELETES),
             fadvise_calls: get(lane::FADVISE_CALLS),
             fadvise_success: get(lane::FADVISE_SUCCESS),
             fadvise_advice: advice,
@@ -107,6 +113,8 @@ impl Snapshot {
             direct_reclaim: get(lane::DIRECT_RECLAIM),
             read: hist(lane::READ),
             pread: hist(lane::PREAD),
+            read_bytes: get(lane::READ_BYTES),
+            pread_bytes: get(lane::PREAD_BYTES),
         }
     }
 }

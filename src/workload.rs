@@ -162,16 +162,19 @@ fn execute(line: &str) -> Result<Option<String>> {
     match cmd {
         "ping" => Ok(Some(std::process::id().to_string())),
         "exit" => Ok(None),
-        // pread PATH COUNT SIZE: COUNT pread64 calls of SIZE bytes at offset 0.
+        // pread PATH COUNT SIZE [OFFSET]: COUNT pread64 calls of SIZE bytes at OFFSET (default
+        // 0); replies the bytes returned. PATH "-" uses a bad fd (-1): every call fails (EBADF).
         "pread" => {
             let (count, size): (u64, usize) = (num(rest, 1, "count")?, num(rest, 2, "size")?);
-            let fd = open(path()?, libc::O_RDONLY)?;
+            let offset: i64 = if rest.len() > 3 { num(rest, 3, "offset")? } else { 0 };
+            let fd = if path()? == "-" { None } else { Some(open(path()?, libc::O_RDONLY)?) };
+            let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
             let mut buf = vec![0u8; size];
             let mut bytes = 0i64;
             for _ in 0..count {
                 // SAFETY: buf is writable for size bytes.
-                let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), size, 0) };
-                bytes += n as i64;
+                let n = unsafe { libc::pread(raw, buf.as_mut_ptr().cast(), size, offset) };
+                bytes += n.max(0) as i64;
             }
             Ok(Some(bytes.to_string()))
         }
@@ -249,19 +252,32 @@ fn execute(line: &str) -> Result<Option<String>> {
             }
             Ok(Some(calls.to_string()))
         }
-        // fadvise PATH ADVICE COUNT; PATH "-" uses a bad fd (-1), so every call fails with EBADF.
+        // fadvise PATH ADVICE COUNT [OFFSET LEN]: over the whole file unless a range is given;
+        // PATH "-" uses a bad fd (-1), so every call fails with EBADF.
         "fadvise" => {
             let (adv, count): (i32, u64) = (advice(rest.get(1).copied().unwrap_or(""))?, num(rest, 2, "count")?);
+            let (offset, len): (i64, i64) =
+                if rest.len() > 3 { (num(rest, 3, "offset")?, num(rest, 4, "length")?) } else { (0, 0) };
             let fd = if path()? == "-" { None } else { Some(open(path()?, libc::O_RDONLY)?) };
             let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
             let mut ok = 0u64;
             for _ in 0..count {
                 // SAFETY: fadvise on an fd (possibly invalid, which the kernel rejects).
-                if unsafe { libc::posix_fadvise(raw, 0, 0, adv) } == 0 {
+                if unsafe { libc::posix_fadvise(raw, offset, len, adv) } == 0 {
                     ok += 1;
                 }
             }
             Ok(Some(ok.to_string()))
+        }
+        // truncate PATH BYTES: ftruncate(2) the file to BYTES.
+        "truncate" => {
+            let bytes: i64 = num(rest, 1, "bytes")?;
+            let fd = open(path()?, libc::O_WRONLY)?;
+            // SAFETY: ftruncate on our fd.
+            if unsafe { libc::ftruncate(fd.as_raw_fd(), bytes) } != 0 {
+                return Err(Error::last_os(format!("ftruncate {}", path()?)));
+            }
+            Ok(Some(bytes.to_string()))
         }
         // write PATH BYTES: buffered writes of BYTES in 64 KiB chunks, no fsync.
         "write" => {

@@ -18,10 +18,14 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Option<Setup> {
+    setup_with(name, ktm::programs::probes())
+}
+
+fn setup_with(name: &str, probes: Vec<ktm::programs::Probe>) -> Option<Setup> {
     if !common::privileged(name) {
         return None;
     }
-    let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    let monitor = IoMonitor::start_with(probes, &Policy::from_env()).unwrap();
     let (tcg, dcg) = (TestCgroup::new(&format!("{name}-t")), TestCgroup::new(&format!("{name}-d")));
     let target = Workload::spawn(&common::ktm_bin(), "banyand-test", Some(&tcg.path)).unwrap();
     let decoy = Workload::spawn(&common::ktm_bin(), "decoy", Some(&dcg.path)).unwrap();
@@ -232,4 +236,116 @@ fn comm_mode_counts_by_prefix_only() {
     s.monitor.set_scope(&Scope::Off).unwrap();
     s.both(&format!("pread {file} 40 4096"));
     assert_eq!(s.snap().pread.count, after.pread.count);
+}
+
+/// Bytes are the sum of positive return values: full reads, short reads at end of file, a
+/// read at end of file (0) and failed calls (negative) included in the calls, in the bytes
+/// only as far as they returned data. The decoy does the same and must count nothing.
+#[test]
+fn read_and_pread_bytes_count_exactly_short_reads_included() {
+    let Some(mut s) = setup("bytes") else { return };
+    bytes(&mut s, "");
+}
+
+/// The probes with only their raw tracepoint alternatives: raw `sys_exit` (return value in
+/// `args[1]`) for bytes, the raw delete tracepoint (folio order read at BTF offsets) for
+/// deletes. No policy switch reaches them where classic tracepoints work.
+fn raw_only() -> Vec<ktm::programs::Probe> {
+    let mut probes = ktm::programs::probes();
+    for p in &mut probes {
+        p.plan.alternatives.retain(|a| a.point.mechanism() == ktm::attach::Mechanism::RawTracepoint);
+    }
+    probes
+}
+
+#[test]
+fn raw_tracepoints_count_bytes_and_deletes_exactly() {
+    let Some(mut s) = setup_with("raw", raw_only()) else { return };
+    bytes(&mut s, "raw: ");
+    deletes(&mut s, "raw: ");
+}
+
+/// Known bytes (see the test above); matrix rows prefixed by `row`.
+fn bytes(s: &mut Setup, row: &str) {
+    let file = s.file("data", 10_000);
+    s.both(&format!("pread {file} 1 4096")); // warm the cache
+    let before = s.snap();
+    // read in 4096 chunks: 4096 + 4096 + 1808 + 0 (end of file, then a rewind), twice.
+    s.both(&format!("read {file} 8 4096"));
+    // pread at 8192: 1808 each; at 20000 (past the end): 0 each; on a bad fd: -EBADF.
+    s.both(&format!("pread {file} 5 4096 8192"));
+    s.both(&format!("pread {file} 3 4096 20000"));
+    s.both("pread - 2 4096");
+    let after = s.snap();
+    for (m, hist) in [("ktm_sys_read_bytes_total", "read"), ("ktm_sys_pread_bytes_total", "pread")] {
+        assert_eq!(s.available(m), s.available(&format!("ktm_sys_{hist}_latency_seconds")), "{m}: one probe");
+    }
+    if s.available("ktm_sys_read_bytes_total") {
+        assert_eq!(after.read.count - before.read.count, 8, "read calls");
+        assert_eq!(after.read_bytes - before.read_bytes, 2 * (4096 + 4096 + 1808), "read bytes");
+    }
+    if s.available("ktm_sys_pread_bytes_total") {
+        assert_eq!(after.pread.count - before.pread.count, 5 + 3 + 2, "pread calls");
+        assert_eq!(after.pread_bytes - before.pread_bytes, 5 * 1808, "pread bytes");
+    }
+    for m in ["ktm_sys_read_bytes_total", "ktm_sys_pread_bytes_total"] {
+        let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };
+        common::matrix(&format!("{row}{m}"), &cell);
+    }
+}
+
+/// Pages the target drops with fadvise(DONTNEED) (a range, then the whole file) and with
+/// ftruncate are its deletes, exactly the pages mincore no longer shows; the decoy dropping
+/// its own file at the same time counts nothing. Files on a real block filesystem
+/// (DONTNEED does nothing on tmpfs), written and flushed before, so every page is clean.
+#[test]
+fn page_cache_deletes_match_mincore() {
+    let Some(mut s) = setup("deletes") else { return };
+    deletes(&mut s, "");
+}
+
+/// Known deletes (see the test above); matrix rows prefixed by `row`.
+fn deletes(s: &mut Setup, row: &str) {
+    let fs = common::DeviceScratch::new();
+    const PAGES: usize = 32;
+    let (t, d) = (fs.path().join("target"), fs.path().join("decoy"));
+    for p in [&t, &d] {
+        common::cold_file(p, PAGES * 4096);
+    }
+    let (ts, ds) = (t.to_str().unwrap().to_string(), d.to_str().unwrap().to_string());
+    let resident = |p: &std::path::Path| common::resident_pages(p) as u64;
+    let available = s.available("ktm_page_cache_deletes_total");
+    let cache_both = |s: &mut Setup| {
+        s.target.run(&format!("readall {ts} 65536")).unwrap();
+        s.decoy.run(&format!("readall {ds} 65536")).unwrap();
+        assert!(resident(&t) >= PAGES as u64, "the target's file is cached");
+        assert!(resident(&d) >= PAGES as u64, "the decoy's file is cached");
+    };
+    // The decoy drops its file between the target's steps; then the target drops `how`.
+    let step = |s: &mut Setup, target_cmd: String, decoy_cmd: String, what: &str| {
+        let (r0, before) = (resident(&t), s.snap());
+        s.decoy.run(&decoy_cmd).unwrap();
+        s.target.run(&target_cmd).unwrap();
+        s.decoy.run(&decoy_cmd).unwrap();
+        let (r1, after) = (resident(&t), s.snap());
+        let dropped = r0 - r1;
+        eprintln!("{what}: resident {r0} -> {r1}, deletes {}", after.page_cache_deletes - before.page_cache_deletes);
+        let expected = if available { dropped } else { 0 };
+        assert_eq!(after.page_cache_deletes - before.page_cache_deletes, expected, "{what}: deletes == pages dropped");
+        dropped
+    };
+
+    cache_both(s);
+    // Pages 8..24 (a large folio only partly inside the range may stay: mincore says).
+    step(s, format!("fadvise {ts} dontneed 1 32768 65536"), format!("fadvise {ds} dontneed 1"), "DONTNEED range");
+    let dropped = step(s, format!("fadvise {ts} dontneed 1"), format!("fadvise {ds} dontneed 1"), "DONTNEED all");
+    assert_eq!(resident(&t), 0, "DONTNEED of the whole clean file leaves nothing");
+    assert!(dropped > 0);
+
+    cache_both(s);
+    let dropped = step(s, format!("truncate {ts} {}", 4 * 4096), format!("truncate {ds} 0"), "ftruncate to 4 pages");
+    assert!(dropped >= (PAGES - 4) as u64, "ftruncate drops every page past the new end: {dropped}");
+    let cell =
+        if available { format!("{} pass", s.source("ktm_page_cache_deletes_total")) } else { "unavailable".into() };
+    common::matrix(&format!("{row}ktm_page_cache_deletes_total"), &cell);
 }

@@ -23,6 +23,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const PREAD_X: u64 = 120;
 const READ_X: u64 = 60;
 const FAILING_FADVISE: u64 = 2;
+/// Pages of the file `io` reads.
+const FILE_PAGES: u64 = 24;
 
 fn config(prefix: &str) -> String {
     format!("collector:\n  interval: 100ms\n  ebpf:\n    comm_prefix: {prefix}\n")
@@ -51,6 +53,9 @@ fn series() -> Vec<(String, Vec<(&'static str, &'static str)>)> {
         "ktm_cache_read_attempts_total",
         "ktm_cache_misses_total",
         "ktm_page_cache_adds_total",
+        "ktm_page_cache_deletes_total",
+        "ktm_sys_read_bytes_total",
+        "ktm_sys_pread_bytes_total",
     ]
     .iter()
     .map(|n| (n.to_string(), Vec::new()))
@@ -76,6 +81,9 @@ fn reference(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
         "ktm_cache_read_attempts_total" => s.cache_read_attempts,
         "ktm_cache_misses_total" => s.cache_misses,
         "ktm_page_cache_adds_total" => s.page_cache_adds,
+        "ktm_page_cache_deletes_total" => s.page_cache_deletes,
+        "ktm_sys_read_bytes_total" => s.read_bytes,
+        "ktm_sys_pread_bytes_total" => s.pread_bytes,
         "ktm_fadvise_advice_total" => {
             let i = ADVICE.iter().position(|(l, _)| Some(l) == labels.first().map(|(_, v)| v)).unwrap();
             s.fadvise_advice[i]
@@ -88,7 +96,7 @@ fn reference(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
 /// failing calls. Returns the read(2) calls the whole read took.
 fn io(w: &mut Workload, dir: &std::path::Path, tag: &str, scale: u64) -> u64 {
     let file = dir.join(format!("data-{tag}"));
-    common::cold_file(&file, 24 * 4096);
+    common::cold_file(&file, FILE_PAGES as usize * 4096);
     let f = file.to_str().unwrap();
     let readall: u64 = w.run(&format!("readall {f} 4096")).unwrap().parse().unwrap();
     w.run(&format!("pread {f} {} 4096", PREAD_X * scale)).unwrap();
@@ -155,7 +163,11 @@ fn check_exact(w: &Window, case: &str) {
             "ktm_fadvise_calls_total" => Some(ADVICE.len() as u64 + FAILING_FADVISE),
             "ktm_fadvise_success_total" => Some(ADVICE.len() as u64),
             "ktm_fadvise_advice_total" => Some(1 + if labels[0].1 == "dontneed" { FAILING_FADVISE } else { 0 }),
-            // A cold read: lookups, at least one miss, pages added.
+            // readall: the whole file; then READ_X reads of a page that return 0 at the end of
+            // the file (every FILE_PAGES + 1st call, followed by a rewind).
+            "ktm_sys_read_bytes_total" => Some((FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
+            "ktm_sys_pread_bytes_total" => Some(PREAD_X * 4096),
+            // A cold read: lookups, at least one miss, pages added; DONTNEED: pages deleted.
             _ => {
                 assert!(got > 0, "{case}: {name} counted nothing for a cold read");
                 None
@@ -206,7 +218,7 @@ fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) -> Vec<&'static s
         .any(|k| std::env::var_os(k).is_some());
     if std::env::var_os("KTM_IN_QEMU").is_none() && !switched_off {
         assert!(all, "{case}: some metric is unavailable with CAP_BPF + CAP_PERFMON and no tracefs");
-        assert_eq!(reference.sources().len(), 11);
+        assert_eq!(reference.sources().len(), 14);
     }
     paranoid
 }

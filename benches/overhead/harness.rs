@@ -62,16 +62,31 @@ pub enum Op {
     Read,
     /// getppid(2): a syscall KTM does not observe.
     Getppid,
+    /// pwrite of 4 KiB at offset 0 of an empty file, then ftruncate to 0: one page added to
+    /// and one removed from the page cache per call (no disk I/O), for the page-cache add
+    /// and delete tracepoints. Far slower than the others: it runs [`Op::calls`] calls.
+    Evict,
 }
 
 impl Op {
     pub const ALL: [Op; 3] = [Op::Pread, Op::Read, Op::Getppid];
+    /// The workload group's loops: [`Op::ALL`] and the page-cache churn of [`Op::Evict`].
+    pub const WORKLOAD: [Op; 4] = [Op::Pread, Op::Read, Op::Getppid, Op::Evict];
+
+    /// Calls of this op in a loop sized for `calls` calls of a cached read.
+    pub fn calls(self, calls: usize) -> usize {
+        match self {
+            Op::Evict => (calls / 20).max(100),
+            _ => calls,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Op::Pread => "pread",
             Op::Read => "read",
             Op::Getppid => "getppid",
+            Op::Evict => "evict",
         }
     }
 }
@@ -89,6 +104,7 @@ pub struct Fixture {
     dir: tempfile::TempDir,
     pub pread: [PathBuf; 2],
     pub read: [PathBuf; 2],
+    pub evict: [PathBuf; 2],
 }
 
 impl Fixture {
@@ -96,6 +112,10 @@ impl Fixture {
         let dir = tempfile::Builder::new().prefix("ktm-overhead").tempdir()?;
         let pread = [dir.path().join("pread0.dat"), dir.path().join("pread1.dat")];
         let read = [dir.path().join("read0.dat"), dir.path().join("read1.dat")];
+        let evict = [dir.path().join("evict0.dat"), dir.path().join("evict1.dat")];
+        for p in &evict {
+            std::fs::write(p, [])?;
+        }
         for p in &pread {
             std::fs::write(p, vec![0x5au8; CHUNK])?;
             std::fs::read(p)?; // into the page cache
@@ -104,7 +124,7 @@ impl Fixture {
             std::fs::write(p, vec![0xa5u8; READ_FILE])?;
             std::fs::read(p)?;
         }
-        Ok(Fixture { dir, pread, read })
+        Ok(Fixture { dir, pread, read, evict })
     }
 
     /// The filesystem type holding the files (statfs f_type, named when known).
@@ -129,6 +149,7 @@ impl Fixture {
 pub struct Loops {
     pread: File,
     read: File,
+    evict: File,
     buf: Vec<u8>,
     chunk: usize,
 }
@@ -136,7 +157,13 @@ pub struct Loops {
 impl Loops {
     /// Thread `i`'s loops (0 or 1).
     pub fn open(fx: &Fixture, i: usize) -> R<Loops> {
-        Ok(Loops { pread: File::open(&fx.pread[i])?, read: File::open(&fx.read[i])?, buf: vec![0u8; CHUNK], chunk: 0 })
+        Ok(Loops {
+            pread: File::open(&fx.pread[i])?,
+            read: File::open(&fx.read[i])?,
+            evict: std::fs::OpenOptions::new().write(true).open(&fx.evict[i])?,
+            buf: vec![0u8; CHUNK],
+            chunk: 0,
+        })
     }
 
     /// Runs `n` calls of `op`; returns ns per call.
@@ -169,6 +196,16 @@ impl Loops {
                 for _ in 0..n {
                     // SAFETY: no arguments; the raw syscall, not a libc cache.
                     unsafe { libc::syscall(libc::SYS_getppid) };
+                }
+            }
+            Op::Evict => {
+                let fd = self.evict.as_raw_fd();
+                for _ in 0..n {
+                    // SAFETY: buf holds CHUNK bytes; plain ftruncate on our fd.
+                    unsafe {
+                        libc::pwrite(fd, buf, CHUNK, 0);
+                        libc::ftruncate(fd, 0);
+                    }
                 }
             }
         }
@@ -262,9 +299,10 @@ impl Bench {
     pub fn measure(&mut self, row: &str, ops: &[Op]) -> usize {
         let mut made = 0;
         for &op in ops {
-            self.loops.run(op, self.warmup());
-            let ns = self.loops.run(op, self.calls);
-            made += self.warmup() + self.calls;
+            let (warm, n) = (op.calls(self.warmup()), op.calls(self.calls));
+            self.loops.run(op, warm);
+            let ns = self.loops.run(op, n);
+            made += warm + n;
             self.push(row, op.name(), ns);
         }
         made
@@ -272,10 +310,13 @@ impl Bench {
 
     /// Runs each op untimed (for BPF statistics); returns the calls made.
     pub fn exercise(&mut self, ops: &[Op]) -> usize {
-        for &op in ops {
-            self.loops.run(op, self.calls);
-        }
-        self.calls * ops.len()
+        ops.iter()
+            .map(|&op| {
+                let n = op.calls(self.calls);
+                self.loops.run(op, n);
+                n
+            })
+            .sum()
     }
 
     /// Runs `op` on two threads at once, one per CPU; records the mean of their ns per call

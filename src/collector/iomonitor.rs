@@ -354,6 +354,13 @@ pub fn metrics(s: &Snapshot) -> Vec<Metric> {
             s.cache_misses,
         ),
         c("ktm_page_cache_adds_total", "Pages the target inserted into the page cache.", s.page_cache_adds),
+        c(
+            "ktm_page_cache_deletes_total",
+            "Pages removed from the page cache while the target's task ran (its truncations, fadvise DONTNEED, invalidations, own reclaim).",
+            s.page_cache_deletes,
+        ),
+        c("ktm_sys_read_bytes_total", "Bytes returned by the target's read(2) calls.", s.read_bytes),
+        c("ktm_sys_pread_bytes_total", "Bytes returned by the target's pread64(2) calls.", s.pread_bytes),
         c("ktm_fadvise_calls_total", "fadvise64 calls by the target.", s.fadvise_calls),
         c("ktm_fadvise_success_total", "fadvise64 calls that returned 0.", s.fadvise_success),
         c("ktm_memory_lru_pages_scanned_total", "Inactive-LRU pages scanned by reclaim the target ran.", s.lru_scanned),

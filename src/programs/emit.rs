@@ -303,6 +303,20 @@ pub(crate) fn latency_exit(a: &mut Asm, out: Label, h: HistLanes, tag: u32) {
     record_latency(a, h);
 }
 
+/// Adds a syscall's return value to `lane` when it is positive (bytes transferred; an error
+/// or end of file adds nothing). `ret_at` is where the mechanism's context keeps the return
+/// value; r6 = ctx, r8 = this CPU's counters.
+///
+/// ```c
+/// long ret = *(long *)((char *)ctx + ret_at);
+/// if (ret > 0) __sync_fetch_and_add(&counters[lane], ret);
+/// ```
+pub(crate) fn add_positive_ret(a: &mut Asm, out: Label, lane: usize, ret_at: i16) {
+    a.ldx_dw(R2, R6, ret_at);
+    a.jsle(R2, 0, out);
+    add_reg(a, lane, R2);
+}
+
 /// The fadvise advice in r1 (any int) counted in its lane, "other" beyond noreuse.
 pub(crate) fn count_advice(a: &mut Asm) {
     a.mov32(R1, R1); // the advice is an int: only the low 32 bits mean anything
@@ -321,6 +335,7 @@ mod tests {
         program(no_pre, |a, out| {
             latency_enter(a, out, super::super::layout::tag::READ);
             latency_exit(a, out, lane::READ, super::super::layout::tag::READ);
+            add_positive_ret(a, out, lane::READ_BYTES, 8);
             a.mov64(R1, 3);
             count_advice(a);
         })

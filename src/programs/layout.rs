@@ -117,7 +117,12 @@ pub mod lane {
     pub const DIRECT_RECLAIM: usize = 14;
     pub const READ: HistLanes = HistLanes { base: 15 };
     pub const PREAD: HistLanes = HistLanes { base: 15 + 1 + HIST_SLOTS };
-    pub const LANES: usize = 15 + 2 * (1 + HIST_SLOTS);
+    /// Pages removed from the page cache while a target task ran.
+    pub const PAGE_CACHE_DELETES: usize = 15 + 2 * (1 + HIST_SLOTS);
+    /// Bytes returned by read(2) and pread64(2) (positive returns only).
+    pub const READ_BYTES: usize = PAGE_CACHE_DELETES + 1;
+    pub const PREAD_BYTES: usize = PAGE_CACHE_DELETES + 2;
+    pub const LANES: usize = PAGE_CACHE_DELETES + 3;
 }
 
 /// The counters value.
@@ -170,7 +175,10 @@ mod tests {
     fn lanes_do_not_overlap() {
         assert_eq!(lane::FADVISE_ADVICE + lane::FADVISE_ADVICE_LANES, lane::LRU_SCANNED);
         assert_eq!(lane::READ.slot0() + HIST_SLOTS, lane::PREAD.base);
-        assert_eq!(lane::PREAD.slot0() + HIST_SLOTS, lane::LANES);
+        assert_eq!(lane::PREAD.slot0() + HIST_SLOTS, lane::PAGE_CACHE_DELETES);
+        assert_eq!(lane::PAGE_CACHE_DELETES + 1, lane::READ_BYTES);
+        assert_eq!(lane::READ_BYTES + 1, lane::PREAD_BYTES);
+        assert_eq!(lane::PREAD_BYTES + 1, lane::LANES);
     }
 
     #[test]

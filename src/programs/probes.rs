@@ -5,7 +5,8 @@
 //! reports the metric unavailable.
 
 use super::emit::{
-    add_imm, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, stack, take_start, unscoped,
+    add_imm, add_positive_ret, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, stack,
+    take_start, unscoped,
 };
 use super::layout::{lane, tag};
 use crate::attach::{tracepoint_field, Alternative, AttachPoint, Plan};
@@ -101,27 +102,77 @@ fn syscall_is(nr: i32) -> impl Fn(&mut Asm, Label) + Copy {
     }
 }
 
-fn latency(name: &str, syscall: &'static str, nr: i32, h: super::layout::HistLanes, tag: u32) -> Plan {
+/// Where a kretprobe finds the return value in `struct pt_regs`: ax on x86-64, x0 on arm64.
+fn kretprobe_ret() -> Result<i16> {
+    #[cfg(target_arch = "x86_64")]
+    return Ok(regs::RET);
+    #[cfg(target_arch = "aarch64")]
+    return Ok(0);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return Err(Error::Other("kretprobe return values are implemented for x86-64 and arm64 only".into()));
+}
+
+/// Where fexit finds `func`'s return value: after its arguments, one u64 each. The count
+/// comes from the function's BTF prototype; a syscall wrapper (`__x64_sys_read`) takes one
+/// `const struct pt_regs *`, which is the layout assumed when BTF names no prototype.
+fn fexit_ret(func: &str) -> i16 {
+    let params = crate::btf::find_kernel_func(func).ok().and_then(|f| f.params).unwrap_or(1);
+    (params.min(12) * 8) as i16
+}
+
+/// The exit half of a read/pread pair: latency, then bytes. One program for every
+/// mechanism; only where the return value sits differs (`ret_at`).
+///
+/// ```c
+/// if (!take_start(tag, &start)) return 0;        // only a target thread stored one
+/// record_latency(h, bpf_ktime_get_ns() - start);
+/// long ret = *(long *)((char *)ctx + ret_at);    // fexit: after the args; tracepoint: `ret`;
+/// if (ret > 0) counters[bytes] += ret;           // kretprobe: regs->ax; raw sys_exit: args[1]
+/// ```
+fn latency_exit_program(
+    h: super::layout::HistLanes,
+    tag: u32,
+    bytes: usize,
+    ret_at: impl Fn() -> Result<i16> + Send + Sync + 'static,
+) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let at = ret_at()?;
+        unscoped(move |a, out| {
+            latency_exit(a, out, h, tag);
+            add_positive_ret(a, out, bytes, at);
+        })
+    }
+}
+
+fn latency(name: &str, syscall: &'static str, nr: i32, h: super::layout::HistLanes, tag: u32, bytes: usize) -> Plan {
     let func = syscall_fn(syscall);
-    let func = func.as_str();
     let enter = move || program(no_pre, move |a, out| latency_enter(a, out, tag));
     let raw_enter = move || program(syscall_is(nr), move |a, out| latency_enter(a, out, tag));
     // One exit program for every mechanism: it takes only a start its own enter stored, so
-    // it may run at every syscall's exit (raw sys_exit).
-    let exit = move || unscoped(move |a, out| latency_exit(a, out, h, tag));
+    // it may run at every syscall's exit (raw sys_exit). Only the return value's place
+    // differs between mechanisms.
+    let exit = move |ret_at: Box<dyn Fn() -> Result<i16> + Send + Sync>| latency_exit_program(h, tag, bytes, ret_at);
+    let fexit_func = func.clone();
+    let exit_tp = format!("sys_exit_{syscall}");
+    let exit_tp2 = exit_tp.clone();
     Plan {
         name: name.into(),
         alternatives: vec![
-            Alternative::new(AttachPoint::fentry(func, false), enter).and(AttachPoint::fentry(func, true), exit),
+            Alternative::new(AttachPoint::fentry(&func, false), enter)
+                .and(AttachPoint::fentry(&func, true), exit(Box::new(move || Ok(fexit_ret(&fexit_func))))),
             // Tracepoints before kprobes: measured cheaper in every guest kernel, per read and
             // at a 10/20/70 syscall mix, despite the tax they put on every syscall (README).
-            Alternative::new(AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")), enter)
-                .and(AttachPoint::tracepoint("syscalls", &format!("sys_exit_{syscall}")), exit),
-            Alternative::new(AttachPoint::kprobe(func, false), enter).and(AttachPoint::kprobe(func, true), exit),
+            Alternative::new(AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")), enter).and(
+                AttachPoint::tracepoint("syscalls", &exit_tp),
+                exit(Box::new(move || tp_field("syscalls", &exit_tp2, "ret"))),
+            ),
+            Alternative::new(AttachPoint::kprobe(&func, false), enter)
+                .and(AttachPoint::kprobe(&func, true), exit(Box::new(kretprobe_ret))),
             // Last: needs neither tracefs nor BTF nor kprobes (a container without
             // CAP_SYS_ADMIN on a kernel that refuses fentry), but runs on every syscall.
+            // sys_exit's arguments are (struct pt_regs *regs, long ret).
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), raw_enter)
-                .and(AttachPoint::raw_tracepoint("sys_exit"), exit),
+                .and(AttachPoint::raw_tracepoint("sys_exit"), exit(Box::new(|| Ok(8)))),
         ],
     }
 }
@@ -244,49 +295,76 @@ fn fadvise() -> Plan {
     }
 }
 
-/// Pages added: one per event, or 2^order where the record says a folio's order.
-fn page_cache_adds() -> Result<Program> {
-    let order = tracepoint_field("filemap", "mm_filemap_add_to_page_cache", "order")?;
-    program(no_pre, move |a, out| {
-        counters(a, out);
-        match order {
-            Some((at, _)) => {
-                a.ldx_b(R1, R6, at);
-                a.mov64(R2, 1);
-                a.lsh64(R2, R1);
-                add_reg(a, lane::PAGE_CACHE_ADDS, R2);
+/// Pages added or removed (`event` is `mm_filemap_add_to_page_cache` or
+/// `mm_filemap_delete_from_page_cache`, one event class): one per event, or 2^order where the
+/// record says a folio's order.
+///
+/// ```c
+/// counters[lane] += has_order_field ? 1UL << ctx->order : 1;
+/// ```
+fn page_cache_pages(event: &'static str, lane: usize) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let order = tracepoint_field("filemap", event, "order")?;
+        program(no_pre, move |a, out| {
+            counters(a, out);
+            match order {
+                Some((at, _)) => {
+                    a.ldx_b(R1, R6, at);
+                    a.mov64(R2, 1);
+                    a.lsh64(R2, R1);
+                    add_reg(a, lane, R2);
+                }
+                None => add_imm(a, lane, 1),
             }
-            None => add_imm(a, lane::PAGE_CACHE_ADDS, 1),
-        }
-    })
+        })
+    }
 }
 
-/// Pages added, from the raw tracepoint's `struct folio *` (a `struct page *` before folios,
-/// always one page then): `folio_test_large(folio) ? 1 << folio_order(folio) : 1`, with the
-/// flag bit and the order's place taken from the running kernel's BTF.
-fn page_cache_adds_raw() -> Result<Program> {
-    let layout = super::folio::FolioLayout::from_kernel()?;
-    program(no_pre, move |a, out| {
-        counters(a, out);
-        let Some(l) = layout else {
-            add_imm(a, lane::PAGE_CACHE_ADDS, 1);
-            return;
-        };
-        let small = a.label("small_folio");
-        let read = |a: &mut Asm, at: u32| read_arg0_field(a, out, at);
-        read(a, l.flags);
-        a.rsh64(R1, l.head_bit as i32);
-        a.and64(R1, 1);
-        a.jeq(R1, 0, small);
-        read(a, l.order);
-        a.and64(R1, 0xff);
-        a.mov64(R2, 1);
-        a.lsh64(R2, R1);
-        add_reg(a, lane::PAGE_CACHE_ADDS, R2);
-        a.ja(out);
-        a.bind(small);
-        add_imm(a, lane::PAGE_CACHE_ADDS, 1);
-    })
+/// Pages added or removed, from the raw tracepoint's `struct folio *` (a `struct page *`
+/// before folios, always one page then), with the flag bit and the order's place taken from
+/// the running kernel's BTF.
+///
+/// ```c
+/// struct folio *folio = (void *)ctx->args[0];
+/// counters[lane] += folio_test_large(folio) ? 1UL << folio_order(folio) : 1;
+/// ```
+fn page_cache_pages_raw(lane: usize) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let layout = super::folio::FolioLayout::from_kernel()?;
+        program(no_pre, move |a, out| {
+            counters(a, out);
+            let Some(l) = layout else {
+                add_imm(a, lane, 1);
+                return;
+            };
+            let small = a.label("small_folio");
+            let read = |a: &mut Asm, at: u32| read_arg0_field(a, out, at);
+            read(a, l.flags);
+            a.rsh64(R1, l.head_bit as i32);
+            a.and64(R1, 1);
+            a.jeq(R1, 0, small);
+            read(a, l.order);
+            a.and64(R1, 0xff);
+            a.mov64(R2, 1);
+            a.lsh64(R2, R1);
+            add_reg(a, lane, R2);
+            a.ja(out);
+            a.bind(small);
+            add_imm(a, lane, 1);
+        })
+    }
+}
+
+/// A page-cache plan: the classic tracepoint (its record may carry the folio order), then,
+/// without tracefs, the raw tracepoint reading the folio's order at offsets from BTF.
+fn page_cache_plan(name: &str, event: &'static str, lane: usize) -> Plan {
+    Plan {
+        name: name.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::tracepoint("filemap", event), page_cache_pages(event, lane)),
+            Alternative::new(AttachPoint::raw_tracepoint(event), page_cache_pages_raw(lane)),
+        ],
+    }
 }
 
 /// Pages scanned and reclaimed by one shrink of an inactive LRU list; `args` gives the
@@ -311,12 +389,12 @@ pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
     vec![
         Probe {
-            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ),
-            metrics: &["ktm_sys_read_latency_seconds"],
+            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ, lane::READ_BYTES),
+            metrics: &["ktm_sys_read_latency_seconds", "ktm_sys_read_bytes_total"],
         },
         Probe {
-            plan: latency("ktm_pread", "pread64", nr::PREAD64, lane::PREAD, tag::PREAD),
-            metrics: &["ktm_sys_pread_latency_seconds"],
+            plan: latency("ktm_pread", "pread64", nr::PREAD64, lane::PREAD, tag::PREAD, lane::PREAD_BYTES),
+            metrics: &["ktm_sys_pread_latency_seconds", "ktm_sys_pread_bytes_total"],
         },
         Probe {
             plan: fadvise(),
@@ -350,16 +428,14 @@ pub fn probes() -> Vec<Probe> {
             metrics: &["ktm_cache_misses_total"],
         },
         Probe {
-            plan: Plan {
-                name: "ktm_cache_add".into(),
-                alternatives: vec![
-                    Alternative::new(tp("filemap", "mm_filemap_add_to_page_cache"), page_cache_adds),
-                    // Without tracefs: the raw tracepoint gives the folio, whose order is
-                    // read at the offsets the kernel's BTF names.
-                    Alternative::new(AttachPoint::raw_tracepoint("mm_filemap_add_to_page_cache"), page_cache_adds_raw),
-                ],
-            },
+            plan: page_cache_plan("ktm_cache_add", "mm_filemap_add_to_page_cache", lane::PAGE_CACHE_ADDS),
             metrics: &["ktm_page_cache_adds_total"],
+        },
+        Probe {
+            // Fires in the task that removes the folio: truncation, invalidation (fadvise
+            // DONTNEED) and reclaim alike; only the target's own count (README).
+            plan: page_cache_plan("ktm_cache_del", "mm_filemap_delete_from_page_cache", lane::PAGE_CACHE_DELETES),
+            metrics: &["ktm_page_cache_deletes_total"],
         },
         Probe {
             plan: Plan {
