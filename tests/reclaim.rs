@@ -112,9 +112,18 @@ fn direct_reclaim_of_the_target_is_counted() {
     let mut filler = Workload::spawn(&common::ktm_bin(), "filler", None).unwrap();
     std::fs::write(format!("/proc/{}/oom_score_adj", filler.pid()), "1000").unwrap();
     std::fs::write(format!("/proc/{}/oom_score_adj", target.pid()), "-1000").unwrap();
-    // Nor this test process: while the killed filler's memory is still being freed, a second
-    // OOM kill would take the next candidate, and that was this test (6.1 guest, issue 15).
+    // Nor this test process. The target's allocation can reach the OOM killer a second time
+    // just after the killed filler's memory was reaped, before it retries (seen on 6.1 and
+    // 7.2 guests): that second kill then took this test, or, with nothing left to kill, the
+    // kernel panicked "System is deadlocked on memory". Two idle spares are its victims.
     std::fs::write("/proc/self/oom_score_adj", "-1000").unwrap();
+    let _spares: Vec<Workload> = (0..2)
+        .map(|i| {
+            let spare = Workload::spawn(&common::ktm_bin(), &format!("spare{i}"), None).unwrap();
+            std::fs::write(format!("/proc/{}/oom_score_adj", spare.pid()), "1000").unwrap();
+            spare
+        })
+        .collect();
     let hold = (meminfo("MemAvailable:") / 1024).saturating_sub(96);
     filler.run(&format!("hold {hold}")).unwrap();
     let before = monitor.snapshot().unwrap().direct_reclaim;

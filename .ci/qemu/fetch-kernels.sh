@@ -123,9 +123,10 @@ resolve() { # label suite -> writes $CACHE/resolved/LABEL: PACKAGE VERSION DEB [
   ver=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Version)
   file=$("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Filename)
   # Newer kernels (7.x in sid) split the image package: the kernel is in linux-binary-ABI,
-  # the modules in linux-modules-ABI, both of the same version, named in its Depends.
+  # modules.builtin, System.map and config in linux-base-ABI,
+  # the modules in linux-modules-ABI, all of the same version, named in its Depends.
   for part in $("${APT_CACHE[@]}" show --no-all-versions "$pkg" | field Depends | tr ',|' '\n\n' |
-    awk '{print $1}' | grep -E '^linux-(binary|modules)-[0-9]' || true); do
+    awk '{print $1}' | grep -E '^linux-(base|binary|modules)-[0-9]' || true); do
     parts+=("$part=$(basename "$("${APT_CACHE[@]}" show --no-all-versions "$part=$ver" | field Filename)")")
   done
   mkdir -p "$CACHE/resolved"
