@@ -7,6 +7,7 @@
 use super::{attach, tracefs, AttachPoint, Mechanism};
 use crate::insn::{Asm, R0};
 use crate::load::{self, ProgramSpec};
+use crate::privileges::Syscall;
 use crate::sys::{perf, OwnedFd};
 use crate::{Error, Result};
 use once_cell::sync::OnceCell;
@@ -74,8 +75,10 @@ pub(super) fn open_kprobe(func: &str, ret: bool) -> Result<(OwnedFd, Option<Kpro
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let name = format!("ktm_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
     let line = format!("{}:kprobes/{name} {func}", if ret { 'r' } else { 'p' });
-    write_kprobe_events(&events, &line)
-        .map_err(|e| Error::io(format!("{what}: write `{line}` to {}", events.display()), e))?;
+    write_kprobe_events(&events, &line).map_err(|e| {
+        // Lockdown refuses kprobe_events writes with EPERM: diagnosed like a bpf() refusal.
+        crate::sys::os_error(Syscall::Bpf, format!("{what}: write `{line}` to {}", events.display()), e)
+    })?;
     let guard = KprobeEvent { name: name.clone() };
     let id = tracefs::tracepoint_id("kprobes", &name)?;
     Ok((perf::open_tracepoint(id, &what)?, Some(guard)))

@@ -1,6 +1,7 @@
 //! The `bpf()` system call, one function per command KTM uses.
 
-use super::{fd_result, AsRawFd, BorrowedFd, OwnedFd};
+use super::{AsRawFd, BorrowedFd, OwnedFd};
+use crate::privileges::Syscall;
 use crate::{Error, Result};
 use std::ffi::CString;
 use std::mem::{size_of, zeroed};
@@ -138,7 +139,7 @@ pub fn map_create(
     with_memlock_retry(|| {
         // SAFETY: attr is the MAP_CREATE layout and holds no pointers.
         let ret = unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr) };
-        fd_result(ret, || format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`"))
+        super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`"))
     })
 }
 
@@ -176,7 +177,7 @@ pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> R
     match elem_cmd(cmd::MAP_LOOKUP_ELEM, map, key.as_ptr(), ptr(value.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_LOOKUP_ELEM)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_LOOKUP_ELEM)", e)),
     }
 }
 
@@ -186,7 +187,7 @@ pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> R
 /// `key` and `value` must be at least the map's key and (per-CPU) value size.
 pub unsafe fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<()> {
     elem_cmd(cmd::MAP_UPDATE_ELEM, map, key.as_ptr(), ptr(value.as_ptr()), 0)
-        .map_err(|e| Error::io("bpf(BPF_MAP_UPDATE_ELEM)", e))
+        .map_err(|e| super::os_error(Syscall::Bpf, "bpf(BPF_MAP_UPDATE_ELEM)", e))
 }
 
 /// `BPF_MAP_DELETE_ELEM`; `Ok(false)` when the key was absent.
@@ -197,7 +198,7 @@ pub unsafe fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> Result<bool> {
     match elem_cmd(cmd::MAP_DELETE_ELEM, map, key.as_ptr(), 0, 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_DELETE_ELEM)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_DELETE_ELEM)", e)),
     }
 }
 
@@ -210,7 +211,7 @@ pub unsafe fn map_next_key(map: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [
     match elem_cmd(cmd::MAP_GET_NEXT_KEY, map, k, ptr(next.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_GET_NEXT_KEY)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_GET_NEXT_KEY)", e)),
     }
 }
 
@@ -271,7 +272,9 @@ pub fn prog_load(p: &ProgLoad<'_>, insns: &[u8], log_level: u32, log: &mut [u8])
     with_memlock_retry(|| {
         // SAFETY: insns, license and log outlive the call; sizes are set from them.
         let ret = unsafe { sys_bpf(cmd::PROG_LOAD, &mut attr) };
-        fd_result(ret, || format!("bpf(BPF_PROG_LOAD) of {} program `{}`", p.prog_type.name(), p.name))
+        super::fd_result(Syscall::Bpf, ret, || {
+            format!("bpf(BPF_PROG_LOAD) of {} program `{}`", p.prog_type.name(), p.name)
+        })
     })
 }
 
@@ -286,7 +289,7 @@ fn get_fd_by_id(cmd: u32, id: u32, what: &str) -> Result<OwnedFd> {
     let mut attr = GetIdAttr { id, next_id: 0, open_flags: 0 };
     // SAFETY: the GET_FD_BY_ID layout holds no pointers.
     let ret = unsafe { sys_bpf(cmd, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_{what}_GET_FD_BY_ID) for id {id}"))
+    super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_{what}_GET_FD_BY_ID) for id {id}"))
 }
 
 /// `BPF_PROG_GET_FD_BY_ID`: ENOENT once the program has left the kernel.
@@ -380,7 +383,7 @@ fn obj_info<T>(fd: BorrowedFd<'_>, what: &str) -> Result<T> {
     // SAFETY: info is writable for info_len bytes.
     let ret = unsafe { sys_bpf(cmd::OBJ_GET_INFO_BY_FD, &mut attr) };
     if ret < 0 {
-        return Err(Error::last_os(format!("bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}")));
+        return Err(super::last_os_error(Syscall::Bpf, format!("bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}")));
     }
     Ok(info)
 }
@@ -416,7 +419,9 @@ pub fn raw_tracepoint_open(name: Option<&str>, prog: BorrowedFd<'_>) -> Result<O
         RawTpAttr { name: cname.as_ref().map_or(0, |c| ptr(c.as_ptr())), prog_fd: prog.as_raw_fd() as u32, _pad: 0 };
     // SAFETY: the name outlives the call.
     let ret = unsafe { sys_bpf(cmd::RAW_TRACEPOINT_OPEN, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_RAW_TRACEPOINT_OPEN) on {}", name.unwrap_or("the program's BTF target")))
+    super::fd_result(Syscall::Bpf, ret, || {
+        format!("bpf(BPF_RAW_TRACEPOINT_OPEN) on {}", name.unwrap_or("the program's BTF target"))
+    })
 }
 
 #[repr(C)]
@@ -440,7 +445,7 @@ pub fn link_create(prog: BorrowedFd<'_>, target_fd: i32, attach_type: AttachType
     };
     // SAFETY: no pointers in this layout.
     let ret = unsafe { sys_bpf(cmd::LINK_CREATE, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
+    super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
 }
 
 #[repr(C)]
@@ -455,7 +460,7 @@ pub fn enable_stats() -> Result<OwnedFd> {
     let mut attr = StatsAttr { stats_type: 0 };
     // SAFETY: no pointers in this layout.
     let ret = unsafe { sys_bpf(cmd::ENABLE_STATS, &mut attr) };
-    fd_result(ret, || "bpf(BPF_ENABLE_STATS)".to_string())
+    super::fd_result(Syscall::Bpf, ret, || "bpf(BPF_ENABLE_STATS)".to_string())
 }
 
 /// Runs `f`; on EPERM with a finite RLIMIT_MEMLOCK, raises the limit once and retries.

@@ -1,7 +1,8 @@
 //! `perf_event_open()` and the ioctls that attach BPF programs to perf events.
 
-use super::{fd_result, AsRawFd, BorrowedFd, OwnedFd};
-use crate::{Error, Result};
+use super::{fd_result, last_os_error, AsRawFd, BorrowedFd, OwnedFd};
+use crate::privileges::Syscall;
+use crate::Result;
 use std::mem::size_of;
 
 /// `PERF_TYPE_TRACEPOINT`.
@@ -49,7 +50,7 @@ pub fn open(attr: &PerfEventAttr, what: &str) -> Result<OwnedFd> {
             PERF_FLAG_FD_CLOEXEC,
         )
     };
-    fd_result(ret, || format!("perf_event_open({what})"))
+    fd_result(Syscall::PerfEventOpen, ret, || format!("perf_event_open({what})"))
 }
 
 /// A perf event for the tracefs tracepoint with this id.
@@ -64,11 +65,11 @@ pub fn open_tracepoint(id: u64, what: &str) -> Result<OwnedFd> {
 pub fn set_bpf_and_enable(perf: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<()> {
     // SAFETY: SET_BPF takes the program fd as its argument.
     if unsafe { libc::ioctl(perf.as_raw_fd(), IOC_SET_BPF as _, prog.as_raw_fd()) } < 0 {
-        return Err(Error::last_os("ioctl(PERF_EVENT_IOC_SET_BPF)"));
+        return Err(last_os_error(Syscall::Bpf, "ioctl(PERF_EVENT_IOC_SET_BPF)"));
     }
     // SAFETY: ENABLE takes no argument.
     if unsafe { libc::ioctl(perf.as_raw_fd(), IOC_ENABLE as _, 0) } < 0 {
-        return Err(Error::last_os("ioctl(PERF_EVENT_IOC_ENABLE)"));
+        return Err(last_os_error(Syscall::Bpf, "ioctl(PERF_EVENT_IOC_ENABLE)"));
     }
     Ok(())
 }
