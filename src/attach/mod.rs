@@ -7,6 +7,7 @@
 
 mod chain;
 pub mod features;
+mod kprobe;
 mod tracefs;
 
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
@@ -163,7 +164,7 @@ pub struct Attachment {
     point: AttachPoint,
     // Field order is drop order: the perf event must close before its tracefs kprobe is removed.
     hold: Hold,
-    _kprobe_event: Option<features::KprobeEvent>,
+    _kprobe_event: Option<kprobe::KprobeEvent>,
 }
 
 impl Attachment {
@@ -206,7 +207,7 @@ pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
             with(attach_perf(prog, perf)?, None)
         }
         AttachPoint::Kprobe { func, ret } => {
-            let (perf, ev) = features::open_kprobe(func, *ret)?;
+            let (perf, ev) = kprobe::open_kprobe(func, *ret)?;
             with(attach_perf(prog, perf)?, ev)
         }
     }

@@ -3,6 +3,7 @@
 use super::{fd_result, last_os_error, AsRawFd, BorrowedFd, OwnedFd};
 use crate::privileges::Syscall;
 use crate::Result;
+use std::ffi::CStr;
 use std::mem::size_of;
 
 /// `PERF_TYPE_TRACEPOINT`.
@@ -57,6 +58,21 @@ pub fn open(attr: &PerfEventAttr, what: &str) -> Result<OwnedFd> {
 pub fn open_tracepoint(id: u64, what: &str) -> Result<OwnedFd> {
     let attr =
         PerfEventAttr { type_: TYPE_TRACEPOINT, config: id, sample_period: 1, wakeup_events: 1, ..Default::default() };
+    open(&attr, what)
+}
+
+/// A perf event for a kprobe (`config` holding the retprobe bit for a kretprobe) on `func`,
+/// through the kprobe PMU whose dynamic type is `pmu`.
+pub fn open_kprobe(pmu: u32, config: u64, func: &CStr, what: &str) -> Result<OwnedFd> {
+    let attr = PerfEventAttr {
+        type_: pmu,
+        config,
+        sample_period: 1,
+        wakeup_events: 1,
+        // kprobe_func: the kernel reads the name during the call; func outlives it.
+        config1: func.as_ptr() as usize as u64,
+        ..Default::default()
+    };
     open(&attr, what)
 }
 
