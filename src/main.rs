@@ -244,6 +244,13 @@ fn probe() -> Result<(), Fail> {
             Err(why) => println!("{:<15} unavailable: {why}", m.name()),
         }
     }
+    println!("\n== links (each probed once; the fallback is used where one is missing)");
+    for l in [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing] {
+        match features::link(l) {
+            Ok(()) => println!("{:<15} works", format!("{l:?}")),
+            Err(why) => println!("{:<15} unavailable, {} instead: {why}", format!("{l:?}"), l.fallback()),
+        }
+    }
     println!("\n== attach plans (preferred first)");
     let mut module = IoMonitorModule::new(EbpfConfig::default());
     module.start().map_err(|e| Fail::Runtime(e.to_string()))?;

@@ -7,6 +7,8 @@
 use super::{attach, AttachPoint, Mechanism};
 use crate::insn::{Asm, R0};
 use crate::load::{self, ProgramSpec};
+use crate::sys::bpf::{self, AttachType, ProgType};
+use crate::sys::AsFd;
 use crate::Result;
 use once_cell::sync::OnceCell;
 
@@ -61,6 +63,68 @@ fn try_point(point: &AttachPoint) -> Result<()> {
     Ok(())
 }
 
+/// A BPF link kind, probed once per process as libbpf's `features.c` does, so that attaching
+/// chooses its way by what the kernel has rather than by whichever call happened to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// `BPF_LINK_CREATE` with `BPF_PERF_EVENT` (5.15+); else `PERF_EVENT_IOC_SET_BPF`.
+    PerfEvent,
+    /// `BPF_LINK_CREATE` for fentry/fexit (5.11+); else `BPF_RAW_TRACEPOINT_OPEN`.
+    Tracing,
+}
+
+impl Link {
+    /// What is used where this link kind is missing (every supported kernel has it).
+    pub fn fallback(self) -> &'static str {
+        match self {
+            Link::PerfEvent => "ioctl(PERF_EVENT_IOC_SET_BPF)",
+            Link::Tracing => "bpf(BPF_RAW_TRACEPOINT_OPEN)",
+        }
+    }
+}
+
+/// Whether this kernel has `link`, or why it is taken not to.
+pub fn link(link: Link) -> std::result::Result<(), &'static str> {
+    static PERF: OnceCell<std::result::Result<(), String>> = OnceCell::new();
+    static TRACING: OnceCell<std::result::Result<(), String>> = OnceCell::new();
+    let (cell, probe): (_, fn() -> std::result::Result<(), String>) = match link {
+        Link::PerfEvent => (&PERF, probe_perf_link),
+        Link::Tracing => (&TRACING, probe_tracing_link),
+    };
+    cell.get_or_init(probe).as_ref().map(|_| ()).map_err(String::as_str)
+}
+
+/// libbpf's `probe_perf_link`: a trivial tracepoint program linked to perf fd -1 is refused
+/// with EBADF where the kernel knows `BPF_PERF_EVENT` (it got as far as the fd), EINVAL where not.
+fn probe_perf_link() -> std::result::Result<(), String> {
+    let spec = ProgramSpec {
+        name: "ktm_probe_plink".into(),
+        prog_type: ProgType::Tracepoint,
+        program: empty_program().map_err(|e| e.to_string())?,
+        attach: None,
+    };
+    let prog = load::load(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
+    match bpf::link_create(prog.as_fd(), -1, AttachType::PerfEvent) {
+        Err(e) if e.errno() == Some(libc::EBADF) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A trivial fentry program on `vfs_read`, linked with `BPF_LINK_CREATE` and at once released.
+fn probe_tracing_link() -> std::result::Result<(), String> {
+    let point = AttachPoint::fentry("vfs_read", false);
+    let spec = ProgramSpec {
+        name: "ktm_probe_tlink".into(),
+        prog_type: point.prog_type(),
+        program: empty_program().map_err(|e| e.to_string())?,
+        attach: point.load_target().map_err(|e| format!("cannot probe: {e}"))?,
+    };
+    let prog = load::load(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
+    let (t, _) = spec.attach.ok_or("cannot probe: no attach target")?;
+    bpf::link_create(prog.as_fd(), 0, t).map(drop).map_err(|e| e.to_string())
+}
+
 /// Why this kernel refuses every tracing (fentry/fexit) program, if it does; found without
 /// reading BTF.
 ///
@@ -75,9 +139,9 @@ pub fn tracing_refused() -> Option<&'static str> {
         .get_or_init(|| {
             let spec = ProgramSpec {
                 name: "ktm_probe_tracing".into(),
-                prog_type: crate::sys::bpf::ProgType::Tracing,
+                prog_type: ProgType::Tracing,
                 program: empty_program().ok()?,
-                attach: Some((crate::sys::bpf::AttachType::TraceFentry, 0)),
+                attach: Some((AttachType::TraceFentry, 0)),
             };
             match load::load(&spec, |_| None) {
                 Err(e) if e.errno() == Some(libc::EPERM) => Some(e.to_string()),

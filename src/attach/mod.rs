@@ -11,6 +11,7 @@ mod kprobe;
 mod tracefs;
 
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
+pub use features::Link;
 pub use tracefs::{
     field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,
 };
@@ -165,6 +166,8 @@ pub struct Attachment {
     // Field order is drop order: the perf event must close before its tracefs kprobe is removed.
     hold: Hold,
     _kprobe_event: Option<kprobe::KprobeEvent>,
+    /// Why the preferred link was not used, when it was not.
+    fallback: Option<String>,
 }
 
 impl Attachment {
@@ -177,12 +180,24 @@ impl Attachment {
     pub fn via_link(&self) -> bool {
         matches!(self.hold, Hold::Link { .. })
     }
+
+    /// Why the preferred link kind was not used and what was used instead, if so.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    fn instead_of(mut self, link: Link, why: &str) -> Self {
+        let note = format!("{}, because {link:?} link is unavailable: {why}", link.fallback());
+        log::debug!("{}: attached by {note}", self.point);
+        self.fallback = Some(note);
+        self
+    }
 }
 
 /// Attaches `prog` (loaded for `point.prog_type()`) at `point`.
 pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
     let pfd = prog.as_fd();
-    let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev });
+    let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev, fallback: None });
     match point {
         AttachPoint::RawTracepoint { name } => {
             let link = bpf::raw_tracepoint_open(Some(name), pfd).map_err(|e| match e.errno() {
@@ -195,31 +210,41 @@ pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
             let t =
                 if point.mechanism() == Mechanism::Fexit { AttachType::TraceFexit } else { AttachType::TraceFentry };
             // LINK_CREATE for tracing programs came in 5.11; RAW_TRACEPOINT_OPEN works from 5.5.
-            let link = match bpf::link_create(pfd, 0, t) {
-                Ok(l) => l,
-                Err(_) => bpf::raw_tracepoint_open(None, pfd)?,
-            };
-            with(Hold::Link { _link: link, _perf: None }, None)
+            match features::link(Link::Tracing) {
+                Ok(()) => with(Hold::Link { _link: bpf::link_create(pfd, 0, t)?, _perf: None }, None),
+                Err(why) => {
+                    let link = bpf::raw_tracepoint_open(None, pfd)?;
+                    with(Hold::Link { _link: link, _perf: None }, None).map(|a| a.instead_of(Link::Tracing, why))
+                }
+            }
         }
         AttachPoint::Tracepoint { category, name } => {
             let id = tracepoint_id(category, name)?;
             let perf = perf::open_tracepoint(id, &format!("tracepoint {category}/{name}"))?;
-            with(attach_perf(prog, perf)?, None)
+            attach_perf(prog, perf, |hold| with(hold, None))
         }
         AttachPoint::Kprobe { func, ret } => {
             let (perf, ev) = kprobe::open_kprobe(func, *ret)?;
-            with(attach_perf(prog, perf)?, ev)
+            attach_perf(prog, perf, |hold| with(hold, ev))
         }
     }
 }
 
-/// Attaches through a perf-event BPF link (5.15+) or, failing that, the SET_BPF ioctl.
-fn attach_perf(prog: &LoadedProgram, perf: OwnedFd) -> Result<Hold> {
-    match bpf::link_create(prog.as_fd(), perf.as_raw_fd(), AttachType::PerfEvent) {
-        Ok(link) => Ok(Hold::Link { _link: link, _perf: Some(perf) }),
-        Err(_) => {
+/// Attaches through a perf-event BPF link where the kernel has one (5.15+), else the
+/// SET_BPF ioctl; `with` makes the attachment of the hold.
+fn attach_perf(
+    prog: &LoadedProgram,
+    perf: OwnedFd,
+    with: impl FnOnce(Hold) -> Result<Attachment>,
+) -> Result<Attachment> {
+    match features::link(Link::PerfEvent) {
+        Ok(()) => {
+            let link = bpf::link_create(prog.as_fd(), perf.as_raw_fd(), AttachType::PerfEvent)?;
+            with(Hold::Link { _link: link, _perf: Some(perf) })
+        }
+        Err(why) => {
             perf::set_bpf_and_enable(perf.as_fd(), prog.as_fd())?;
-            Ok(Hold::PerfIoctl(perf))
+            with(Hold::PerfIoctl(perf)).map(|a| a.instead_of(Link::PerfEvent, why))
         }
     }
 }
