@@ -107,7 +107,13 @@ fn ptr<T>(p: *const T) -> u64 {
     p as usize as u64
 }
 
+// Every attribute is built one way: a struct literal, the fields KTM does not set taken from
+// `Default` (zero). No attribute has implicit padding (gaps and the 8-byte-aligned tail are
+// named fields), so a literal initialises every byte the kernel reads; `no_implicit_padding`
+// checks it.
+
 #[repr(C)]
+#[derive(Default)]
 struct MapCreateAttr {
     map_type: u32,
     key_size: u32,
@@ -128,14 +134,15 @@ pub fn map_create(
     flags: u32,
     name: &str,
 ) -> Result<OwnedFd> {
-    // SAFETY: an all-zero attribute is valid for every bpf command.
-    let mut attr: MapCreateAttr = unsafe { zeroed() };
-    attr.map_type = map_type as u32;
-    attr.key_size = key_size;
-    attr.value_size = value_size;
-    attr.max_entries = max_entries;
-    attr.map_flags = flags;
-    attr.map_name = obj_name(name);
+    let mut attr = MapCreateAttr {
+        map_type: map_type as u32,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        map_name: obj_name(name),
+        ..Default::default()
+    };
     with_memlock_retry(|| {
         // SAFETY: attr is the MAP_CREATE layout and holds no pointers.
         let ret = unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr) };
@@ -216,6 +223,7 @@ pub unsafe fn map_next_key(map: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [
 }
 
 #[repr(C)]
+#[derive(Default)]
 pub(crate) struct ProgLoadAttr {
     pub prog_type: u32,
     pub insn_cnt: u32,
@@ -238,6 +246,8 @@ pub(crate) struct ProgLoadAttr {
     pub line_info_cnt: u32,
     pub attach_btf_id: u32,
     pub attach_prog_fd: u32,
+    /// `core_relo_cnt`, zero: named so that the 8-byte-aligned struct's tail is not padding.
+    pub core_relo_cnt: u32,
 }
 
 /// What `BPF_PROG_LOAD` needs besides the instructions.
@@ -255,20 +265,20 @@ pub struct ProgLoad<'a> {
 /// when `log_level` is non-zero; the kernel answers ENOSPC when it does not fit.
 pub fn prog_load(p: &ProgLoad<'_>, insns: &[u8], log_level: u32, log: &mut [u8]) -> Result<OwnedFd> {
     let license = CString::new(p.license).map_err(|_| Error::Other("license contains a NUL byte".into()))?;
-    // SAFETY: an all-zero attribute is valid for every bpf command.
-    let mut attr: ProgLoadAttr = unsafe { zeroed() };
-    attr.prog_type = p.prog_type as u32;
-    attr.insn_cnt = u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?;
-    attr.insns = ptr(insns.as_ptr());
-    attr.license = ptr(license.as_ptr());
-    if log_level != 0 && !log.is_empty() {
-        attr.log_level = log_level;
-        attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
-        attr.log_buf = ptr(log.as_mut_ptr());
-    }
-    attr.prog_name = obj_name(p.name);
-    attr.expected_attach_type = p.expected_attach_type.map_or(0, |t| t as u32);
-    attr.attach_btf_id = p.attach_btf_id;
+    let logged = log_level != 0 && !log.is_empty();
+    let mut attr = ProgLoadAttr {
+        prog_type: p.prog_type as u32,
+        insn_cnt: u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?,
+        insns: ptr(insns.as_ptr()),
+        license: ptr(license.as_ptr()),
+        log_level: if logged { log_level } else { 0 },
+        log_size: if logged { u32::try_from(log.len()).unwrap_or(u32::MAX) } else { 0 },
+        log_buf: if logged { ptr(log.as_mut_ptr()) } else { 0 },
+        prog_name: obj_name(p.name),
+        expected_attach_type: p.expected_attach_type.map_or(0, |t| t as u32),
+        attach_btf_id: p.attach_btf_id,
+        ..Default::default()
+    };
     with_memlock_retry(|| {
         // SAFETY: insns, license and log outlive the call; sizes are set from them.
         let ret = unsafe { sys_bpf(cmd::PROG_LOAD, &mut attr) };
@@ -511,6 +521,20 @@ mod tests {
         assert_eq!(offset_of!(ProgInfo, attach_btf_id), 224);
         assert_eq!(offset_of!(MapInfo, btf_value_type_id), 72);
         assert_eq!(size_of::<ElemAttr>(), 32);
+    }
+
+    /// Each attribute's size is the sum of its fields: no padding a literal leaves unset.
+    #[test]
+    fn no_implicit_padding() {
+        assert_eq!(size_of::<MapCreateAttr>(), 7 * 4 + OBJ_NAME_LEN);
+        assert_eq!(size_of::<ElemAttr>(), 4 + 4 + 3 * 8);
+        assert_eq!(size_of::<ProgLoadAttr>(), 120);
+        assert_eq!(offset_of!(ProgLoadAttr, core_relo_cnt) + 4, size_of::<ProgLoadAttr>());
+        assert_eq!(size_of::<GetIdAttr>(), 3 * 4);
+        assert_eq!(size_of::<InfoAttr>(), 4 + 4 + 8);
+        assert_eq!(size_of::<RawTpAttr>(), 8 + 4 + 4);
+        assert_eq!(size_of::<LinkCreateAttr>(), 4 * 4 + 8);
+        assert_eq!(size_of::<StatsAttr>(), 4);
     }
 
     #[test]
