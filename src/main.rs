@@ -230,7 +230,7 @@ fn probe() -> Result<(), Fail> {
         return Err(Fail::Runtime(e.to_string()));
     }
     println!("\n== mechanisms (each tried with a trivial program)");
-    let f = features::features();
+    let f = features::mechanisms();
     for m in [
         Mechanism::Fentry,
         Mechanism::Fexit,
@@ -302,7 +302,7 @@ fn dump(only: Option<&str>) -> Result<(), Fail> {
                         program: program.clone(),
                         attach: point.load_target().ok().flatten(),
                     };
-                    match ktm::load::load(&spec, fd_of).and_then(|p| p.info()) {
+                    match ktm::load::program(&spec, fd_of).and_then(|p| p.info()) {
                         Ok(info) if info.verified_insns > 0 => format!("verifier processed {}", info.verified_insns),
                         Ok(_) => "loaded (this kernel does not report the verifier's count)".to_string(),
                         Err(e) => format!("not loadable here: {e}"),

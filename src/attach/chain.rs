@@ -1,6 +1,6 @@
 //! Fallback chains: an ordered list of ways to observe one event, tried until one attaches.
 
-use super::{attach, AttachPoint, Attachment, Policy};
+use super::{AttachPoint, Attachment, Policy};
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
 use crate::Result;
@@ -125,8 +125,8 @@ fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>
             program: build()?,
             attach: point.load_target()?,
         };
-        let program = load::load(&spec, fd_of)?;
-        let attachment = attach(&program, point)?;
+        let program = load::program(&spec, fd_of)?;
+        let attachment = super::program(&program, point)?;
         parts.push((attachment, program));
     }
     Ok(Attached { parts })

@@ -4,7 +4,7 @@
 //! mechanism, once per process. Kernel versions lie (backports, distro configs, lockdown), a
 //! real attach does not.
 
-use super::{attach, AttachPoint, Mechanism};
+use super::{AttachPoint, Mechanism};
 use crate::insn::{Asm, R0};
 use crate::load::{self, ProgramSpec};
 use crate::sys::bpf::{self, AttachType, ProgType};
@@ -28,7 +28,7 @@ impl Features {
 static FEATURES: OnceCell<Features> = OnceCell::new();
 
 /// Probes each mechanism once per process.
-pub fn features() -> &'static Features {
+pub fn mechanisms() -> &'static Features {
     FEATURES.get_or_init(|| {
         let points = [
             AttachPoint::fentry("vfs_read", false),
@@ -58,8 +58,8 @@ fn try_point(point: &AttachPoint) -> Result<()> {
         program: empty_program()?,
         attach: point.load_target()?,
     };
-    let prog = load::load(&spec, |_| None)?;
-    let _attached = attach(&prog, point)?;
+    let prog = load::program(&spec, |_| None)?;
+    let _attached = super::program(&prog, point)?;
     Ok(())
 }
 
@@ -103,7 +103,7 @@ fn probe_perf_link() -> std::result::Result<(), String> {
         program: empty_program().map_err(|e| e.to_string())?,
         attach: None,
     };
-    let prog = load::load(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
+    let prog = load::program(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
     match bpf::link_create(prog.as_fd(), -1, AttachType::PerfEvent) {
         Err(e) if e.errno() == Some(libc::EBADF) => Ok(()),
         Ok(_) => Ok(()),
@@ -120,7 +120,7 @@ fn probe_tracing_link() -> std::result::Result<(), String> {
         program: empty_program().map_err(|e| e.to_string())?,
         attach: point.load_target().map_err(|e| format!("cannot probe: {e}"))?,
     };
-    let prog = load::load(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
+    let prog = load::program(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
     let (t, _) = spec.attach.ok_or("cannot probe: no attach target")?;
     bpf::link_create(prog.as_fd(), 0, t).map(drop).map_err(|e| e.to_string())
 }
@@ -143,7 +143,7 @@ pub fn tracing_refused() -> Option<&'static str> {
                 program: empty_program().ok()?,
                 attach: Some((AttachType::TraceFentry, 0)),
             };
-            match load::load(&spec, |_| None) {
+            match load::program(&spec, |_| None) {
                 Err(e) if e.errno() == Some(libc::EPERM) => Some(e.to_string()),
                 _ => None,
             }

@@ -10,6 +10,8 @@ pub mod features;
 mod kprobe;
 mod tracefs;
 
+/// The old name of [`program`], kept until `benches/` call `attach::program`.
+pub use self::program as attach;
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
 pub use features::Link;
 pub use tracefs::{
@@ -195,7 +197,7 @@ impl Attachment {
 }
 
 /// Attaches `prog` (loaded for `point.prog_type()`) at `point`.
-pub fn attach(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
+pub fn program(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
     let pfd = prog.as_fd();
     let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev, fallback: None });
     match point {
