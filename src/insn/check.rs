@@ -46,11 +46,8 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
 
     // Decode: `insns[i]` is the instruction starting at slot i, None on second halves.
     let mut insns: Vec<Option<Instruction>> = vec![None; slots.len()];
-    let mut i = 0;
-    while i < slots.len() {
-        let (insn, n) = Instruction::decode(slots, i).map_err(|e| at(i, e.reason))?;
-        insns[i] = Some(insn);
-        i += n;
+    for (i, insn) in super::walk(slots) {
+        insns[i] = Some(insn.map_err(|e| at(i, e.reason))?);
     }
     let starts = || insns.iter().enumerate().filter_map(|(i, insn)| insn.map(|insn| (i, insn)));
 

@@ -186,24 +186,13 @@ impl fmt::Display for Instruction {
 /// One step of a walk over slots: an instruction, or a slot that does not decode.
 struct Step {
     index: usize,
-    slots: usize,
     insn: Result<Instruction, DecodeError>,
     code: u8,
 }
 
-/// Walks slots the way bpftool numbers them: a 64-bit load takes two slots, and a slot that
-/// does not decode takes one, so one bad slot never hides the rest.
+/// The slots as [`walk`](super::walk) steps them, which is how bpftool numbers them.
 fn steps(slots: &[RawInsn]) -> impl Iterator<Item = Step> + '_ {
-    let mut index = 0;
-    std::iter::from_fn(move || {
-        let raw = slots.get(index)?;
-        let step = match Instruction::decode(slots, index) {
-            Ok((insn, n)) => Step { index, slots: n, insn: Ok(insn), code: raw.code },
-            Err(e) => Step { index, slots: 1, insn: Err(e), code: raw.code },
-        };
-        index += step.slots;
-        Some(step)
-    })
+    super::walk(slots).map(|(index, insn)| Step { index, insn, code: slots[index].code })
 }
 
 fn write_step(out: &mut String, step: &Step) {
@@ -253,7 +242,7 @@ pub fn disasm_program(program: &Program) -> String {
 /// The instruction covering slot `index` (the text without its number), for an error that
 /// points at one instruction, such as the verifier's last line. `None` past the end.
 pub fn disasm_at(program: &Program, index: usize) -> Option<String> {
-    let step = steps(program.insns()).find(|s| index < s.index + s.slots)?;
+    let step = steps(program.insns()).find(|s| index < s.index + s.insn.as_ref().map_or(1, Instruction::slots))?;
     let mut out = String::new();
     write_step(&mut out, &step);
     if let Some(n) = map_note(program, step.index) {

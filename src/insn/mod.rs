@@ -7,11 +7,13 @@
 
 mod asm;
 mod check;
+mod decode;
 mod disasm;
 mod helper;
 pub mod opcode;
 
 pub use asm::{Asm, AsmError, Label, MapRef, MapReloc, Program, RelocKind, Site};
+pub use decode::walk;
 pub use disasm::{disasm, disasm_at, disasm_insn, disasm_program};
 pub use helper::Helper;
 
@@ -140,60 +142,55 @@ pub enum AluOp {
     Arsh,
 }
 
+/// Each operation with its opcode and C operator (`+=`, `<<=`, `s>>=`, `=`), in enum order:
+/// the one table `ALL`, `code` and `symbol` read.
+const ALU_OPS: [(AluOp, u8, &str); 12] = [
+    (AluOp::Add, BPF_ADD, "+="),
+    (AluOp::Sub, BPF_SUB, "-="),
+    (AluOp::Mul, BPF_MUL, "*="),
+    (AluOp::Div, BPF_DIV, "/="),
+    (AluOp::Or, BPF_OR, "|="),
+    (AluOp::And, BPF_AND, "&="),
+    (AluOp::Lsh, BPF_LSH, "<<="),
+    (AluOp::Rsh, BPF_RSH, ">>="),
+    (AluOp::Mod, BPF_MOD, "%="),
+    (AluOp::Xor, BPF_XOR, "^="),
+    (AluOp::Mov, BPF_MOV, "="),
+    (AluOp::Arsh, BPF_ARSH, "s>>="),
+];
+
+// `code` and `symbol` index the table by discriminant: checked at compile time.
+const _: () = {
+    let mut i = 0;
+    while i < ALU_OPS.len() {
+        assert!(ALU_OPS[i].0 as usize == i, "ALU_OPS is not in enum order");
+        i += 1;
+    }
+};
+
 impl AluOp {
     /// Every operation, in opcode order.
-    pub const ALL: [AluOp; 12] = [
-        AluOp::Add,
-        AluOp::Sub,
-        AluOp::Mul,
-        AluOp::Div,
-        AluOp::Or,
-        AluOp::And,
-        AluOp::Lsh,
-        AluOp::Rsh,
-        AluOp::Mod,
-        AluOp::Xor,
-        AluOp::Mov,
-        AluOp::Arsh,
-    ];
+    pub const ALL: [AluOp; 12] = {
+        let mut all = [AluOp::Add; 12];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = ALU_OPS[i].0;
+            i += 1;
+        }
+        all
+    };
 
     fn code(self) -> u8 {
-        match self {
-            AluOp::Add => BPF_ADD,
-            AluOp::Sub => BPF_SUB,
-            AluOp::Mul => BPF_MUL,
-            AluOp::Div => BPF_DIV,
-            AluOp::Or => BPF_OR,
-            AluOp::And => BPF_AND,
-            AluOp::Lsh => BPF_LSH,
-            AluOp::Rsh => BPF_RSH,
-            AluOp::Mod => BPF_MOD,
-            AluOp::Xor => BPF_XOR,
-            AluOp::Mov => BPF_MOV,
-            AluOp::Arsh => BPF_ARSH,
-        }
+        ALU_OPS[self as usize].1
     }
 
     fn from_code(op: u8) -> Option<AluOp> {
-        AluOp::ALL.iter().copied().find(|a| a.code() == op)
+        ALU_OPS.iter().find(|(_, code, _)| *code == op).map(|(a, _, _)| *a)
     }
 
     /// The C operator (`+=`, `<<=`, `s>>=`, `=`) used by the disassembler.
     pub fn symbol(self) -> &'static str {
-        match self {
-            AluOp::Add => "+=",
-            AluOp::Sub => "-=",
-            AluOp::Mul => "*=",
-            AluOp::Div => "/=",
-            AluOp::Or => "|=",
-            AluOp::And => "&=",
-            AluOp::Lsh => "<<=",
-            AluOp::Rsh => ">>=",
-            AluOp::Mod => "%=",
-            AluOp::Xor => "^=",
-            AluOp::Mov => "=",
-            AluOp::Arsh => "s>>=",
-        }
+        ALU_OPS[self as usize].2
     }
 }
 
@@ -213,57 +210,53 @@ pub enum Cond {
     Sle,
 }
 
+/// Each condition with its opcode and C operator (`==`, `s>`, `&`), in enum order: the one
+/// table `ALL`, `code` and `symbol` read.
+const CONDS: [(Cond, u8, &str); 11] = [
+    (Cond::Eq, BPF_JEQ, "=="),
+    (Cond::Gt, BPF_JGT, ">"),
+    (Cond::Ge, BPF_JGE, ">="),
+    (Cond::Set, BPF_JSET, "&"),
+    (Cond::Ne, BPF_JNE, "!="),
+    (Cond::Sgt, BPF_JSGT, "s>"),
+    (Cond::Sge, BPF_JSGE, "s>="),
+    (Cond::Lt, BPF_JLT, "<"),
+    (Cond::Le, BPF_JLE, "<="),
+    (Cond::Slt, BPF_JSLT, "s<"),
+    (Cond::Sle, BPF_JSLE, "s<="),
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < CONDS.len() {
+        assert!(CONDS[i].0 as usize == i, "CONDS is not in enum order");
+        i += 1;
+    }
+};
+
 impl Cond {
     /// Every condition, in opcode order.
-    pub const ALL: [Cond; 11] = [
-        Cond::Eq,
-        Cond::Gt,
-        Cond::Ge,
-        Cond::Set,
-        Cond::Ne,
-        Cond::Sgt,
-        Cond::Sge,
-        Cond::Lt,
-        Cond::Le,
-        Cond::Slt,
-        Cond::Sle,
-    ];
+    pub const ALL: [Cond; 11] = {
+        let mut all = [Cond::Eq; 11];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = CONDS[i].0;
+            i += 1;
+        }
+        all
+    };
 
     fn code(self) -> u8 {
-        match self {
-            Cond::Eq => BPF_JEQ,
-            Cond::Gt => BPF_JGT,
-            Cond::Ge => BPF_JGE,
-            Cond::Set => BPF_JSET,
-            Cond::Ne => BPF_JNE,
-            Cond::Sgt => BPF_JSGT,
-            Cond::Sge => BPF_JSGE,
-            Cond::Lt => BPF_JLT,
-            Cond::Le => BPF_JLE,
-            Cond::Slt => BPF_JSLT,
-            Cond::Sle => BPF_JSLE,
-        }
+        CONDS[self as usize].1
     }
 
     fn from_code(op: u8) -> Option<Cond> {
-        Cond::ALL.iter().copied().find(|c| c.code() == op)
+        CONDS.iter().find(|(_, code, _)| *code == op).map(|(c, _, _)| *c)
     }
 
     /// The C operator used by the disassembler (`==`, `s>`, `&`).
     pub fn symbol(self) -> &'static str {
-        match self {
-            Cond::Eq => "==",
-            Cond::Gt => ">",
-            Cond::Ge => ">=",
-            Cond::Set => "&",
-            Cond::Ne => "!=",
-            Cond::Sgt => "s>",
-            Cond::Sge => "s>=",
-            Cond::Lt => "<",
-            Cond::Le => "<=",
-            Cond::Slt => "s<",
-            Cond::Sle => "s<=",
-        }
+        CONDS[self as usize].2
     }
 }
 
@@ -546,204 +539,11 @@ impl Instruction {
     /// verifier refuses it with "uses reserved fields"), so that every slot that decodes
     /// re-encodes to the same bytes and the disassembly shows all there is.
     pub fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
-        let err = |reason: String| DecodeError { index, reason };
-        let raw = slots.get(index).ok_or_else(|| err("past the end of the program".into()))?;
-        let reg =
-            |n: u8, what: &str| Reg::from_u8(n).ok_or_else(|| err(format!("{what} register r{n} does not exist")));
-        let code = raw.code;
-        // Fields that must be zero for this opcode, checked in one place.
-        let unused = |fields: &[(&str, bool)]| -> Result<(), DecodeError> {
-            match fields.iter().find(|(_, nonzero)| *nonzero) {
-                Some((name, _)) => Err(err(format!(
-                    "opcode {code:#04x} has a nonzero {name}, a field it does not use \
-                     (the kernel rejects reserved fields)"
-                ))),
-                None => Ok(()),
-            }
-        };
-        let class = code & 0x07;
-        let insn = match class {
-            BPF_ALU | BPF_ALU64 => {
-                let width = if class == BPF_ALU64 { Width::W64 } else { Width::W32 };
-                let op = code & 0xf0;
-                let dst = reg(raw.dst(), "dst")?;
-                if op == BPF_NEG {
-                    unused(&[
-                        ("source bit", code & BPF_X != 0),
-                        ("src register", raw.src() != 0),
-                        ("offset", raw.off != 0),
-                        ("immediate", raw.imm != 0),
-                    ])?;
-                    Instruction::Neg { width, dst }
-                } else if op == BPF_END {
-                    let kind = match (class, code & BPF_X) {
-                        (BPF_ALU, 0) => Endian::ToLe,
-                        (BPF_ALU, _) => Endian::ToBe,
-                        (_, 0) => Endian::Swap,
-                        _ => return Err(err(format!("opcode {code:#04x}: no such byte-swap"))),
-                    };
-                    unused(&[("src register", raw.src() != 0), ("offset", raw.off != 0)])?;
-                    let bits = match raw.imm {
-                        16 | 32 | 64 => raw.imm as u8,
-                        n => return Err(err(format!("byte swap of {n} bits"))),
-                    };
-                    Instruction::Endian { kind, bits, dst }
-                } else {
-                    let op = AluOp::from_code(op).ok_or_else(|| err(format!("unknown ALU opcode {code:#04x}")))?;
-                    if raw.off != 0 {
-                        return Err(err(format!(
-                            "ALU opcode {code:#04x} with offset {} (signed/sx forms are not modelled)",
-                            raw.off
-                        )));
-                    }
-                    let src = if code & BPF_X != 0 {
-                        unused(&[("immediate", raw.imm != 0)])?;
-                        Src::Reg(reg(raw.src(), "src")?)
-                    } else {
-                        unused(&[("src register", raw.src() != 0)])?;
-                        Src::Imm(raw.imm)
-                    };
-                    Instruction::Alu { width, op, dst, src }
-                }
-            }
-            BPF_JMP | BPF_JMP32 => {
-                let op = code & 0xf0;
-                match (class, op) {
-                    (BPF_JMP, BPF_JA) => {
-                        unused(&[
-                            ("source bit", code & BPF_X != 0),
-                            ("dst register", raw.dst() != 0),
-                            ("src register", raw.src() != 0),
-                            ("immediate", raw.imm != 0),
-                        ])?;
-                        Instruction::Ja { off: raw.off }
-                    }
-                    (BPF_JMP, BPF_CALL) => {
-                        unused(&[
-                            ("source bit", code & BPF_X != 0),
-                            ("dst register", raw.dst() != 0),
-                            ("offset", raw.off != 0),
-                        ])?;
-                        let call = match raw.src() {
-                            0 => Call::Helper(Helper::from_id(raw.imm as u32)),
-                            BPF_PSEUDO_CALL => Call::Local(raw.imm),
-                            BPF_PSEUDO_KFUNC_CALL => Call::Kfunc(raw.imm),
-                            s => return Err(err(format!("call with unknown src {s}"))),
-                        };
-                        Instruction::Call(call)
-                    }
-                    (BPF_JMP, BPF_EXIT) => {
-                        unused(&[
-                            ("source bit", code & BPF_X != 0),
-                            ("dst register", raw.dst() != 0),
-                            ("src register", raw.src() != 0),
-                            ("offset", raw.off != 0),
-                            ("immediate", raw.imm != 0),
-                        ])?;
-                        Instruction::Exit
-                    }
-                    _ => {
-                        let width = if class == BPF_JMP { Width::W64 } else { Width::W32 };
-                        let cond =
-                            Cond::from_code(op).ok_or_else(|| err(format!("unknown jump opcode {code:#04x}")))?;
-                        let dst = reg(raw.dst(), "dst")?;
-                        let src = if code & BPF_X != 0 {
-                            unused(&[("immediate", raw.imm != 0)])?;
-                            Src::Reg(reg(raw.src(), "src")?)
-                        } else {
-                            unused(&[("src register", raw.src() != 0)])?;
-                            Src::Imm(raw.imm)
-                        };
-                        Instruction::Jump { width, cond, dst, src, off: raw.off }
-                    }
-                }
-            }
-            BPF_LD => {
-                if code != BPF_LD | BPF_DW | BPF_IMM {
-                    // Packet-access modes of classic BPF (`linux/bpf_common.h`).
-                    const BPF_ABS: u8 = 0x20;
-                    const BPF_IND: u8 = 0x40;
-                    return Err(err(match code & 0xe0 {
-                        BPF_ABS | BPF_IND => {
-                            format!("legacy packet load {code:#04x} is not supported")
-                        }
-                        _ => format!("no such load opcode {code:#04x}"),
-                    }));
-                }
-                unused(&[("offset", raw.off != 0)])?;
-                let next = slots
-                    .get(index + 1)
-                    .ok_or_else(|| err("64-bit immediate load is missing its second slot".into()))?;
-                if next.code != 0 || next.regs != 0 || next.off != 0 {
-                    return Err(err("second slot of a 64-bit immediate load is not zero-coded".into()));
-                }
-                let dst = reg(raw.dst(), "dst")?;
-                let value = match raw.src() {
-                    0 => Imm64::Const((i64::from(next.imm) << 32) | i64::from(raw.imm as u32)),
-                    BPF_PSEUDO_MAP_FD if next.imm == 0 => Imm64::MapFd(raw.imm),
-                    BPF_PSEUDO_MAP_FD => {
-                        return Err(err(format!("map fd load with {} in its second slot, which must be 0", next.imm)))
-                    }
-                    BPF_PSEUDO_MAP_VALUE => Imm64::MapValue { fd: raw.imm, offset: next.imm as u32 },
-                    s => return Err(err(format!("64-bit immediate load with unsupported pseudo source {s}"))),
-                };
-                return Ok((Instruction::LoadImm64 { dst, value }, 2));
-            }
-            BPF_LDX => {
-                if code & 0xe0 != BPF_MEM {
-                    return Err(err(format!("load mode of opcode {code:#04x} is not supported")));
-                }
-                unused(&[("immediate", raw.imm != 0)])?;
-                Instruction::Load {
-                    size: Size::from_code(code),
-                    dst: reg(raw.dst(), "dst")?,
-                    src: reg(raw.src(), "src")?,
-                    off: raw.off,
-                }
-            }
-            BPF_ST => {
-                if code & 0xe0 != BPF_MEM {
-                    return Err(err(format!("store mode of opcode {code:#04x} is not supported")));
-                }
-                unused(&[("src register", raw.src() != 0)])?;
-                Instruction::StoreImm {
-                    size: Size::from_code(code),
-                    dst: reg(raw.dst(), "dst")?,
-                    off: raw.off,
-                    imm: raw.imm,
-                }
-            }
-            _ => {
-                // BPF_STX
-                let size = Size::from_code(code);
-                let dst = reg(raw.dst(), "dst")?;
-                let src = reg(raw.src(), "src")?;
-                match code & 0xe0 {
-                    BPF_MEM => {
-                        unused(&[("immediate", raw.imm != 0)])?;
-                        Instruction::Store { size, dst, off: raw.off, src }
-                    }
-                    BPF_ATOMIC if matches!(size, Size::W | Size::DW) => {
-                        let op = AtomicOp::from_imm(raw.imm)
-                            .ok_or_else(|| err(format!("unknown atomic operation {:#x}", raw.imm)))?;
-                        Instruction::Atomic { size, op, dst, src, off: raw.off }
-                    }
-                    _ => return Err(err(format!("store mode of opcode {code:#04x} is not supported"))),
-                }
-            }
-        };
-        Ok((insn, 1))
+        decode::decode(slots, index)
     }
 }
 
 /// Decodes a whole program slot by slot.
 pub fn decode_all(slots: &[RawInsn]) -> Result<Vec<Instruction>, DecodeError> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < slots.len() {
-        let (insn, n) = Instruction::decode(slots, i)?;
-        out.push(insn);
-        i += n;
-    }
-    Ok(out)
+    walk(slots).map(|(_, insn)| insn).collect()
 }
