@@ -263,6 +263,9 @@ fn probe() -> Result<(), Fail> {
             for (p, why) in &r.failures {
                 println!("    {p} failed: {why}");
             }
+            for (p, note) in &r.fallbacks {
+                println!("    {p} attached by {note}");
+            }
         }
     }
     module.stop();
