@@ -230,7 +230,7 @@ fn probe() -> Result<(), Fail> {
         return Err(Fail::Runtime(e.to_string()));
     }
     println!("\n== mechanisms (each tried with a trivial program)");
-    let f = features::mechanisms();
+    let f = ktm::attach::mechanisms();
     for m in [
         Mechanism::Fentry,
         Mechanism::Fexit,

@@ -221,7 +221,7 @@ fn fallback_chain_reports_each_step() {
     let fd_of = maps.fd_of();
     let (attached, report) = attach_plan(&plan, &Policy::from_env(), &fd_of);
     println!("{report}");
-    let features = features::mechanisms();
+    let features = attach::mechanisms();
     // Every step that failed says why; a step failed only where the feature probe also failed
     // (or where the symbol or tracepoint is missing on this kernel).
     for (point, why) in &report.failures {
@@ -269,7 +269,7 @@ fn tracing_refusal_is_known_without_btf() {
         return;
     }
     let refused = features::tracing_refused();
-    let real = features::mechanisms().get(Mechanism::Fentry);
+    let real = attach::mechanisms().get(Mechanism::Fentry);
     println!("tracing_refused: {refused:?}; fentry probe: {real:?}");
     match (&real, refused) {
         (Ok(()), None) => common::matrix("toolkit:tracing-policy", "allowed"),

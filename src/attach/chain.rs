@@ -1,6 +1,7 @@
 //! Fallback chains: an ordered list of ways to observe one event, tried until one attaches.
 
-use super::{AttachPoint, Attachment, Policy};
+use super::attachment::{self, Attachment};
+use super::point::{AttachPoint, Policy};
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
 use crate::Result;
@@ -138,7 +139,7 @@ fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>
             attach: point.load_target()?,
         };
         let program = load::program(&spec, fd_of)?;
-        let attachment = super::program(&program, point)?;
+        let attachment = attachment::program(&program, point)?;
         parts.push((attachment, program));
     }
     Ok(Attached { parts })

@@ -1,10 +1,10 @@
-//! Feature probes: what this kernel lets KTM do, each asked once per process.
+//! Kernel feature probes, as libbpf's `features.c`: each asked once per process with a trivial
+//! program and raw syscalls, never through the attach code that consults them.
 //!
 //! A feature is known by trying it: a trivial program is loaded and attached with each
 //! mechanism, once per process. Kernel versions lie (backports, distro configs, lockdown), a
 //! real attach does not.
 
-use super::{AttachPoint, Mechanism};
 use crate::insn::{Asm, R0};
 use crate::load::{self, ProgramSpec};
 use crate::sys::bpf::{self, AttachType, ProgType};
@@ -12,55 +12,11 @@ use crate::sys::AsFd;
 use crate::Result;
 use once_cell::sync::OnceCell;
 
-/// What this kernel lets KTM do, each mechanism tried for real.
-#[derive(Clone, Debug)]
-pub struct Features {
-    pub results: Vec<(Mechanism, AttachPoint, std::result::Result<(), String>)>,
-}
-
-impl Features {
-    /// Whether `m` worked, or why not.
-    pub fn get(&self, m: Mechanism) -> std::result::Result<(), String> {
-        self.results.iter().find(|(mm, _, _)| *mm == m).map_or(Err("not probed".into()), |(_, _, r)| r.clone())
-    }
-}
-
-static FEATURES: OnceCell<Features> = OnceCell::new();
-
-/// Probes each mechanism once per process.
-pub fn mechanisms() -> &'static Features {
-    FEATURES.get_or_init(|| {
-        let points = [
-            AttachPoint::fentry("vfs_read", false),
-            AttachPoint::fentry("vfs_read", true),
-            AttachPoint::kprobe("vfs_read", false),
-            AttachPoint::kprobe("vfs_read", true),
-            AttachPoint::raw_tracepoint("sys_enter"),
-            AttachPoint::tracepoint("syscalls", "sys_enter_getppid"),
-        ];
-        let results =
-            points.into_iter().map(|p| (p.mechanism(), p.clone(), try_point(&p).map_err(|e| e.to_string()))).collect();
-        Features { results }
-    })
-}
-
 /// `return 0`: what a feature probe loads.
-fn empty_program() -> Result<crate::insn::Program> {
+pub(super) fn empty_program() -> Result<crate::insn::Program> {
     let mut a = Asm::new();
     a.mov64(R0, 0).exit();
     Ok(a.finish()?)
-}
-
-fn try_point(point: &AttachPoint) -> Result<()> {
-    let spec = ProgramSpec {
-        name: format!("ktm_probe_{}", point.mechanism().name()),
-        prog_type: point.prog_type(),
-        program: empty_program()?,
-        attach: point.load_target()?,
-    };
-    let prog = load::program(&spec, |_| None)?;
-    let _attached = super::program(&prog, point)?;
-    Ok(())
 }
 
 /// A BPF link kind, probed once per process as libbpf's `features.c` does, so that attaching
@@ -113,16 +69,19 @@ fn probe_perf_link() -> std::result::Result<(), String> {
 
 /// A trivial fentry program on `vfs_read`, linked with `BPF_LINK_CREATE` and at once released.
 fn probe_tracing_link() -> std::result::Result<(), String> {
-    let point = AttachPoint::fentry("vfs_read", false);
+    if let Some(why) = tracing_refused() {
+        return Err(format!("cannot probe: tracing programs are refused: {why}"));
+    }
+    let func = crate::btf::find_kernel_func("vfs_read")
+        .map_err(|e| format!("cannot probe: no BTF for function vfs_read: {e}"))?;
     let spec = ProgramSpec {
         name: "ktm_probe_tlink".into(),
-        prog_type: point.prog_type(),
+        prog_type: ProgType::Tracing,
         program: empty_program().map_err(|e| e.to_string())?,
-        attach: point.load_target().map_err(|e| format!("cannot probe: {e}"))?,
+        attach: Some((AttachType::TraceFentry, func.type_id)),
     };
     let prog = load::program(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
-    let (t, _) = spec.attach.ok_or("cannot probe: no attach target")?;
-    bpf::link_create(prog.as_fd(), 0, t).map(drop).map_err(|e| e.to_string())
+    bpf::link_create(prog.as_fd(), 0, AttachType::TraceFentry).map(drop).map_err(|e| e.to_string())
 }
 
 /// Why this kernel refuses every tracing (fentry/fexit) program, if it does; found without
