@@ -10,12 +10,42 @@
 //! when a check fails the first (innermost) failure is recorded in `Ctx` and serde_yaml adds
 //! the position.
 
+use super::error::ConfigError;
+use super::types::{CollectorConfig, Config, EbpfConfig, KNOWN_MODULES};
 use super::validate::{check_cgroup_path, check_comm_prefix, parse_duration};
-use super::{CollectorConfig, Config, ConfigError, EbpfConfig};
 use serde::de::{self, Deserialize, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+impl Config {
+    /// Parses a YAML document; an empty one yields the defaults.
+    pub fn from_yaml_str(src: &str) -> Result<Config, ConfigError> {
+        Self::from_yaml_str_with_modules(src, KNOWN_MODULES)
+    }
+
+    /// Like [`Config::from_yaml_str`], accepting the given module names; lets a host that
+    /// registers extra modules reuse the same parser.
+    pub fn from_yaml_str_with_modules(src: &str, known_modules: &[&str]) -> Result<Config, ConfigError> {
+        document(src, known_modules)
+    }
+
+    /// Reads and parses a YAML file; errors carry the file name.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: None,
+            line: None,
+            column: None,
+            message: format!("cannot read config file: {e}"),
+            file: Some(path.to_path_buf()),
+            source: Some(e),
+        })?;
+        Self::from_yaml_str(&text).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
+    }
+}
 
 /// Parses a YAML document, accepting the given module names; an empty one yields the defaults.
 pub(super) fn document(src: &str, known_modules: &[&str]) -> Result<Config, ConfigError> {

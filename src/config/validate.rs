@@ -1,9 +1,12 @@
 //! Checks of single values, each returning why the value is refused as a predicate of it;
 //! the caller adds the key and position.
 
-use super::COMM_MAX_LEN;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+
+/// Longest comm the kernel keeps: `TASK_COMM_LEN` is 16 bytes including the NUL, so a
+/// longer prefix could never match anything.
+pub const COMM_MAX_LEN: usize = 15;
 
 /// Parses a Go `time.ParseDuration` string ("10s", "1m30s", "1.5h", "250us"), as the
 /// sidecar's other settings are written that way. An error reads as a predicate of the
