@@ -19,8 +19,11 @@
 //! would collide with an earlier family's (a gauge `x_count` next to a histogram `x`).
 
 pub mod parse;
+mod syntax;
 
 pub use parse::{parse, parse_samples, Family, MetricType, ParseError, Sample};
+pub use syntax::format_value;
+use syntax::{valid_label_name, valid_metric_name};
 
 use crate::metrics::{Batch, Metric, MetricValue, ModuleStatus};
 use std::collections::{HashMap, HashSet};
@@ -53,26 +56,6 @@ pub fn render(batch: &Batch) -> String {
 pub fn render_with_timestamps(batch: &Batch) -> String {
     let ms = batch.timestamp.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis());
     render_inner(batch, ms)
-}
-
-/// Formats a sample value or `le` bound so that it parses back to the same `f64`.
-///
-/// The digits are the shortest that round-trip; plain decimal for magnitudes in
-/// `[1e-5, 1e16)` (`0.000131072`, `1`, `68.719476736`), exponent form outside it (`2e-9`,
-/// `5.12e-7`), and `+Inf`, `-Inf`, `NaN`. One rule for every value matters for `le`: the
-/// bound is part of the series identity, so it must be spelled the same in every scrape.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else if v != 0.0 && (v.abs() < 1e-5 || v.abs() >= 1e16) {
-        format!("{v:e}")
-    } else if v == 0.0 {
-        "0".into() // not "-0"
-    } else {
-        format!("{v}")
-    }
 }
 
 fn render_inner(batch: &Batch, timestamp_ms: Option<u128>) -> String {
@@ -254,18 +237,6 @@ fn series_problem(m: &Metric) -> Option<String> {
         }
     }
     None
-}
-
-fn valid_metric_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_' || f == ':')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn escape_label_value(v: &str) -> String {

@@ -1,7 +1,7 @@
 //! A strict parser of exposition text, stricter than the format requires: it exists so the
 //! tests can prove that what [`render`](super::render) produces is unambiguous for any scraper.
 
-use super::{format_value, valid_label_name, valid_metric_name};
+use super::syntax::{format_value, valid_label_name, valid_metric_name};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
