@@ -4,12 +4,30 @@
 //! verifier refuses it with "uses reserved fields"), so that every slot that decodes
 //! re-encodes to the same bytes and the disassembly shows all there is.
 
+use super::helper::Helper;
+use super::model::{
+    AluOp, AtomicOp, Call, Cond, DecodeError, Endian, Imm64, Instruction, RawInsn, Reg, Size, Src, Width,
+};
 use super::opcode::*;
-use super::Width;
-use super::{AluOp, AtomicOp, Call, Cond, DecodeError, Endian, Helper, Imm64, Instruction, RawInsn, Reg, Size, Src};
+
+impl Instruction {
+    /// Decodes the instruction starting at `slots[index]`; returns it and how many slots it used.
+    ///
+    /// Strict where the kernel is: a field the instruction does not use must be zero (the
+    /// verifier refuses it with "uses reserved fields"), so that every slot that decodes
+    /// re-encodes to the same bytes and the disassembly shows all there is.
+    pub fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
+        decode(slots, index)
+    }
+}
+
+/// Decodes a whole program slot by slot.
+pub fn decode_all(slots: &[RawInsn]) -> Result<Vec<Instruction>, DecodeError> {
+    walk(slots).map(|(_, insn)| insn).collect()
+}
 
 /// Decodes the instruction starting at `slots[index]`; returns it and how many slots it used.
-pub(super) fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
+fn decode(slots: &[RawInsn], index: usize) -> Result<(Instruction, usize), DecodeError> {
     let raw = *slots.get(index).ok_or_else(|| DecodeError { index, reason: "past the end of the program".into() })?;
     let d = Slot { index, raw, code: raw.code };
     let insn = match raw.code & 0x07 {
