@@ -110,6 +110,49 @@ impl Size {
     }
 }
 
+/// One table per operation enum: each variant with its opcode bits and C operator, in enum
+/// order (checked at compile time, since `code` and `symbol` index it by discriminant), read
+/// by `ALL`, `code`, `from_code` and `symbol`.
+macro_rules! opcode_table {
+    ($ty:ident, $table:ident, $n:literal, [$(($v:ident, $code:expr, $sym:literal)),* $(,)?]) => {
+        const $table: [($ty, u8, &str); $n] = [$(($ty::$v, $code, $sym)),*];
+
+        const _: () = {
+            let mut i = 0;
+            while i < $n {
+                assert!($table[i].0 as usize == i, concat!(stringify!($table), " is not in enum order"));
+                i += 1;
+            }
+        };
+
+        impl $ty {
+            /// Every variant, in opcode order.
+            pub const ALL: [$ty; $n] = {
+                let mut all = [$table[0].0; $n];
+                let mut i = 0;
+                while i < $n {
+                    all[i] = $table[i].0;
+                    i += 1;
+                }
+                all
+            };
+
+            pub(super) fn code(self) -> u8 {
+                $table[self as usize].1
+            }
+
+            pub(super) fn from_code(op: u8) -> Option<$ty> {
+                $table.iter().find(|(_, code, _)| *code == op).map(|(v, _, _)| *v)
+            }
+
+            /// The C operator the disassembler prints (`+=`, `s>>=`, `==`, `s>`, `&`).
+            pub fn symbol(self) -> &'static str {
+                $table[self as usize].2
+            }
+        }
+    };
+}
+
 /// Two-operand ALU operations (`dst op= src`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AluOp {
@@ -127,57 +170,26 @@ pub enum AluOp {
     Arsh,
 }
 
-/// Each operation with its opcode and C operator (`+=`, `<<=`, `s>>=`, `=`), in enum order:
-/// the one table `ALL`, `code` and `symbol` read.
-const ALU_OPS: [(AluOp, u8, &str); 12] = [
-    (AluOp::Add, BPF_ADD, "+="),
-    (AluOp::Sub, BPF_SUB, "-="),
-    (AluOp::Mul, BPF_MUL, "*="),
-    (AluOp::Div, BPF_DIV, "/="),
-    (AluOp::Or, BPF_OR, "|="),
-    (AluOp::And, BPF_AND, "&="),
-    (AluOp::Lsh, BPF_LSH, "<<="),
-    (AluOp::Rsh, BPF_RSH, ">>="),
-    (AluOp::Mod, BPF_MOD, "%="),
-    (AluOp::Xor, BPF_XOR, "^="),
-    (AluOp::Mov, BPF_MOV, "="),
-    (AluOp::Arsh, BPF_ARSH, "s>>="),
-];
-
-// `code` and `symbol` index the table by discriminant: checked at compile time.
-const _: () = {
-    let mut i = 0;
-    while i < ALU_OPS.len() {
-        assert!(ALU_OPS[i].0 as usize == i, "ALU_OPS is not in enum order");
-        i += 1;
-    }
-};
-
-impl AluOp {
-    /// Every operation, in opcode order.
-    pub const ALL: [AluOp; 12] = {
-        let mut all = [AluOp::Add; 12];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = ALU_OPS[i].0;
-            i += 1;
-        }
-        all
-    };
-
-    pub(super) fn code(self) -> u8 {
-        ALU_OPS[self as usize].1
-    }
-
-    pub(super) fn from_code(op: u8) -> Option<AluOp> {
-        ALU_OPS.iter().find(|(_, code, _)| *code == op).map(|(a, _, _)| *a)
-    }
-
-    /// The C operator (`+=`, `<<=`, `s>>=`, `=`) used by the disassembler.
-    pub fn symbol(self) -> &'static str {
-        ALU_OPS[self as usize].2
-    }
-}
+// Each AluOp with its opcode and C operator, in enum order.
+opcode_table!(
+    AluOp,
+    ALU_OPS,
+    12,
+    [
+        (Add, BPF_ADD, "+="),
+        (Sub, BPF_SUB, "-="),
+        (Mul, BPF_MUL, "*="),
+        (Div, BPF_DIV, "/="),
+        (Or, BPF_OR, "|="),
+        (And, BPF_AND, "&="),
+        (Lsh, BPF_LSH, "<<="),
+        (Rsh, BPF_RSH, ">>="),
+        (Mod, BPF_MOD, "%="),
+        (Xor, BPF_XOR, "^="),
+        (Mov, BPF_MOV, "="),
+        (Arsh, BPF_ARSH, "s>>="),
+    ]
+);
 
 /// Conditions of conditional jumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,55 +207,25 @@ pub enum Cond {
     Sle,
 }
 
-/// Each condition with its opcode and C operator (`==`, `s>`, `&`), in enum order: the one
-/// table `ALL`, `code` and `symbol` read.
-const CONDS: [(Cond, u8, &str); 11] = [
-    (Cond::Eq, BPF_JEQ, "=="),
-    (Cond::Gt, BPF_JGT, ">"),
-    (Cond::Ge, BPF_JGE, ">="),
-    (Cond::Set, BPF_JSET, "&"),
-    (Cond::Ne, BPF_JNE, "!="),
-    (Cond::Sgt, BPF_JSGT, "s>"),
-    (Cond::Sge, BPF_JSGE, "s>="),
-    (Cond::Lt, BPF_JLT, "<"),
-    (Cond::Le, BPF_JLE, "<="),
-    (Cond::Slt, BPF_JSLT, "s<"),
-    (Cond::Sle, BPF_JSLE, "s<="),
-];
-
-const _: () = {
-    let mut i = 0;
-    while i < CONDS.len() {
-        assert!(CONDS[i].0 as usize == i, "CONDS is not in enum order");
-        i += 1;
-    }
-};
-
-impl Cond {
-    /// Every condition, in opcode order.
-    pub const ALL: [Cond; 11] = {
-        let mut all = [Cond::Eq; 11];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = CONDS[i].0;
-            i += 1;
-        }
-        all
-    };
-
-    pub(super) fn code(self) -> u8 {
-        CONDS[self as usize].1
-    }
-
-    pub(super) fn from_code(op: u8) -> Option<Cond> {
-        CONDS.iter().find(|(_, code, _)| *code == op).map(|(c, _, _)| *c)
-    }
-
-    /// The C operator used by the disassembler (`==`, `s>`, `&`).
-    pub fn symbol(self) -> &'static str {
-        CONDS[self as usize].2
-    }
-}
+// Each Cond with its opcode and C operator, in enum order.
+opcode_table!(
+    Cond,
+    CONDS,
+    11,
+    [
+        (Eq, BPF_JEQ, "=="),
+        (Gt, BPF_JGT, ">"),
+        (Ge, BPF_JGE, ">="),
+        (Set, BPF_JSET, "&"),
+        (Ne, BPF_JNE, "!="),
+        (Sgt, BPF_JSGT, "s>"),
+        (Sge, BPF_JSGE, "s>="),
+        (Lt, BPF_JLT, "<"),
+        (Le, BPF_JLE, "<="),
+        (Slt, BPF_JSLT, "s<"),
+        (Sle, BPF_JSLE, "s<="),
+    ]
+);
 
 /// Atomic read-modify-write operations on memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
