@@ -3,7 +3,7 @@
 //! Each failure names what was being attempted (the syscall, the program, the attach point)
 //! and why, because the operator reading a degraded status has nothing else to go on.
 
-use crate::privileges;
+use crate::insn::Site;
 use std::fmt;
 use std::io;
 
@@ -14,12 +14,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A system call failed; `what` says which and on what.
-    Sys { what: String, source: io::Error },
+    /// A system call failed; `what` says which and on what. `hint` is the diagnosis of a
+    /// refusal (which of capabilities, seccomp, lockdown or perf_event_paranoid), computed where
+    /// the call was made, since only the caller knows which syscall it was.
+    Sys { what: String, source: io::Error, hint: Option<String> },
     /// Malformed input from a file the kernel or the user provided.
     Parse { what: String, detail: String },
     /// The kernel's verifier rejected a program.
-    Verifier(Box<crate::load::VerifierError>),
+    Verifier(Box<VerifierError>),
     /// A program could not be assembled (a builder mistake found without a kernel).
     Asm(crate::insn::AsmError),
     /// Anything else, with a human explanation.
@@ -29,18 +31,26 @@ pub enum Error {
 impl Error {
     /// Wraps the current `errno` with a description of the failed call.
     pub fn last_os(what: impl Into<String>) -> Self {
-        Error::Sys { what: what.into(), source: io::Error::last_os_error() }
+        Error::io(what, io::Error::last_os_error())
     }
 
     /// Wraps an [`io::Error`] with a description of the failed operation.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys { what: what.into(), source, hint: None }
+    }
+
+    /// Attaches the diagnosis of a refusal to a failed system call (other errors are unchanged).
+    pub fn with_hint(self, hint: Option<String>) -> Self {
+        match self {
+            Error::Sys { what, source, .. } => Error::Sys { what, source, hint },
+            other => other,
+        }
     }
 
     /// Prefixes the message with what was being done (keeps OS errors' errno).
     pub fn context(self, what: impl std::fmt::Display) -> Self {
         match self {
-            Error::Sys { what: w, source } => Error::Sys { what: format!("{what}: {w}"), source },
+            Error::Sys { what: w, source, hint } => Error::Sys { what: format!("{what}: {w}"), source, hint },
             Error::Other(s) => Error::Other(format!("{what}: {s}")),
             other => Error::Other(format!("{what}: {other}")),
         }
@@ -59,19 +69,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Sys { what, source } => {
-                write!(f, "{what}: {source}")?;
-                // Which of capabilities, seccomp, lockdown or perf_event_paranoid refused it.
-                let perf = what.contains("perf_event_open");
-                match source.raw_os_error() {
-                    Some(libc::EPERM) if !perf => f.write_str(&privileges::denial_hint(privileges::Syscall::Bpf))?,
-                    Some(libc::EPERM | libc::EACCES) if perf => {
-                        f.write_str(&privileges::denial_hint(privileges::Syscall::PerfEventOpen))?
-                    }
-                    _ => {}
-                }
-                Ok(())
-            }
+            Error::Sys { what, source, hint } => write!(f, "{what}: {source}{}", hint.as_deref().unwrap_or("")),
             Error::Verifier(v) => v.fmt(f),
             Error::Asm(e) => write!(f, "cannot assemble program: {e}"),
             Error::Parse { what, detail } => write!(f, "cannot parse {what}: {detail}"),
@@ -93,5 +91,89 @@ impl std::error::Error for Error {
 impl From<crate::insn::AsmError> for Error {
     fn from(e: crate::insn::AsmError) -> Self {
         Error::Asm(e)
+    }
+}
+
+/// The verifier's refusal, with what it said and where in the Rust source the offending
+/// instruction came from.
+#[derive(Debug, Clone)]
+pub struct VerifierError {
+    pub program: String,
+    pub errno: i32,
+    /// The whole verifier log.
+    pub log: String,
+    /// The instruction the verifier stopped at, when the log names one.
+    pub insn_index: Option<usize>,
+    /// That instruction, disassembled.
+    pub insn_text: Option<String>,
+    /// The builder call that emitted it.
+    pub site: Option<Site>,
+}
+
+impl VerifierError {
+    /// Parses a verifier trace line `12: (85) call ...` into its instruction index.
+    pub(crate) fn traced_insn(line: &str) -> Option<usize> {
+        let (num, rest) = line.split_once(": (")?;
+        let rest = rest.get(2..)?;
+        if !rest.starts_with(')') {
+            return None;
+        }
+        num.trim().parse().ok()
+    }
+
+    /// The verifier's own verdict: the last non-empty lines of its log, without the
+    /// instruction-by-instruction trace.
+    pub fn message(&self) -> String {
+        let lines: Vec<&str> = self.log.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+        // The verdict follows the last traced instruction ("N: (..) ...").
+        let start = lines.iter().rposition(|l| Self::traced_insn(l).is_some()).map_or(0, |i| i + 1);
+        let tail: Vec<&str> = lines[start..].iter().copied().filter(|l| !l.starts_with("processed ")).collect();
+        if tail.is_empty() {
+            lines.last().copied().unwrap_or("(the verifier gave no log)").to_string()
+        } else {
+            tail.join("; ")
+        }
+    }
+}
+
+impl fmt::Display for VerifierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let err = std::io::Error::from_raw_os_error(self.errno);
+        write!(f, "the kernel rejected program `{}` ({err}): {}", self.program, self.message())?;
+        if let (Some(i), Some(text)) = (self.insn_index, &self.insn_text) {
+            write!(f, "; at instruction {i}: {text}")?;
+        }
+        if let Some(site) = self.site {
+            write!(f, " (emitted at {}:{})", site.file(), site.line())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for VerifierError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_lines_are_recognised() {
+        assert_eq!(VerifierError::traced_insn("12: (85) call bpf_map_lookup_elem#1"), Some(12));
+        assert_eq!(VerifierError::traced_insn("0: (b7) r0 = 0"), Some(0));
+        assert_eq!(VerifierError::traced_insn("R1 type=ctx expected=fp"), None);
+        assert_eq!(VerifierError::traced_insn("from 3 to 5: R0=..."), None);
+    }
+
+    #[test]
+    fn message_is_the_verdict_after_the_trace() {
+        let v = VerifierError {
+            program: "p".into(),
+            errno: libc::EACCES,
+            log: "0: (bf) r1 = r10\n1: (79) r0 = *(u64 *)(r1 +8)\ninvalid read from stack off 8+0 size 8\nprocessed 2 insns\n".into(),
+            insn_index: Some(1),
+            insn_text: None,
+            site: None,
+        };
+        assert_eq!(v.message(), "invalid read from stack off 8+0 size 8");
     }
 }

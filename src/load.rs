@@ -4,11 +4,11 @@
 //! and memory in the kernel). Only when the kernel refuses does the loader retry with a log,
 //! growing it until the verifier's whole story fits, so the error can quote it.
 
-use crate::insn::{self, Program, Site};
+use crate::error::VerifierError;
+use crate::insn::{self, Program};
 use crate::sys::bpf::{self, AttachType, ProgLoad, ProgType};
 use crate::sys::{AsFd, BorrowedFd, OwnedFd};
 use crate::{Error, Result};
-use std::fmt;
 
 /// Everything needed to load one program.
 #[derive(Clone, Debug)]
@@ -74,69 +74,14 @@ impl AsFd for LoadedProgram {
     }
 }
 
-/// The verifier's refusal, with what it said and where in the Rust source the offending
-/// instruction came from.
-#[derive(Debug, Clone)]
-pub struct VerifierError {
-    pub program: String,
-    pub errno: i32,
-    /// The whole verifier log.
-    pub log: String,
-    /// The instruction the verifier stopped at, when the log names one.
-    pub insn_index: Option<usize>,
-    /// That instruction, disassembled.
-    pub insn_text: Option<String>,
-    /// The builder call that emitted it.
-    pub site: Option<Site>,
-}
-
-impl VerifierError {
-    /// The verifier's own verdict: the last non-empty lines of its log, without the
-    /// instruction-by-instruction trace.
-    pub fn message(&self) -> String {
-        let lines: Vec<&str> = self.log.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
-        // The verdict follows the last traced instruction ("N: (..) ...").
-        let start = lines.iter().rposition(|l| parse_insn_line(l).is_some()).map_or(0, |i| i + 1);
-        let tail: Vec<&str> = lines[start..].iter().copied().filter(|l| !l.starts_with("processed ")).collect();
-        if tail.is_empty() {
-            lines.last().copied().unwrap_or("(the verifier gave no log)").to_string()
-        } else {
-            tail.join("; ")
-        }
-    }
-}
-
-impl fmt::Display for VerifierError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let err = std::io::Error::from_raw_os_error(self.errno);
-        write!(f, "the kernel rejected program `{}` ({err}): {}", self.program, self.message())?;
-        if let (Some(i), Some(text)) = (self.insn_index, &self.insn_text) {
-            write!(f, "; at instruction {i}: {text}")?;
-        }
-        if let Some(site) = self.site {
-            write!(f, " (emitted at {}:{})", site.file(), site.line())?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for VerifierError {}
-
-/// Parses a verifier trace line `12: (85) call ...` into its instruction index.
-fn parse_insn_line(line: &str) -> Option<usize> {
-    let (num, rest) = line.split_once(": (")?;
-    let rest = rest.get(2..)?;
-    if !rest.starts_with(')') {
-        return None;
-    }
-    num.trim().parse().ok()
-}
-
 const LOG_START: usize = 64 * 1024;
 const LOG_MAX: usize = 16 * 1024 * 1024;
 
+/// The old name of [`program`], kept until `benches/` call `load::program`.
+pub use self::program as load;
+
 /// Loads `spec` with its map references resolved by `fd_of`.
-pub fn load(spec: &ProgramSpec, fd_of: impl Fn(insn::MapRef) -> Option<i32>) -> Result<LoadedProgram> {
+pub fn program(spec: &ProgramSpec, fd_of: impl Fn(insn::MapRef) -> Option<i32>) -> Result<LoadedProgram> {
     let raw = spec.program.resolve(fd_of)?;
     let bytes = insn::to_bytes(&raw);
     let p = ProgLoad {
@@ -190,7 +135,7 @@ fn explain(spec: &ProgramSpec, p: &ProgLoad<'_>, bytes: &[u8], first: Error) -> 
                         ));
                     }
                 }
-                let insn_index = log.lines().rev().find_map(parse_insn_line);
+                let insn_index = log.lines().rev().find_map(VerifierError::traced_insn);
                 let insn_text = insn_index.and_then(|i| insn::disasm_at(&spec.program, i));
                 let site = insn_index.and_then(|i| spec.program.site(i));
                 return Error::Verifier(Box::new(VerifierError {
@@ -203,31 +148,5 @@ fn explain(spec: &ProgramSpec, p: &ProgLoad<'_>, bytes: &[u8], first: Error) -> 
                 }));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_lines_are_recognised() {
-        assert_eq!(parse_insn_line("12: (85) call bpf_map_lookup_elem#1"), Some(12));
-        assert_eq!(parse_insn_line("0: (b7) r0 = 0"), Some(0));
-        assert_eq!(parse_insn_line("R1 type=ctx expected=fp"), None);
-        assert_eq!(parse_insn_line("from 3 to 5: R0=..."), None);
-    }
-
-    #[test]
-    fn message_is_the_verdict_after_the_trace() {
-        let v = VerifierError {
-            program: "p".into(),
-            errno: libc::EACCES,
-            log: "0: (bf) r1 = r10\n1: (79) r0 = *(u64 *)(r1 +8)\ninvalid read from stack off 8+0 size 8\nprocessed 2 insns\n".into(),
-            insn_index: Some(1),
-            insn_text: None,
-            site: None,
-        };
-        assert_eq!(v.message(), "invalid read from stack off 8+0 size 8");
     }
 }

@@ -230,7 +230,7 @@ fn probe() -> Result<(), Fail> {
         return Err(Fail::Runtime(e.to_string()));
     }
     println!("\n== mechanisms (each tried with a trivial program)");
-    let f = features::features();
+    let f = ktm::attach::mechanisms();
     for m in [
         Mechanism::Fentry,
         Mechanism::Fexit,
@@ -244,6 +244,13 @@ fn probe() -> Result<(), Fail> {
             Err(why) => println!("{:<15} unavailable: {why}", m.name()),
         }
     }
+    println!("\n== links (each probed once; the fallback is used where one is missing)");
+    for l in [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing] {
+        match features::link(l) {
+            Ok(()) => println!("{:<15} works", format!("{l:?}")),
+            Err(why) => println!("{:<15} unavailable, {} instead: {why}", format!("{l:?}"), l.fallback()),
+        }
+    }
     println!("\n== attach plans (preferred first)");
     let mut module = IoMonitorModule::new(EbpfConfig::default());
     module.start().map_err(|e| Fail::Runtime(e.to_string()))?;
@@ -255,6 +262,9 @@ fn probe() -> Result<(), Fail> {
             }
             for (p, why) in &r.failures {
                 println!("    {p} failed: {why}");
+            }
+            for (p, note) in &r.fallbacks {
+                println!("    {p} attached by {note}");
             }
         }
     }
@@ -295,7 +305,7 @@ fn dump(only: Option<&str>) -> Result<(), Fail> {
                         program: program.clone(),
                         attach: point.load_target().ok().flatten(),
                     };
-                    match ktm::load::load(&spec, fd_of).and_then(|p| p.info()) {
+                    match ktm::load::program(&spec, fd_of).and_then(|p| p.info()) {
                         Ok(info) if info.verified_insns > 0 => format!("verifier processed {}", info.verified_insns),
                         Ok(_) => "loaded (this kernel does not report the verifier's count)".to_string(),
                         Err(e) => format!("not loadable here: {e}"),

@@ -263,6 +263,16 @@ pub fn policy_suffix() -> String {
     format!(" (kernel lockdown: {lockdown}; perf_event_paranoid: {paranoid})")
 }
 
+/// The diagnosis of `call` failing with `errno`, when that is a refusal: EPERM (or, for
+/// perf_event_open, EACCES too). Computed by the caller of the syscall, once, as the error is made.
+pub fn refusal_hint(call: Syscall, errno: Option<i32>) -> Option<String> {
+    let refused = match call {
+        Syscall::Bpf => errno == Some(libc::EPERM),
+        Syscall::PerfEventOpen => matches!(errno, Some(libc::EPERM | libc::EACCES)),
+    };
+    refused.then(|| denial_hint(call))
+}
+
 /// What to add to an EPERM (or, for perf_event_open, EACCES) error: which of capabilities,
 /// seccomp, lockdown or perf_event_paranoid is the likely cause.
 pub fn denial_hint(call: Syscall) -> String {

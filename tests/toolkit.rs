@@ -74,8 +74,8 @@ fn file_of(dir: &Path, bytes: usize) -> String {
 fn count_preads(point: AttachPoint, program: Program, test: &str) {
     let maps = Maps::new();
     let spec = ProgramSpec { name: "ktm_test_count".into(), prog_type: point.prog_type(), program, attach: None };
-    let prog = load::load(&spec, maps.fd_of()).unwrap();
-    let attachment = attach::attach(&prog, &point).unwrap();
+    let prog = load::program(&spec, maps.fd_of()).unwrap();
+    let attachment = attach::program(&prog, &point).unwrap();
     let dir = common::scratch();
     let file = file_of(dir.path(), 4096);
     let mut child = Workload::spawn(&common::ktm_bin(), "ktmtest", None).unwrap();
@@ -147,7 +147,7 @@ fn verifier_rejection_names_message_and_instruction() {
         program,
         attach: None,
     };
-    let err = load::load(&spec, |_| None).unwrap_err();
+    let err = load::program(&spec, |_| None).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("invalid mem access"), "verifier message missing: {text}");
     assert!(text.contains("at instruction 1"), "failing instruction missing: {text}");
@@ -176,8 +176,8 @@ fn per_cpu_array_sums_over_pinned_threads() {
         program: counter_program(None).unwrap(),
         attach: None,
     };
-    let prog = load::load(&spec, maps.fd_of()).unwrap();
-    let _a = attach::attach(&prog, &point).unwrap();
+    let prog = load::program(&spec, maps.fd_of()).unwrap();
+    let _a = attach::program(&prog, &point).unwrap();
     let cpus = ktm::sys::online_cpus().unwrap();
     let per_cpu_calls = |cpu: usize| 100 + 37 * cpu as u64;
     std::thread::scope(|s| {
@@ -221,7 +221,7 @@ fn fallback_chain_reports_each_step() {
     let fd_of = maps.fd_of();
     let (attached, report) = attach_plan(&plan, &Policy::from_env(), &fd_of);
     println!("{report}");
-    let features = features::features();
+    let features = attach::mechanisms();
     // Every step that failed says why; a step failed only where the feature probe also failed
     // (or where the symbol or tracepoint is missing on this kernel).
     for (point, why) in &report.failures {
@@ -269,7 +269,7 @@ fn tracing_refusal_is_known_without_btf() {
         return;
     }
     let refused = features::tracing_refused();
-    let real = features::features().get(Mechanism::Fentry);
+    let real = attach::mechanisms().get(Mechanism::Fentry);
     println!("tracing_refused: {refused:?}; fentry probe: {real:?}");
     match (&real, refused) {
         (Ok(()), None) => common::matrix("toolkit:tracing-policy", "allowed"),
@@ -284,7 +284,7 @@ fn tracing_refusal_is_known_without_btf() {
                 program: a.finish().unwrap(),
                 attach: Some((bpf::AttachType::TraceFentry, loc.type_id)),
             };
-            let e = load::load(&spec, |_| None).expect_err("fentry on vfs_read loaded although reported refused");
+            let e = load::program(&spec, |_| None).expect_err("fentry on vfs_read loaded although reported refused");
             assert_eq!(e.errno(), Some(libc::EPERM), "{e} (the check said: {why})");
             common::matrix("toolkit:tracing-policy", "refused");
         }

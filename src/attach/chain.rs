@@ -1,6 +1,7 @@
 //! Fallback chains: an ordered list of ways to observe one event, tried until one attaches.
 
-use super::{attach, AttachPoint, Attachment, Policy};
+use super::attachment::{self, Attachment};
+use super::point::{AttachPoint, Policy};
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
 use crate::Result;
@@ -73,6 +74,9 @@ pub struct PlanReport {
     pub attached: Option<AttachPoint>,
     /// Each alternative tried before it (or all of them), with why it failed.
     pub failures: Vec<(AttachPoint, String)>,
+    /// Each attached part held by a fallback (the perf ioctl, `RAW_TRACEPOINT_OPEN`) rather
+    /// than the link kind the kernel lacks, with what was used and why.
+    pub fallbacks: Vec<(AttachPoint, String)>,
 }
 
 impl fmt::Display for PlanReport {
@@ -83,6 +87,9 @@ impl fmt::Display for PlanReport {
         }
         for (p, why) in &self.failures {
             write!(f, "; {p} failed: {why}")?;
+        }
+        for (p, note) in &self.fallbacks {
+            write!(f, "; {p} attached by {note}")?;
         }
         Ok(())
     }
@@ -95,7 +102,8 @@ pub fn attach_plan(
     policy: &Policy,
     fd_of: &dyn Fn(MapRef) -> Option<i32>,
 ) -> (Option<Attached>, PlanReport) {
-    let mut report = PlanReport { name: plan.name.clone(), attached: None, failures: Vec::new() };
+    let mut report =
+        PlanReport { name: plan.name.clone(), attached: None, failures: Vec::new(), fallbacks: Vec::new() };
     for alt in &plan.alternatives {
         if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
             report.failures.push((alt.point.clone(), why.to_string()));
@@ -105,6 +113,11 @@ pub fn attach_plan(
             Ok(attached) => {
                 log::debug!("{}: attached {:?}", plan.name, alt);
                 report.attached = Some(alt.point.clone());
+                report.fallbacks = attached
+                    .parts
+                    .iter()
+                    .filter_map(|(a, _)| a.fallback().map(|note| (a.point().clone(), note.to_string())))
+                    .collect();
                 return (Some(attached), report);
             }
             Err(e) => {
@@ -125,9 +138,31 @@ fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>
             program: build()?,
             attach: point.load_target()?,
         };
-        let program = load::load(&spec, fd_of)?;
-        let attachment = attach(&program, point)?;
+        let program = load::program(&spec, fd_of)?;
+        let attachment = attachment::program(&program, point)?;
         parts.push((attachment, program));
     }
     Ok(Attached { parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_the_fallbacks_it_attached_by() {
+        let point = AttachPoint::tracepoint("syscalls", "sys_enter_read");
+        let note = "ioctl(PERF_EVENT_IOC_SET_BPF), because PerfEvent link is unavailable: EINVAL".to_string();
+        let r = PlanReport {
+            name: "reads".into(),
+            attached: Some(point.clone()),
+            failures: Vec::new(),
+            fallbacks: vec![(point, note)],
+        };
+        assert_eq!(
+            r.to_string(),
+            "reads: tracepoint via tracepoint/syscalls/sys_enter_read; tracepoint/syscalls/sys_enter_read attached \
+             by ioctl(PERF_EVENT_IOC_SET_BPF), because PerfEvent link is unavailable: EINVAL"
+        );
+    }
 }

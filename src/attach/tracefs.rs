@@ -43,7 +43,8 @@ fn find_or_mount() -> Result<PathBuf> {
                  does not have (mount tracefs into the container, or rely on the raw tracepoints)"
             )));
         }
-        return Err(Error::io(format!("tracefs is not mounted and mounting it at {target} failed"), err));
+        let what = format!("tracefs is not mounted and mounting it at {target} failed");
+        return Err(crate::sys::os_error(crate::privileges::Syscall::Bpf, what, err));
     }
     log::info!("mounted tracefs at {target}");
     Ok(PathBuf::from(target))

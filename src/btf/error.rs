@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use super::Kind;
+use super::kind::{Kind, HEADER_LEN};
 
 /// Why kernel BTF could not be read, parsed or searched.
 ///
@@ -67,7 +67,7 @@ impl fmt::Display for BtfError {
                 write!(f, "cannot read {}: {message}", path.display())
             }
             BtfError::Truncated { len } => {
-                write!(f, "BTF blob is {len} bytes, too short for the {}-byte header", super::reader::HEADER_LEN)
+                write!(f, "BTF blob is {len} bytes, too short for the {}-byte header", HEADER_LEN)
             }
             BtfError::BadMagic { found } => {
                 write!(f, "bad magic 0x{found:04x} at offset 0 (expected 0xeb9f")?;

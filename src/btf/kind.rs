@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// Size of the file header fields the reader knows (`struct btf_header`).
+pub(crate) const HEADER_LEN: usize = 24;
+
 /// The kind of a BTF type entry (bits 24-28 of its `info` word).
 ///
 /// Knowing every kind matters even for a reader that only looks up functions: entries are

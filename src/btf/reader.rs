@@ -11,10 +11,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use super::blob::Blob;
-use super::{BtfError, Kind};
+use super::error::BtfError;
+use super::kind::{Kind, HEADER_LEN};
 
-/// Size of the header fields this reader knows (`struct btf_header`).
-pub(crate) const HEADER_LEN: usize = 24;
 const MAGIC: u16 = 0xeb9f;
 const VERSION: u8 = 1;
 /// `name_off`, `info`, `size`/`type` of `struct btf_type`.

@@ -7,9 +7,33 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
+use super::error::DiscoveryError;
+use super::mountinfo::Cgroup2Mount;
+use super::pidns::PidNs;
 use super::procfs::{read_comm, vanished};
-use super::{Cgroup2Mount, CgroupVerdict, DiscoveryError, Roots};
+use super::roots::Roots;
 use crate::config::normalize_lexically;
+
+/// Whether the target's cgroup may be programmed into the in-kernel filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupVerdict {
+    /// The cgroup holds only the target: filter on `id`, the inode of directory `path`
+    /// (what `bpf_get_current_cgroup_id()` returns for its tasks).
+    Usable { path: PathBuf, id: u64 },
+    /// The cgroup holds only the target, but its directory cannot be reached from here
+    /// (it lies outside the sidecar's cgroup namespace, the default for a container on
+    /// cgroup v2, or no cgroup v2 is mounted): its id is learned in the kernel from the
+    /// target's first event. `cgroup` is the path `/proc/<pid>/cgroup` shows.
+    Learn { cgroup: PathBuf },
+    /// Comm mode must be used; `reason` is for the status.
+    Unusable { reason: String },
+}
+
+impl CgroupVerdict {
+    pub fn is_usable(&self) -> bool {
+        matches!(self, CgroupVerdict::Usable { .. } | CgroupVerdict::Learn { .. })
+    }
+}
 
 /// How many offending processes a "shared" reason names before summarizing.
 const NAMED_OFFENDERS: usize = 3;
@@ -116,7 +140,7 @@ pub const NOT_LEARNABLE: &str =
 /// learned: the programs name the target by its pid in the sidecar's pid namespace, which
 /// needs `/proc` to be that namespace's.
 pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32) -> Option<CgroupVerdict> {
-    if !super::pidns::proc_is_own(&roots.proc) || super::PidNs::of_self(&roots.proc).is_none() {
+    if !super::pidns::proc_is_own(&roots.proc) || PidNs::of_self(&roots.proc).is_none() {
         return None;
     }
     let shown = cgroup.display();

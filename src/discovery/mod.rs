@@ -14,42 +14,20 @@ mod error;
 pub mod mountinfo;
 pub mod pidns;
 pub mod procfs;
+mod roots;
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use cgroup::CgroupVerdict;
 pub use error::DiscoveryError;
 pub use mountinfo::{find_cgroup2, Cgroup2Mount};
 pub use pidns::PidNs;
 pub use procfs::Candidate;
+pub use roots::Roots;
 
 use crate::config::EbpfConfig;
-
-/// Where discovery looks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Roots {
-    /// The procfs mount; `self/mountinfo` under it describes the mounts.
-    pub proc: PathBuf,
-    /// Prefix for mount points named in mountinfo: `/` on a real system, a fake tree's
-    /// directory in tests.
-    pub sysroot: PathBuf,
-    /// The pid of the process running discovery as `proc` shows it: never a target, and a
-    /// cgroup it shares is not the target's alone.
-    pub self_pid: u32,
-}
-
-impl Roots {
-    /// The running system: `/proc`, `/`, and our own pid.
-    pub fn system() -> Self {
-        Roots { proc: PathBuf::from("/proc"), sysroot: PathBuf::from("/"), self_pid: std::process::id() }
-    }
-
-    /// `path` (absolute, as mountinfo names it) inside [`Roots::sysroot`].
-    pub fn under_sysroot(&self, path: &Path) -> PathBuf {
-        self.sysroot.join(path.strip_prefix("/").unwrap_or(path))
-    }
-}
 
 /// The discovered BanyanDB process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,27 +40,6 @@ pub struct Target {
     pub matched: Vec<u32>,
     /// Why this pid was chosen, when several matched.
     pub note: Option<String>,
-}
-
-/// Whether the target's cgroup may be programmed into the in-kernel filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CgroupVerdict {
-    /// The cgroup holds only the target: filter on `id`, the inode of directory `path`
-    /// (what `bpf_get_current_cgroup_id()` returns for its tasks).
-    Usable { path: PathBuf, id: u64 },
-    /// The cgroup holds only the target, but its directory cannot be reached from here
-    /// (it lies outside the sidecar's cgroup namespace, the default for a container on
-    /// cgroup v2, or no cgroup v2 is mounted): its id is learned in the kernel from the
-    /// target's first event. `cgroup` is the path `/proc/<pid>/cgroup` shows.
-    Learn { cgroup: PathBuf },
-    /// Comm mode must be used; `reason` is for the status.
-    Unusable { reason: String },
-}
-
-impl CgroupVerdict {
-    pub fn is_usable(&self) -> bool {
-        matches!(self, CgroupVerdict::Usable { .. } | CgroupVerdict::Learn { .. })
-    }
 }
 
 /// Finds the target. `Ok(None)` means no process matches yet; the caller keeps probing

@@ -10,7 +10,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use super::{DiscoveryError, Roots};
+use super::error::DiscoveryError;
+use super::roots::Roots;
 
 /// One line of mountinfo (the fields discovery uses).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,8 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use super::{DiscoveryError, Roots};
+use super::error::DiscoveryError;
+use super::roots::Roots;
 
 /// A process whose comm starts with the configured prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

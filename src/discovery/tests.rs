@@ -2,6 +2,7 @@
 
 use super::*;
 use std::fs;
+use std::path::PathBuf;
 
 const MOUNTINFO: &str = "\
 24 29 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw

@@ -4,7 +4,11 @@
 //! Rust that produced it; a verifier rejection can then point at the builder call, not only
 //! at an instruction index.
 
-use super::*;
+use super::check;
+use super::helper::Helper;
+use super::model::*;
+use super::opcode;
+use std::fmt;
 use std::panic::Location;
 
 /// Where in the Rust source an instruction was emitted.
@@ -43,6 +47,18 @@ pub struct AsmError {
     /// The Rust source location that emitted it.
     pub site: Option<Site>,
     pub reason: String,
+}
+
+impl Program {
+    /// The static checks of [`check`](super::check) on this program, each mistake named with the
+    /// builder call that emitted its slot.
+    pub(crate) fn check(&self) -> Result<(), AsmError> {
+        check::check(self.insns()).map_err(|f| AsmError {
+            index: f.index,
+            site: f.index.and_then(|i| self.site(i)),
+            reason: f.reason,
+        })
+    }
 }
 
 impl AsmError {
@@ -426,7 +442,7 @@ impl Asm {
             }
         }
         let program = Program { insns: self.insns, sites: self.sites, relocs: self.relocs };
-        check::check(&program)?;
+        program.check()?;
         Ok(program)
     }
 }

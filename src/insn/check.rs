@@ -8,8 +8,10 @@
 //! one it can prove is never taken, so a read that only such a path reaches is refused here
 //! and not there), and it counts every call as setting r0.
 
+use super::decode::walk;
 use super::disasm::insn_body;
-use super::{AsmError, Call, Instruction, Program, Reg, Src};
+use super::model::{Call, Instruction, RawInsn, Reg, Src};
+use std::fmt;
 
 /// The kernel's limit on a program's length (`BPF_COMPLEXITY_LIMIT_INSNS`), in slots.
 pub(crate) const MAX_SLOTS: usize = 1_000_000;
@@ -29,13 +31,29 @@ const AT_SUBPROG: Regs = AT_ENTRY | bit(Reg::R2) | bit(Reg::R3) | bit(Reg::R4) |
 /// Registers a call leaves unreadable: the argument registers.
 const CLOBBERED_BY_CALL: Regs = bit(Reg::R1) | bit(Reg::R2) | bit(Reg::R3) | bit(Reg::R4) | bit(Reg::R5);
 
-/// Checks a finished program; the first mistake found, in slot order within each check, is
-/// returned with the builder call that emitted it.
-pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
-    let at = |index: usize, reason: String| AsmError::at(index, program.site(index), reason);
-    let slots = program.insns();
+/// A mistake found, at the slot it is about (`None`: the program as a whole). The assembler
+/// adds the builder call that emitted the slot.
+#[derive(Debug)]
+pub(crate) struct Finding {
+    pub index: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(i) = self.index {
+            write!(f, "instruction {i}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Checks a finished program's slots; returns the first mistake found, in slot order within
+/// each check.
+pub(crate) fn check(slots: &[RawInsn]) -> Result<(), Finding> {
+    let at = |index: usize, reason: String| Finding { index: Some(index), reason };
     if slots.is_empty() {
-        return Err(AsmError { index: None, site: None, reason: "the program is empty".into() });
+        return Err(Finding { index: None, reason: "the program is empty".into() });
     }
     if slots.len() > MAX_SLOTS {
         return Err(at(
@@ -46,16 +64,13 @@ pub(crate) fn check(program: &Program) -> Result<(), AsmError> {
 
     // Decode: `insns[i]` is the instruction starting at slot i, None on second halves.
     let mut insns: Vec<Option<Instruction>> = vec![None; slots.len()];
-    let mut i = 0;
-    while i < slots.len() {
-        let (insn, n) = Instruction::decode(slots, i).map_err(|e| at(i, e.reason))?;
-        insns[i] = Some(insn);
-        i += n;
+    for (i, insn) in walk(slots) {
+        insns[i] = Some(insn.map_err(|e| at(i, e.reason))?);
     }
     let starts = || insns.iter().enumerate().filter_map(|(i, insn)| insn.map(|insn| (i, insn)));
 
     // Instruction by instruction.
-    let target = |i: usize, rel: i64, what: &str| -> Result<usize, AsmError> {
+    let target = |i: usize, rel: i64, what: &str| -> Result<usize, Finding> {
         let t = i as i64 + 1 + rel;
         if t < 0 || t >= slots.len() as i64 {
             return Err(at(
@@ -182,7 +197,7 @@ fn src_bit(src: Src) -> Regs {
 
 /// Registers the instruction reads.
 fn reads(insn: &Instruction) -> Regs {
-    use super::{AluOp, AtomicOp};
+    use super::model::{AluOp, AtomicOp};
     match *insn {
         Instruction::Alu { op: AluOp::Mov, src, .. } => src_bit(src),
         Instruction::Alu { dst, src, .. } => bit(dst) | src_bit(src),
@@ -200,7 +215,7 @@ fn reads(insn: &Instruction) -> Regs {
 
 /// Registers the instruction writes.
 fn writes(insn: &Instruction) -> Regs {
-    use super::AtomicOp;
+    use super::model::AtomicOp;
     match *insn {
         Instruction::Alu { dst, .. }
         | Instruction::Neg { dst, .. }
@@ -229,7 +244,7 @@ fn writes(insn: &Instruction) -> Regs {
 
 /// Constant operands the verifier refuses outright.
 fn bad_operand(insn: &Instruction) -> Option<String> {
-    use super::{AluOp, Width};
+    use super::model::{AluOp, Width};
     let Instruction::Alu { width, op, src: Src::Imm(imm), .. } = *insn else {
         return None;
     };
@@ -250,7 +265,7 @@ fn bad_operand(insn: &Instruction) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::super::*;
-    use super::{check, MAX_SLOTS};
+    use super::MAX_SLOTS;
 
     /// Asserts that `finish` fails at slot `index`, naming `line` of this file and `words`.
     #[track_caller]
@@ -524,7 +539,7 @@ mod tests {
         slots.mov64(R0, 0).exit();
         let mut raw = slots.finish().unwrap().insns().to_vec();
         raw.push(RawInsn::new(0x18, 1, 0, 0, 1));
-        let e = check(&Program::from_raw(raw)).unwrap_err();
+        let e = Program::from_raw(raw).check().unwrap_err();
         assert_eq!(e.index, Some(2));
         assert!(e.to_string().contains("missing its second slot"), "{e}");
     }
@@ -563,12 +578,12 @@ mod tests {
     fn size_limit() {
         let mut raw = vec![RawInsn::new(0xb7, 0, 0, 0, 0); MAX_SLOTS];
         raw.push(RawInsn::new(0x95, 0, 0, 0, 0));
-        let e = check(&Program::from_raw(raw)).unwrap_err();
+        let e = Program::from_raw(raw).check().unwrap_err();
         assert_eq!(e.index, Some(MAX_SLOTS));
         assert!(e.to_string().contains("at most 1000000"), "{e}");
 
         let mut raw = vec![RawInsn::new(0xb7, 0, 0, 0, 0); MAX_SLOTS - 1];
         raw.push(RawInsn::new(0x95, 0, 0, 0, 0));
-        check(&Program::from_raw(raw)).unwrap();
+        Program::from_raw(raw).check().unwrap();
     }
 }

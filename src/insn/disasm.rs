@@ -7,7 +7,8 @@
 //! loads: before loading there is no map id, so they show the fd the slot carries
 //! (`map[fd:5]` where bpftool shows `map[id:12]`).
 
-use super::{AtomicOp, Call, DecodeError, Endian, Imm64, Instruction, Program, RawInsn, Size, Src, Width};
+use super::decode::walk;
+use super::model::{AtomicOp, Call, DecodeError, Endian, Imm64, Instruction, RawInsn, Size, Src, Width};
 use std::fmt::{self, Write};
 
 /// Helper names by ABI number (`__BPF_FUNC_MAPPER` of `linux/bpf.h` from Linux 6.1), so
@@ -184,36 +185,25 @@ impl fmt::Display for Instruction {
 }
 
 /// One step of a walk over slots: an instruction, or a slot that does not decode.
-struct Step {
-    index: usize,
-    slots: usize,
-    insn: Result<Instruction, DecodeError>,
+pub(super) struct Step {
+    pub(super) index: usize,
+    pub(super) insn: Result<Instruction, DecodeError>,
     code: u8,
 }
 
-/// Walks slots the way bpftool numbers them: a 64-bit load takes two slots, and a slot that
-/// does not decode takes one, so one bad slot never hides the rest.
-fn steps(slots: &[RawInsn]) -> impl Iterator<Item = Step> + '_ {
-    let mut index = 0;
-    std::iter::from_fn(move || {
-        let raw = slots.get(index)?;
-        let step = match Instruction::decode(slots, index) {
-            Ok((insn, n)) => Step { index, slots: n, insn: Ok(insn), code: raw.code },
-            Err(e) => Step { index, slots: 1, insn: Err(e), code: raw.code },
-        };
-        index += step.slots;
-        Some(step)
-    })
+/// The slots as [`walk`] steps them, which is how bpftool numbers them.
+pub(super) fn steps(slots: &[RawInsn]) -> impl Iterator<Item = Step> + '_ {
+    walk(slots).map(|(index, insn)| Step { index, insn, code: slots[index].code })
 }
 
-fn write_step(out: &mut String, step: &Step) {
+pub(super) fn write_step(out: &mut String, step: &Step) {
     let _ = match &step.insn {
         Ok(insn) => write_insn(out, insn),
         Err(e) => write!(out, "({:02x}) <invalid: {}>", step.code, e.reason),
     };
 }
 
-fn render(slots: &[RawInsn], note: impl Fn(usize) -> Option<String>) -> String {
+pub(super) fn render(slots: &[RawInsn], note: impl Fn(usize) -> Option<String>) -> String {
     let mut out = String::new();
     for step in steps(slots) {
         // bpftool's "% 4d: ": a sign space, then the index right-aligned in three.
@@ -231,35 +221,6 @@ fn render(slots: &[RawInsn], note: impl Fn(usize) -> Option<String>) -> String {
 /// it. Slots that do not decode print as `(xx) <invalid: reason>`; this never fails.
 pub fn disasm(slots: &[RawInsn]) -> String {
     render(slots, |_| None)
-}
-
-fn map_note(program: &Program, index: usize) -> Option<String> {
-    program.relocs().iter().find(|r| r.insn == index).map(|r| format!(" // map {}", r.map.0))
-}
-
-impl Program {
-    /// The program as [`disasm`] prints it, with ` // map NAME` after each map load, since
-    /// the fd in the slot is only a placeholder until the program is resolved.
-    pub fn disasm(&self) -> String {
-        render(self.insns(), |i| map_note(self, i))
-    }
-}
-
-/// Same as [`Program::disasm`], under the name the CLI and loader use.
-pub fn disasm_program(program: &Program) -> String {
-    program.disasm()
-}
-
-/// The instruction covering slot `index` (the text without its number), for an error that
-/// points at one instruction, such as the verifier's last line. `None` past the end.
-pub fn disasm_at(program: &Program, index: usize) -> Option<String> {
-    let step = steps(program.insns()).find(|s| index < s.index + s.slots)?;
-    let mut out = String::new();
-    write_step(&mut out, &step);
-    if let Some(n) = map_note(program, step.index) {
-        out.push_str(&n);
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `bpf()` system call, one function per command KTM uses.
 
-use super::{fd_result, AsRawFd, BorrowedFd, OwnedFd};
+use super::{AsRawFd, BorrowedFd, OwnedFd};
+use crate::privileges::Syscall;
 use crate::{Error, Result};
 use std::ffi::CString;
 use std::mem::{size_of, zeroed};
@@ -106,7 +107,13 @@ fn ptr<T>(p: *const T) -> u64 {
     p as usize as u64
 }
 
+// Every attribute is built one way: a struct literal, the fields KTM does not set taken from
+// `Default` (zero). No attribute has implicit padding (gaps and the 8-byte-aligned tail are
+// named fields), so a literal initialises every byte the kernel reads; `no_implicit_padding`
+// checks it.
+
 #[repr(C)]
+#[derive(Default)]
 struct MapCreateAttr {
     map_type: u32,
     key_size: u32,
@@ -127,18 +134,19 @@ pub fn map_create(
     flags: u32,
     name: &str,
 ) -> Result<OwnedFd> {
-    // SAFETY: an all-zero attribute is valid for every bpf command.
-    let mut attr: MapCreateAttr = unsafe { zeroed() };
-    attr.map_type = map_type as u32;
-    attr.key_size = key_size;
-    attr.value_size = value_size;
-    attr.max_entries = max_entries;
-    attr.map_flags = flags;
-    attr.map_name = obj_name(name);
+    let mut attr = MapCreateAttr {
+        map_type: map_type as u32,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        map_name: obj_name(name),
+        ..Default::default()
+    };
     with_memlock_retry(|| {
         // SAFETY: attr is the MAP_CREATE layout and holds no pointers.
         let ret = unsafe { sys_bpf(cmd::MAP_CREATE, &mut attr) };
-        fd_result(ret, || format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`"))
+        super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_MAP_CREATE) of {map_type:?} map `{name}`"))
     })
 }
 
@@ -176,7 +184,7 @@ pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> R
     match elem_cmd(cmd::MAP_LOOKUP_ELEM, map, key.as_ptr(), ptr(value.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_LOOKUP_ELEM)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_LOOKUP_ELEM)", e)),
     }
 }
 
@@ -186,7 +194,7 @@ pub unsafe fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> R
 /// `key` and `value` must be at least the map's key and (per-CPU) value size.
 pub unsafe fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<()> {
     elem_cmd(cmd::MAP_UPDATE_ELEM, map, key.as_ptr(), ptr(value.as_ptr()), 0)
-        .map_err(|e| Error::io("bpf(BPF_MAP_UPDATE_ELEM)", e))
+        .map_err(|e| super::os_error(Syscall::Bpf, "bpf(BPF_MAP_UPDATE_ELEM)", e))
 }
 
 /// `BPF_MAP_DELETE_ELEM`; `Ok(false)` when the key was absent.
@@ -197,7 +205,7 @@ pub unsafe fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> Result<bool> {
     match elem_cmd(cmd::MAP_DELETE_ELEM, map, key.as_ptr(), 0, 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_DELETE_ELEM)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_DELETE_ELEM)", e)),
     }
 }
 
@@ -210,11 +218,12 @@ pub unsafe fn map_next_key(map: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [
     match elem_cmd(cmd::MAP_GET_NEXT_KEY, map, k, ptr(next.as_mut_ptr()), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(Error::io("bpf(BPF_MAP_GET_NEXT_KEY)", e)),
+        Err(e) => Err(super::os_error(Syscall::Bpf, "bpf(BPF_MAP_GET_NEXT_KEY)", e)),
     }
 }
 
 #[repr(C)]
+#[derive(Default)]
 pub(crate) struct ProgLoadAttr {
     pub prog_type: u32,
     pub insn_cnt: u32,
@@ -237,6 +246,8 @@ pub(crate) struct ProgLoadAttr {
     pub line_info_cnt: u32,
     pub attach_btf_id: u32,
     pub attach_prog_fd: u32,
+    /// `core_relo_cnt`, zero: named so that the 8-byte-aligned struct's tail is not padding.
+    pub core_relo_cnt: u32,
 }
 
 /// What `BPF_PROG_LOAD` needs besides the instructions.
@@ -254,24 +265,26 @@ pub struct ProgLoad<'a> {
 /// when `log_level` is non-zero; the kernel answers ENOSPC when it does not fit.
 pub fn prog_load(p: &ProgLoad<'_>, insns: &[u8], log_level: u32, log: &mut [u8]) -> Result<OwnedFd> {
     let license = CString::new(p.license).map_err(|_| Error::Other("license contains a NUL byte".into()))?;
-    // SAFETY: an all-zero attribute is valid for every bpf command.
-    let mut attr: ProgLoadAttr = unsafe { zeroed() };
-    attr.prog_type = p.prog_type as u32;
-    attr.insn_cnt = u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?;
-    attr.insns = ptr(insns.as_ptr());
-    attr.license = ptr(license.as_ptr());
-    if log_level != 0 && !log.is_empty() {
-        attr.log_level = log_level;
-        attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
-        attr.log_buf = ptr(log.as_mut_ptr());
-    }
-    attr.prog_name = obj_name(p.name);
-    attr.expected_attach_type = p.expected_attach_type.map_or(0, |t| t as u32);
-    attr.attach_btf_id = p.attach_btf_id;
+    let logged = log_level != 0 && !log.is_empty();
+    let mut attr = ProgLoadAttr {
+        prog_type: p.prog_type as u32,
+        insn_cnt: u32::try_from(insns.len() / 8).map_err(|_| Error::Other("program too long".into()))?,
+        insns: ptr(insns.as_ptr()),
+        license: ptr(license.as_ptr()),
+        log_level: if logged { log_level } else { 0 },
+        log_size: if logged { u32::try_from(log.len()).unwrap_or(u32::MAX) } else { 0 },
+        log_buf: if logged { ptr(log.as_mut_ptr()) } else { 0 },
+        prog_name: obj_name(p.name),
+        expected_attach_type: p.expected_attach_type.map_or(0, |t| t as u32),
+        attach_btf_id: p.attach_btf_id,
+        ..Default::default()
+    };
     with_memlock_retry(|| {
         // SAFETY: insns, license and log outlive the call; sizes are set from them.
         let ret = unsafe { sys_bpf(cmd::PROG_LOAD, &mut attr) };
-        fd_result(ret, || format!("bpf(BPF_PROG_LOAD) of {} program `{}`", p.prog_type.name(), p.name))
+        super::fd_result(Syscall::Bpf, ret, || {
+            format!("bpf(BPF_PROG_LOAD) of {} program `{}`", p.prog_type.name(), p.name)
+        })
     })
 }
 
@@ -286,7 +299,7 @@ fn get_fd_by_id(cmd: u32, id: u32, what: &str) -> Result<OwnedFd> {
     let mut attr = GetIdAttr { id, next_id: 0, open_flags: 0 };
     // SAFETY: the GET_FD_BY_ID layout holds no pointers.
     let ret = unsafe { sys_bpf(cmd, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_{what}_GET_FD_BY_ID) for id {id}"))
+    super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_{what}_GET_FD_BY_ID) for id {id}"))
 }
 
 /// `BPF_PROG_GET_FD_BY_ID`: ENOENT once the program has left the kernel.
@@ -380,7 +393,7 @@ fn obj_info<T>(fd: BorrowedFd<'_>, what: &str) -> Result<T> {
     // SAFETY: info is writable for info_len bytes.
     let ret = unsafe { sys_bpf(cmd::OBJ_GET_INFO_BY_FD, &mut attr) };
     if ret < 0 {
-        return Err(Error::last_os(format!("bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}")));
+        return Err(super::last_os_error(Syscall::Bpf, format!("bpf(BPF_OBJ_GET_INFO_BY_FD) on {what}")));
     }
     Ok(info)
 }
@@ -416,7 +429,9 @@ pub fn raw_tracepoint_open(name: Option<&str>, prog: BorrowedFd<'_>) -> Result<O
         RawTpAttr { name: cname.as_ref().map_or(0, |c| ptr(c.as_ptr())), prog_fd: prog.as_raw_fd() as u32, _pad: 0 };
     // SAFETY: the name outlives the call.
     let ret = unsafe { sys_bpf(cmd::RAW_TRACEPOINT_OPEN, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_RAW_TRACEPOINT_OPEN) on {}", name.unwrap_or("the program's BTF target")))
+    super::fd_result(Syscall::Bpf, ret, || {
+        format!("bpf(BPF_RAW_TRACEPOINT_OPEN) on {}", name.unwrap_or("the program's BTF target"))
+    })
 }
 
 #[repr(C)]
@@ -440,7 +455,7 @@ pub fn link_create(prog: BorrowedFd<'_>, target_fd: i32, attach_type: AttachType
     };
     // SAFETY: no pointers in this layout.
     let ret = unsafe { sys_bpf(cmd::LINK_CREATE, &mut attr) };
-    fd_result(ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
+    super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
 }
 
 #[repr(C)]
@@ -455,7 +470,7 @@ pub fn enable_stats() -> Result<OwnedFd> {
     let mut attr = StatsAttr { stats_type: 0 };
     // SAFETY: no pointers in this layout.
     let ret = unsafe { sys_bpf(cmd::ENABLE_STATS, &mut attr) };
-    fd_result(ret, || "bpf(BPF_ENABLE_STATS)".to_string())
+    super::fd_result(Syscall::Bpf, ret, || "bpf(BPF_ENABLE_STATS)".to_string())
 }
 
 /// Runs `f`; on EPERM with a finite RLIMIT_MEMLOCK, raises the limit once and retries.
@@ -506,6 +521,20 @@ mod tests {
         assert_eq!(offset_of!(ProgInfo, attach_btf_id), 224);
         assert_eq!(offset_of!(MapInfo, btf_value_type_id), 72);
         assert_eq!(size_of::<ElemAttr>(), 32);
+    }
+
+    /// Each attribute's size is the sum of its fields: no padding a literal leaves unset.
+    #[test]
+    fn no_implicit_padding() {
+        assert_eq!(size_of::<MapCreateAttr>(), 7 * 4 + OBJ_NAME_LEN);
+        assert_eq!(size_of::<ElemAttr>(), 4 + 4 + 3 * 8);
+        assert_eq!(size_of::<ProgLoadAttr>(), 120);
+        assert_eq!(offset_of!(ProgLoadAttr, core_relo_cnt) + 4, size_of::<ProgLoadAttr>());
+        assert_eq!(size_of::<GetIdAttr>(), 3 * 4);
+        assert_eq!(size_of::<InfoAttr>(), 4 + 4 + 8);
+        assert_eq!(size_of::<RawTpAttr>(), 8 + 4 + 4);
+        assert_eq!(size_of::<LinkCreateAttr>(), 4 * 4 + 8);
+        assert_eq!(size_of::<StatsAttr>(), 4);
     }
 
     #[test]

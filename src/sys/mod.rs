@@ -11,13 +11,25 @@ pub mod perf;
 
 pub use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use crate::privileges::{self, Syscall};
 use crate::{Error, Result};
 use std::os::fd::FromRawFd;
 
+/// The error of `call` having failed with `source`: a refusal carries its diagnosis.
+pub(crate) fn os_error(call: Syscall, what: impl Into<String>, source: std::io::Error) -> Error {
+    let hint = privileges::refusal_hint(call, source.raw_os_error());
+    Error::io(what, source).with_hint(hint)
+}
+
+/// [`os_error`] for the current `errno`.
+pub(crate) fn last_os_error(call: Syscall, what: impl Into<String>) -> Error {
+    os_error(call, what, std::io::Error::last_os_error())
+}
+
 /// Turns a syscall's return value into an owned fd, or the errno into an [`Error`].
-pub(crate) fn fd_result(ret: libc::c_long, what: impl FnOnce() -> String) -> Result<OwnedFd> {
+pub(crate) fn fd_result(call: Syscall, ret: libc::c_long, what: impl FnOnce() -> String) -> Result<OwnedFd> {
     if ret < 0 {
-        return Err(Error::last_os(what()));
+        return Err(last_os_error(call, what()));
     }
     let fd = RawFd::try_from(ret).map_err(|_| Error::Other(format!("{}: fd {ret} out of range", what())))?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.

@@ -1,7 +1,9 @@
 //! `perf_event_open()` and the ioctls that attach BPF programs to perf events.
 
-use super::{fd_result, AsRawFd, BorrowedFd, OwnedFd};
-use crate::{Error, Result};
+use super::{fd_result, last_os_error, AsRawFd, BorrowedFd, OwnedFd};
+use crate::privileges::Syscall;
+use crate::Result;
+use std::ffi::CStr;
 use std::mem::size_of;
 
 /// `PERF_TYPE_TRACEPOINT`.
@@ -49,7 +51,7 @@ pub fn open(attr: &PerfEventAttr, what: &str) -> Result<OwnedFd> {
             PERF_FLAG_FD_CLOEXEC,
         )
     };
-    fd_result(ret, || format!("perf_event_open({what})"))
+    fd_result(Syscall::PerfEventOpen, ret, || format!("perf_event_open({what})"))
 }
 
 /// A perf event for the tracefs tracepoint with this id.
@@ -59,16 +61,31 @@ pub fn open_tracepoint(id: u64, what: &str) -> Result<OwnedFd> {
     open(&attr, what)
 }
 
+/// A perf event for a kprobe (`config` holding the retprobe bit for a kretprobe) on `func`,
+/// through the kprobe PMU whose dynamic type is `pmu`.
+pub fn open_kprobe(pmu: u32, config: u64, func: &CStr, what: &str) -> Result<OwnedFd> {
+    let attr = PerfEventAttr {
+        type_: pmu,
+        config,
+        sample_period: 1,
+        wakeup_events: 1,
+        // kprobe_func: the kernel reads the name during the call; func outlives it.
+        config1: func.as_ptr() as usize as u64,
+        ..Default::default()
+    };
+    open(&attr, what)
+}
+
 /// `PERF_EVENT_IOC_SET_BPF` then `PERF_EVENT_IOC_ENABLE`: the pre-5.15 way to attach, which
 /// detaches when the perf fd is closed.
 pub fn set_bpf_and_enable(perf: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<()> {
     // SAFETY: SET_BPF takes the program fd as its argument.
     if unsafe { libc::ioctl(perf.as_raw_fd(), IOC_SET_BPF as _, prog.as_raw_fd()) } < 0 {
-        return Err(Error::last_os("ioctl(PERF_EVENT_IOC_SET_BPF)"));
+        return Err(last_os_error(Syscall::Bpf, "ioctl(PERF_EVENT_IOC_SET_BPF)"));
     }
     // SAFETY: ENABLE takes no argument.
     if unsafe { libc::ioctl(perf.as_raw_fd(), IOC_ENABLE as _, 0) } < 0 {
-        return Err(Error::last_os("ioctl(PERF_EVENT_IOC_ENABLE)"));
+        return Err(last_os_error(Syscall::Bpf, "ioctl(PERF_EVENT_IOC_ENABLE)"));
     }
     Ok(())
 }

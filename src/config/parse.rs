@@ -1,99 +1,22 @@
-//! KTM's configuration: the `collector` section of the FODC sidecar's YAML.
+//! Walking the YAML document with hand-written serde seeds.
 //!
-//! ```yaml
-//! collector:
-//!   interval: 10s
-//!   modules:
-//!     - iomonitor
-//!   ebpf:
-//!     # cgroup_path: /sys/fs/cgroup/<banyandb-cgroup>
-//!     # comm_prefix: banyand
-//! ```
-//!
-//! The document is walked with hand-written serde seeds rather than derived `Deserialize`
-//! impls because every error must name the full dotted key (`collector.ebpf.comm_prefix`)
-//! and its line: serde_yaml only attaches the position of the innermost value being
-//! deserialized, so each check runs inside the visitor of the value it is about, and the
-//! key travels down with the seed. A mistyped key is an error, never silently ignored:
-//! a misspelled `cgroup_path` would otherwise quietly fall back to autodetection.
-//!
-//! A key whose value is null (`ebpf:` with only comments under it) takes its default, so
-//! the design's example with everything commented out is valid.
+//! Derived `Deserialize` impls were re-checked against serde_yaml 0.9.34: its errors do name
+//! the dotted path and line of a value of the wrong type (`collector.ebpf.cgroup_path:
+//! invalid type: sequence ... at line 3`), but not what these seeds add: an unknown or
+//! repeated key is reported against its parent (`collector: unknown field ...`) and a repeated
+//! key at its first line; scalars are coerced (`comm_prefix: 123` and `interval: true` would
+//! parse as the strings "123" and "true", `- 5` as a module named "5"); tags are ignored
+//! (`collector: !custom {}`). Each seed carries the dotted key of the value it deserializes;
+//! when a check fails the first (innermost) failure is recorded in `Ctx` and serde_yaml adds
+//! the position.
 
+use super::error::ConfigError;
+use super::types::{CollectorConfig, Config, EbpfConfig, KNOWN_MODULES};
+use super::validate::{check_cgroup_path, check_comm_prefix, parse_duration};
+use serde::de::{self, Deserialize, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt;
-use std::io;
-use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
-
-use serde::de::{self, Deserialize, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
-
-/// Modules this crate can run; `collector.modules` may only name these.
-pub const KNOWN_MODULES: &[&str] = &["iomonitor"];
-
-/// Push interval when `collector.interval` is not set (the design's 10 s).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Comm prefix when `collector.ebpf.comm_prefix` is not set.
-pub const DEFAULT_COMM_PREFIX: &str = "banyand";
-
-/// Longest comm the kernel keeps: `TASK_COMM_LEN` is 16 bytes including the NUL, so a
-/// longer prefix could never match anything.
-pub const COMM_MAX_LEN: usize = 15;
-
-/// The whole KTM configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Config {
-    pub collector: CollectorConfig,
-}
-
-/// `collector.*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectorConfig {
-    /// How often counters are read and pushed to the Flight Recorder.
-    pub interval: Duration,
-    /// Enabled modules, in the order given; each appears once.
-    pub modules: Vec<String>,
-    pub ebpf: EbpfConfig,
-}
-
-/// `collector.ebpf.*`: how the target process is scoped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EbpfConfig {
-    /// Target cgroup v2, absolute or relative to the cgroup2 mount, kept as written;
-    /// `None` means derive it from the discovered process.
-    pub cgroup_path: Option<PathBuf>,
-    /// Prefix of the target's comm, used for discovery and for the comm-mode filter.
-    pub comm_prefix: String,
-}
-
-impl Default for CollectorConfig {
-    fn default() -> Self {
-        CollectorConfig {
-            interval: DEFAULT_INTERVAL,
-            modules: vec!["iomonitor".to_string()],
-            ebpf: EbpfConfig::default(),
-        }
-    }
-}
-
-impl Default for EbpfConfig {
-    fn default() -> Self {
-        EbpfConfig { cgroup_path: None, comm_prefix: DEFAULT_COMM_PREFIX.to_string() }
-    }
-}
-
-impl EbpfConfig {
-    /// Re-checks values that may have been set in code rather than parsed, because an
-    /// empty prefix would make the comm filter count every process on the host.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        check_comm_prefix(&self.comm_prefix).map_err(|m| ConfigError::new(Some("collector.ebpf.comm_prefix"), m))?;
-        if let Some(p) = &self.cgroup_path {
-            check_cgroup_path(p).map_err(|m| ConfigError::new(Some("collector.ebpf.cgroup_path"), m))?;
-        }
-        Ok(())
-    }
-}
+use std::path::{Path, PathBuf};
 
 impl Config {
     /// Parses a YAML document; an empty one yields the defaults.
@@ -104,28 +27,7 @@ impl Config {
     /// Like [`Config::from_yaml_str`], accepting the given module names; lets a host that
     /// registers extra modules reuse the same parser.
     pub fn from_yaml_str_with_modules(src: &str, known_modules: &[&str]) -> Result<Config, ConfigError> {
-        if src.len() > MAX_CONFIG_BYTES {
-            let at = src.char_indices().map(|(i, _)| i).take_while(|&i| i <= MAX_CONFIG_BYTES).last().unwrap_or(0);
-            let line = src[..at].matches('\n').count() + 1;
-            return Err(ConfigError::at_line(
-                line,
-                format!("the config is {} bytes, past the {MAX_CONFIG_BYTES} read at most from this line on; a KTM config is a few lines", src.len()),
-            ));
-        }
-        check_flow_nesting(src)?;
-        let ctx = Ctx { failure: RefCell::new(None), known_modules, src };
-        // serde_yaml hands the visitors whatever parsed before a syntax error and reports the
-        // error only afterwards; a first pass that ignores the content makes a syntax error
-        // win over whatever a visitor would say about a half-parsed value.
-        if let Err(err) = serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(src)) {
-            return ctx.into_error(err);
-        }
-        let seed = NodeSeed { ctx: &ctx, key: String::new(), handler: RootHandler };
-        match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
-            Ok(Some(cfg)) => Ok(cfg),
-            Ok(None) => Ok(Config::default()),
-            Err(err) => ctx.into_error(err),
-        }
+        document(src, known_modules)
     }
 
     /// Reads and parses a YAML file; errors carry the file name.
@@ -145,209 +47,31 @@ impl Config {
     }
 }
 
-/// Why a configuration was rejected, with the dotted key and position when known.
-#[derive(Debug)]
-pub struct ConfigError {
-    key: Option<String>,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: String,
-    file: Option<PathBuf>,
-    source: Option<io::Error>,
-}
-
-impl ConfigError {
-    fn at_line(line: usize, message: String) -> Self {
-        ConfigError { key: None, line: Some(line), column: None, message, file: None, source: None }
-    }
-
-    fn new(key: Option<&str>, message: String) -> Self {
-        ConfigError { key: key.map(str::to_string), line: None, column: None, message, file: None, source: None }
-    }
-
-    /// Full dotted path of the offending key, e.g. `collector.ebpf.comm_prefix`;
-    /// list elements are written `collector.modules[1]`.
-    pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
-    }
-
-    /// 1-based line of the offending key or value.
-    pub fn line(&self) -> Option<usize> {
-        self.line
-    }
-
-    /// 1-based column of the offending key or value.
-    pub fn column(&self) -> Option<usize> {
-        self.column
-    }
-
-    /// The explanation without key or position.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The file being read, for errors from [`Config::from_file`].
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}: ", file.display())?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)?;
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, " (line {l}, column {c})"),
-            (Some(l), None) => write!(f, " (line {l})"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
-    }
-}
-
-/// Parses a Go `time.ParseDuration` string ("10s", "1m30s", "1.5h", "250us"), as the
-/// sidecar's other settings are written that way. An error reads as a predicate of the
-/// input (`"10x" is not a duration: ...`). Unlike Go, a unitless number (even "0")
-/// and non-positive values are refused: an interval of 0 or "10" (seconds? ms?) is a
-/// mistake, not a request.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const HINT: &str = "units are required: ns, us (or µs), ms, s, m, h, e.g. \"10s\", \"500ms\" or \"1m30s\"";
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if body.is_empty() {
-        return Err(format!("is not a duration: it is empty; {HINT}"));
-    }
-    if body.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(format!("is not a duration: a bare number has no unit; {HINT}"));
-    }
-    let mut rest = body;
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let num_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
-        let num = &rest[..num_len];
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let (int_part, frac_part) = match num.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (num, ""),
-        };
-        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-            return Err(format!("is not a duration: expected a number before {unit:?}; {HINT}"));
-        }
-        if unit.is_empty() {
-            return Err(format!("is not a duration: missing unit after {num:?}; {HINT}"));
-        }
-        let scale: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(format!("is not a duration: unknown unit {unit:?}; {HINT}")),
-        };
-        let too_long = || format!("is not a duration: out of range (at most {} ns)", i64::MAX);
-        let mut value: u128 = 0;
-        for d in int_part.bytes() {
-            value = value.checked_mul(10).and_then(|v| v.checked_add(u128::from(d - b'0'))).ok_or_else(too_long)?;
-            if value > i64::MAX as u128 {
-                return Err(too_long());
-            }
-        }
-        let mut nanos = value * scale;
-        // Fraction digits beyond the nanosecond are dropped, as Go does.
-        let mut div: u128 = 1;
-        let mut frac: u128 = 0;
-        for d in frac_part.bytes().take(18) {
-            frac = frac * 10 + u128::from(d - b'0');
-            div *= 10;
-        }
-        nanos += frac * scale / div;
-        total = total.checked_add(nanos).ok_or_else(too_long)?;
-        if total > i64::MAX as u128 {
-            return Err(too_long());
-        }
-    }
-    if neg && total > 0 {
-        return Err("is negative; a duration here must be greater than zero".to_string());
-    }
-    if total == 0 {
-        return Err("is zero; a duration here must be greater than zero".to_string());
-    }
-    Ok(Duration::from_nanos(total as u64))
-}
-
-/// Checks a comm prefix: it must be able to match something and must not match everything.
-pub fn check_comm_prefix(p: &str) -> Result<(), String> {
-    if p.is_empty() {
-        return Err("must not be empty: an empty prefix would match every process".to_string());
-    }
-    if p.len() > COMM_MAX_LEN {
-        return Err(format!(
-            "{p:?} is {} bytes, longer than {COMM_MAX_LEN}: the kernel's comm is 16 bytes including the terminating NUL, so this prefix could never match",
-            p.len()
+/// Parses a YAML document, accepting the given module names; an empty one yields the defaults.
+pub(super) fn document(src: &str, known_modules: &[&str]) -> Result<Config, ConfigError> {
+    if src.len() > MAX_CONFIG_BYTES {
+        let at = src.char_indices().map(|(i, _)| i).take_while(|&i| i <= MAX_CONFIG_BYTES).last().unwrap_or(0);
+        let line = src[..at].matches('\n').count() + 1;
+        return Err(ConfigError::at_line(
+            line,
+            format!("the config is {} bytes, past the {MAX_CONFIG_BYTES} read at most from this line on; a KTM config is a few lines", src.len()),
         ));
     }
-    if p.contains('\0') || p.contains('\n') {
-        return Err(format!("{p:?} contains a NUL or newline, which a comm never does"));
+    check_flow_nesting(src)?;
+    let ctx = Ctx { failure: RefCell::new(None), known_modules, src };
+    // serde_yaml hands the visitors whatever parsed before a syntax error and reports the
+    // error only afterwards; a first pass that ignores the content makes a syntax error
+    // win over whatever a visitor would say about a half-parsed value.
+    if let Err(err) = serde::de::IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(src)) {
+        return ctx.into_error(err);
     }
-    Ok(())
-}
-
-/// Checks a `cgroup_path` lexically and returns it normalized (`.` dropped, `..` applied):
-/// a relative path must stay inside the cgroup mount it is relative to. Whether an
-/// absolute path lies inside the cgroup2 mount is only known at discovery time.
-pub fn check_cgroup_path(p: &Path) -> Result<PathBuf, String> {
-    if p.as_os_str().is_empty() {
-        return Err("must not be empty; omit the key to autodetect the cgroup".to_string());
+    let seed = NodeSeed { ctx: &ctx, key: String::new(), handler: RootHandler };
+    match seed.deserialize(serde_yaml::Deserializer::from_str(src)) {
+        Ok(Some(cfg)) => Ok(cfg),
+        Ok(None) => Ok(Config::default()),
+        Err(err) => ctx.into_error(err),
     }
-    normalize_lexically(p).ok_or_else(|| {
-        format!(
-            "{:?} escapes the cgroup mount with \"..\"; give a path inside the cgroup v2 mount",
-            p.display().to_string()
-        )
-    })
 }
-
-/// Applies `.` and `..` without touching the filesystem. `None` when a relative path
-/// climbs above its base; for an absolute path `..` at `/` stays at `/`, as the kernel does.
-pub(crate) fn normalize_lexically(p: &Path) -> Option<PathBuf> {
-    let mut out: Vec<&std::ffi::OsStr> = Vec::new();
-    let absolute = p.is_absolute();
-    for c in p.components() {
-        match c {
-            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
-            Component::ParentDir => {
-                if out.pop().is_none() && !absolute {
-                    return None;
-                }
-            }
-            Component::Normal(s) => out.push(s),
-        }
-    }
-    let mut path = if absolute { PathBuf::from("/") } else { PathBuf::new() };
-    path.extend(out);
-    Some(path)
-}
-
-// ---------------------------------------------------------------------------------------
-// The seeds. Each carries the dotted key of the value it deserializes; when a check fails
-// the first (innermost) failure is recorded in `Ctx` and serde_yaml adds the position.
 
 struct Ctx<'a> {
     failure: RefCell<Option<(Option<String>, String)>>,
@@ -941,41 +665,4 @@ impl<'de> Visitor<'de> for ModulesSeed<'_, '_> {
     }
     reject_scalars!();
     reject_enum!();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize() {
-        let n = |p: &str| normalize_lexically(Path::new(p));
-        assert_eq!(n("a/./b/../c/"), Some(PathBuf::from("a/c")));
-        assert_eq!(n("a/.."), Some(PathBuf::new()));
-        assert_eq!(n(".."), None);
-        assert_eq!(n("a/../../b"), None);
-        assert_eq!(n("/../x"), Some(PathBuf::from("/x")));
-        assert_eq!(n("/sys/fs/cgroup/../cgroup/y"), Some(PathBuf::from("/sys/fs/cgroup/y")));
-    }
-
-    #[test]
-    fn duration_edges() {
-        assert_eq!(parse_duration("1.0000000001s"), Ok(Duration::new(1, 0)));
-        assert_eq!(parse_duration("9223372036854775807ns"), Ok(Duration::from_nanos(i64::MAX as u64)));
-        assert!(parse_duration("9223372036854775808ns").unwrap_err().contains("out of range"));
-        assert!(parse_duration("-0s").unwrap_err().contains("zero"));
-        assert!(parse_duration("1m-1s").is_err());
-        assert!(parse_duration("1 s").is_err());
-        assert!(parse_duration("-").is_err());
-        assert!(parse_duration(".s").is_err());
-    }
-
-    #[test]
-    fn comm_prefix_checks() {
-        assert!(check_comm_prefix("banyand").is_ok());
-        assert!(check_comm_prefix("a\0").is_err());
-        // Bytes, not characters, are what the kernel limits.
-        assert!(check_comm_prefix("ééééééé").is_ok());
-        assert!(check_comm_prefix("éééééééé").is_err());
-    }
 }

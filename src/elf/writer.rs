@@ -1,36 +1,9 @@
-//! Writes the generated programs as an eBPF ELF relocatable object (`ktm emit-elf`).
-//!
-//! KTM never needs an object file to run: it loads its programs straight from the
-//! assembler. The object exists so that independent tools (`llvm-objdump -d`, `readelf`,
-//! `bpftool`) can read exactly the instructions the crate hands to `BPF_PROG_LOAD`, which is
-//! how a reviewer or a test checks the assembler against something it did not write.
-//!
-//! Layout, following what clang emits for a C BPF program:
-//! - one `SHF_ALLOC | SHF_EXECINSTR` section per attach point, named as libbpf's `SEC()`
-//!   would name it ([`AttachPoint::section`]), holding each program's slots as
-//!   [`Program::insns`] returns them (map references still zero), with a global `STT_FUNC`
-//!   symbol per program;
-//! - a `.rel<section>` section with one `R_BPF_64_64` relocation per map reference, against
-//!   the map's symbol, at the first slot of the 64-bit immediate load;
-//! - a legacy `maps` section of `struct bpf_map_def` records with one `STT_OBJECT` symbol per
-//!   map, because BTF-defined `.maps` need a `.BTF` section that KTM does not generate (it
-//!   builds programs without BTF so that no toolchain is needed);
-//! - a `license` section holding `"GPL\0"` with its `_license` symbol, because the helpers the
-//!   programs call are GPL-only and a loader reads the license from there.
-//!
-//! There is no `version` section: it only fed `kern_version` for kprobes on kernels before
-//! 5.0, and KTM targets 5.10 and later.
-//!
-//! The object is for inspection, not for loading with libbpf 1.x: libbpf 1.0 dropped the
-//! legacy `maps` section, and even older libbpf would mis-load direct value references (see
-//! [`write_object`]). Making it loadable would take generated BTF for `.maps` and turning
-//! the config map into a `.bss`-style data section, which changes the map's name and how
-//! userspace reaches it.
+//! The generic writer: programs and map definitions in, ELF relocatable object bytes out.
+//! It knows nothing of which programs these are (see the parent module for the layout).
 
 use crate::attach::AttachPoint;
 use crate::insn::{opcode, Program, RawInsn, RelocKind};
 use crate::maps::MapDef;
-use crate::programs::layout;
 use crate::{Error, Result};
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags};
@@ -227,48 +200,6 @@ fn data_symbol(name: &str, value: u64, size: usize, sec: SectionId) -> Symbol {
         section: SymbolSection::Section(sec),
         flags: SymbolFlags::None,
     }
-}
-
-/// The iomonitor's maps, with the parameters `IoMonitor::start` creates them with.
-pub fn iomonitor_maps() -> Vec<MapDef> {
-    layout::map_defs().to_vec()
-}
-
-/// The symbol for a program of `plan` at `point`: unique across the iomonitor because no
-/// plan lists the same point twice.
-pub fn program_symbol(plan: &str, point: &AttachPoint) -> String {
-    let section: String =
-        point.section().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    format!("{plan}__{section}")
-}
-
-/// Builds every program of every alternative of every iomonitor probe.
-///
-/// A builder that fails here (a tracepoint this kernel lacks, a field its format does not
-/// have, an architecture without kprobe argument offsets) is skipped and reported in the
-/// returned warnings, the same failure that would make the loader fall back to the next
-/// alternative.
-pub fn iomonitor_programs() -> (Vec<ElfProgram>, Vec<String>) {
-    let mut programs = Vec::new();
-    let mut warnings = Vec::new();
-    for probe in crate::programs::probes() {
-        for alt in &probe.plan.alternatives {
-            for (point, build) in alt.parts() {
-                match build() {
-                    Ok(p) => programs.push(ElfProgram::new(point, program_symbol(&probe.plan.name, point), p)),
-                    Err(e) => warnings.push(format!("{}: skipped {point}: {e}", probe.plan.name)),
-                }
-            }
-        }
-    }
-    (programs, warnings)
-}
-
-/// The iomonitor's programs and maps as an ELF object, with a warning per program that
-/// could not be built on this kernel.
-pub fn iomonitor_object() -> Result<(Vec<u8>, Vec<String>)> {
-    let (programs, warnings) = iomonitor_programs();
-    Ok((write_object(&programs, &iomonitor_maps())?, warnings))
 }
 
 #[cfg(test)]
