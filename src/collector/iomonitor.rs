@@ -1,6 +1,6 @@
 //! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
 
-use super::Module;
+use super::module::Module;
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};

@@ -12,30 +12,18 @@
 //! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
 mod iomonitor;
+mod module;
 
 pub use iomonitor::IoMonitorModule;
+pub use module::Module;
 
 use crate::config::Config;
-use crate::metrics::{Batch, Metric, ModuleState, ModuleStatus};
+use crate::metrics::{Batch, ModuleState, ModuleStatus};
 use crate::recorder::FlightRecorder;
 use crate::{Error, Result};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-/// A KTM module, driven by the collector.
-pub trait Module: Send {
-    /// The name used in the config's `collector.modules` and in status.
-    fn name(&self) -> &str;
-    /// Loads and attaches; an error leaves the module disabled with that reason.
-    fn start(&mut self) -> Result<()>;
-    /// Reads the module's counters (and does its periodic health checks).
-    fn collect(&mut self) -> Vec<Metric>;
-    /// The module's state, reason and metric sources now.
-    fn status(&self) -> ModuleStatus;
-    /// Detaches everything.
-    fn stop(&mut self);
-}
 
 /// Builds the modules the config names (validated against `config::KNOWN_MODULES`).
 pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
