@@ -21,7 +21,7 @@
 pub mod parse;
 mod syntax;
 
-pub use parse::{parse, parse_samples, Family, MetricType, ParseError, Sample};
+pub use parse::{parse, parse_samples, sample_value, Family, MetricType, ParseError, Sample};
 pub use syntax::format_value;
 use syntax::{valid_label_name, valid_metric_name};
 

@@ -83,15 +83,21 @@ pub struct Family {
 impl Family {
     /// The value of the sample named `name` whose labels are exactly `labels`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.samples
-            .iter()
-            .find(|s| {
-                s.name == name
-                    && s.labels.len() == labels.len()
-                    && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
+        sample_value(&self.samples, name, labels)
     }
+}
+
+/// The value of the sample named `name` whose labels are exactly `labels`, among `samples`
+/// (a family's, or a whole exposition's from [`parse_samples`]).
+pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
 }
 
 /// A malformed exposition, with the (1-based) line it was found on.

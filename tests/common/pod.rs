@@ -279,14 +279,7 @@ pub struct Batch {
 impl Batch {
     /// The value of sample `name` with exactly these labels.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.samples
-            .iter()
-            .find(|s| {
-                s.name == name
-                    && s.labels.len() == labels.len()
-                    && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
+        ktm::prometheus::sample_value(&self.samples, name, labels)
     }
 
     /// A label of the iomonitor's `ktm_module_state` sample.
