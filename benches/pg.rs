@@ -4,6 +4,7 @@
 //! cargo bench --bench pg                          # about 3 minutes
 //! cargo bench --bench pg -- --rounds 5 --secs 15  # longer
 //! cargo bench --bench pg -- --scale 20 --clients 4 --threads 2
+//! cargo bench --bench pg -- --explain --configs floor,ktm,cgroup,cgroup-plain,slot
 //! ```
 //!
 //! Installs PostgreSQL and pgbench from Debian (`apt-get install postgresql
@@ -53,6 +54,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 struct Opts {
+    /// Also run the component programs (`--explain`).
+    explain: bool,
+    /// Only these configurations (`--configs a,b`).
+    only: Option<Vec<String>>,
     rounds: usize,
     secs: u32,
     scale: u32,
@@ -62,7 +67,7 @@ struct Opts {
 
 impl Opts {
     fn parse() -> R<Opts> {
-        let mut o = Opts { rounds: 3, secs: 10, scale: 20, clients: 4, threads: 2 };
+        let mut o = Opts { explain: false, only: None, rounds: 3, secs: 10, scale: 20, clients: 4, threads: 2 };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut num = |what: &str| -> R<u32> {
@@ -74,6 +79,10 @@ impl Opts {
                 "--scale" => o.scale = num("--scale")?,
                 "--clients" => o.clients = num("--clients")?,
                 "--threads" => o.threads = num("--threads")?,
+                "--explain" => o.explain = true,
+                "--configs" => {
+                    o.only = Some(args.next().ok_or("--configs needs a value")?.split(',').map(String::from).collect())
+                }
                 "--bench" => {}
                 other if other.starts_with("--") => return Err(format!("unknown option {other}").into()),
                 _ => {} // a libtest filter
@@ -406,6 +415,32 @@ fn delta(a: &Snapshot, b: &Snapshot) -> (u64, u64, u64) {
 
 const CONFIGS: [&str; 4] = ["none", "floor", "ktm", "ktm-nostats"];
 
+/// `--explain`: pieces of the pread path as separate programs on the pread enter, pread exit
+/// and page-cache lookup points (BPF stats on), to tell which piece grows under load.
+/// `cgroup`: the scope test, a per-CPU counter lookup and an atomic add; `cgroup-plain`: the
+/// same with a plain add; `slot`: no scope test, the thread's start slot stored at enter
+/// (id, clock) and taken at exit (clock), as the iomonitor's slot array does.
+const EXPLAIN: [&str; 3] = ["cgroup", "cgroup-plain", "slot"];
+
+fn explain_design(cfg: &str, points: &[(String, AttachPoint)], cg: u64) -> Design {
+    use progs::{Count, Test};
+    let at = |n: &str| points.iter().find(|(p, _)| p == n).map(|(_, a)| a.clone());
+    let mut d = Design::new(vec![progs::cnt(true), progs::cfg(), progs::ts("array")]);
+    d.cgroup = Some(cg);
+    for (i, name) in ["ktm_pread", "ktm_pread_1", "ktm_cache_look"].into_iter().enumerate() {
+        let Some(point) = at(name) else { continue };
+        let body = match cfg {
+            "cgroup" => Body::Filter(vec![Test::Cgroup], Count::Atomic),
+            "cgroup-plain" => Body::Filter(vec![Test::Cgroup], Count::Plain),
+            _ if i == 0 => Body::SlotEnter,
+            _ if i == 1 => Body::SlotExit,
+            _ => continue,
+        };
+        d = d.part(name, point, body);
+    }
+    d
+}
+
 fn run(opts: &Opts) -> R<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -427,14 +462,26 @@ fn run(opts: &Opts) -> R<()> {
     eprintln!("pg: warm-up, pgbench -S for 5 s");
     db.select_only(opts, 5)?;
 
+    let mut configs: Vec<&str> = CONFIGS.to_vec();
+    if opts.explain {
+        configs.extend(EXPLAIN);
+    }
+    if let Some(only) = &opts.only {
+        configs.retain(|c| only.iter().any(|o| o == c));
+    }
     let mut data: BTreeMap<&str, Vec<RoundData>> = BTreeMap::new();
     let t0 = Instant::now();
     for r in 0..opts.rounds {
-        for k in 0..CONFIGS.len() {
+        for k in 0..configs.len() {
             check_stop()?;
-            let cfg = CONFIGS[(r + k) % CONFIGS.len()];
+            let cfg = configs[(r + k) % configs.len()];
             let d = match cfg {
                 "none" => measure(&db, opts, &[], None)?,
+                c if EXPLAIN.contains(&c) => {
+                    let _stats = ktm::sys::bpf::enable_stats()?;
+                    let set = Set::build(&explain_design(c, &points, cg))?;
+                    measure(&db, opts, &set.programs(), None)?
+                }
                 "floor" => {
                     let _stats = ktm::sys::bpf::enable_stats()?;
                     let set = Set::build(&floor)?;
@@ -518,6 +565,18 @@ fn report(opts: &Opts, data: &BTreeMap<&str, Vec<RoundData>>, points: &[(String,
         let k = prog_med("ktm", name, &|p, _| p.ns_per_run);
         let runs = prog_med("ktm", name, &|p, _| p.runs as f64 / f64::from(opts.secs));
         println!("| {name} | {point} | {fl:.1} | {k:.1} | {:.1} | {runs:.0} |", k - fl);
+    }
+    if data.contains_key("slot") {
+        println!("\n--explain: ns per run under load, pieces of the pread path (medians of rounds)\n");
+        println!("| program | floor | cgroup | cgroup-plain | slot | ktm |");
+        println!("|---|---|---|---|---|---|");
+        for name in ["ktm_pread", "ktm_pread_1", "ktm_cache_look"] {
+            let cells: Vec<String> = ["floor", "cgroup", "cgroup-plain", "slot", "ktm"]
+                .iter()
+                .map(|c| format!("{:.1}", prog_med(c, name, &|p, _| p.ns_per_run)))
+                .collect();
+            println!("| {name} | {} |", cells.join(" | "));
+        }
     }
     for cfg in ["floor", "ktm"] {
         let Some(v) = data.get(cfg) else { continue };
