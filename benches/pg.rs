@@ -4,7 +4,7 @@
 //! cargo bench --bench pg                          # about 3 minutes
 //! cargo bench --bench pg -- --rounds 5 --secs 15  # longer
 //! cargo bench --bench pg -- --scale 20 --clients 4 --threads 2
-//! cargo bench --bench pg -- --explain --configs floor,ktm,cgroup,cgroup-plain,slot,clock
+//! cargo bench --bench pg -- --explain --configs floor,ktm,cgroup,cgroup-plain,slot,clock,pid
 //! ```
 //!
 //! Installs PostgreSQL and pgbench from Debian (`apt-get install postgresql
@@ -420,8 +420,8 @@ const CONFIGS: [&str; 4] = ["none", "floor", "ktm", "ktm-nostats"];
 /// `cgroup`: the scope test, a per-CPU counter lookup and an atomic add; `cgroup-plain`: the
 /// same with a plain add; `slot`: no scope test, the thread's start slot stored at enter
 /// (id, clock) and taken at exit (clock), as the iomonitor's slot array does; `clock`: the
-/// thread id and clock helpers of `slot` without the slot.
-const EXPLAIN: [&str; 4] = ["cgroup", "cgroup-plain", "slot", "clock"];
+/// thread id and clock helpers of `slot` without the slot; `pid`: the thread id helper alone.
+const EXPLAIN: [&str; 5] = ["cgroup", "cgroup-plain", "slot", "clock", "pid"];
 
 fn explain_design(cfg: &str, points: &[(String, AttachPoint)], cg: u64) -> Design {
     use progs::{Count, Test};
@@ -434,7 +434,8 @@ fn explain_design(cfg: &str, points: &[(String, AttachPoint)], cg: u64) -> Desig
             "cgroup" => Body::Filter(vec![Test::Cgroup], Count::Atomic),
             "cgroup-plain" => Body::Filter(vec![Test::Cgroup], Count::Plain),
             "clock" if i < 2 => Body::Clock,
-            "clock" => continue,
+            "pid" if i < 2 => Body::Pid,
+            "clock" | "pid" => continue,
             _ if i == 0 => Body::SlotEnter,
             _ if i == 1 => Body::SlotExit,
             _ => continue,
@@ -571,10 +572,10 @@ fn report(opts: &Opts, data: &BTreeMap<&str, Vec<RoundData>>, points: &[(String,
     }
     if data.contains_key("slot") {
         println!("\n--explain: ns per run under load, pieces of the pread path (medians of rounds)\n");
-        println!("| program | floor | cgroup | cgroup-plain | slot | clock | ktm |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| program | floor | cgroup | cgroup-plain | slot | clock | pid | ktm |");
+        println!("|---|---|---|---|---|---|---|---|");
         for name in ["ktm_pread", "ktm_pread_1", "ktm_cache_look"] {
-            let cells: Vec<String> = ["floor", "cgroup", "cgroup-plain", "slot", "clock", "ktm"]
+            let cells: Vec<String> = ["floor", "cgroup", "cgroup-plain", "slot", "clock", "pid", "ktm"]
                 .iter()
                 .map(|c| format!("{:.1}", prog_med(c, name, &|p, _| p.ns_per_run)))
                 .collect();

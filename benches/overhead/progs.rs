@@ -62,6 +62,9 @@ pub enum Body {
     /// without the slot (benches/pg.rs only).
     #[allow(dead_code)]
     Clock,
+    /// `bpf_get_current_pid_tgid()` alone (benches/pg.rs only).
+    #[allow(dead_code)]
+    Pid,
 }
 
 /// Slots of the array variant of the start map (a power of two).
@@ -140,6 +143,9 @@ pub fn program(body: &Body) -> R<Program> {
             a.map_call(Helper::MapDeleteElem, TS, -4);
             a.call(Helper::KtimeGetNs);
             a.sub64(R0, R6);
+        }
+        Body::Pid => {
+            a.call(Helper::GetCurrentPidTgid);
         }
         Body::Clock => {
             a.call(Helper::GetCurrentPidTgid);
