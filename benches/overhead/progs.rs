@@ -58,6 +58,13 @@ pub enum Body {
     SlotEnter,
     /// The slot, if it holds this thread's id: its time taken and the slot cleared.
     SlotExit,
+    /// `bpf_get_current_pid_tgid()` and `bpf_ktime_get_ns()`, no map: the slot bodies
+    /// without the slot (benches/pg.rs only).
+    #[allow(dead_code)]
+    Clock,
+    /// `bpf_get_current_pid_tgid()` alone (benches/pg.rs only).
+    #[allow(dead_code)]
+    Pid,
 }
 
 /// Slots of the array variant of the start map (a power of two).
@@ -136,6 +143,13 @@ pub fn program(body: &Body) -> R<Program> {
             a.map_call(Helper::MapDeleteElem, TS, -4);
             a.call(Helper::KtimeGetNs);
             a.sub64(R0, R6);
+        }
+        Body::Pid => {
+            a.call(Helper::GetCurrentPidTgid);
+        }
+        Body::Clock => {
+            a.call(Helper::GetCurrentPidTgid);
+            a.call(Helper::KtimeGetNs);
         }
         Body::SlotEnter | Body::SlotExit => {
             a.call(Helper::GetCurrentPidTgid);
