@@ -30,9 +30,9 @@ mod progs;
 
 use harness::{bpf_fds, median, mono_ns, pin_to, status_kb, Bench, CgroupPlace, Config, Fixture, Op, Samples, R};
 use json::J;
-use ktm::attach::{attach, AttachPoint, Attachment, Policy};
+use ktm::attach::{self, AttachPoint, Attachment, Policy};
 use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
-use ktm::load::{load, LoadedProgram, ProgramSpec};
+use ktm::load::{self, LoadedProgram, ProgramSpec};
 use ktm::programs::layout;
 use ktm::sys::AsRawFd;
 use progs::{Body, Count, Design, ProgStat, Set, Test};
@@ -712,7 +712,7 @@ fn try_alt(
         };
         t.build_us += s.elapsed().as_nanos() as f64 / 1e3;
         let s = Instant::now();
-        let prog = load(&spec, fd_of);
+        let prog = load::program(&spec, fd_of);
         t.load_us += s.elapsed().as_nanos() as f64 / 1e3;
         let prog = match prog {
             Ok(p) => p,
@@ -722,7 +722,7 @@ fn try_alt(
             }
         };
         let s = Instant::now();
-        let a = attach(&prog, point);
+        let a = attach::program(&prog, point);
         t.attach_us += s.elapsed().as_nanos() as f64 / 1e3;
         match a {
             Ok(a) => held.push((a, prog)),

@@ -77,9 +77,6 @@ impl AsFd for LoadedProgram {
 const LOG_START: usize = 64 * 1024;
 const LOG_MAX: usize = 16 * 1024 * 1024;
 
-/// The old name of [`program`], kept until `benches/` call `load::program`.
-pub use self::program as load;
-
 /// Loads `spec` with its map references resolved by `fd_of`.
 pub fn program(spec: &ProgramSpec, fd_of: impl Fn(insn::MapRef) -> Option<i32>) -> Result<LoadedProgram> {
     let raw = spec.program.resolve(fd_of)?;

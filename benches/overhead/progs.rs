@@ -1,9 +1,9 @@
 //! The comparison programs, written with `ktm::insn::Asm`, and sets of them attached.
 
 use super::harness::R;
-use ktm::attach::{attach, AttachPoint, Attachment};
+use ktm::attach::{self, AttachPoint, Attachment};
 use ktm::insn::{Asm, Helper, MapRef, Program, R0, R1, R10, R2, R3, R4, R6, R7, R8};
-use ktm::load::{load, LoadedProgram, ProgramSpec};
+use ktm::load::{self, LoadedProgram, ProgramSpec};
 use ktm::maps::{Map, MapDef, F_NO_PREALLOC};
 use ktm::sys::bpf::MapType;
 use ktm::sys::AsRawFd;
@@ -260,8 +260,8 @@ impl Set {
                 program: program(body)?,
                 attach: point.load_target()?,
             };
-            let prog = load(&spec, fd_of).map_err(|e| format!("load {label} for {point}: {e}"))?;
-            let att = attach(&prog, point).map_err(|e| format!("attach {label} at {point}: {e}"))?;
+            let prog = load::program(&spec, fd_of).map_err(|e| format!("load {label} for {point}: {e}"))?;
+            let att = attach::program(&prog, point).map_err(|e| format!("attach {label} at {point}: {e}"))?;
             parts.push(Part { label: label.clone(), point: point.clone(), _att: att, prog });
         }
         Ok(Set { parts, _maps: maps })

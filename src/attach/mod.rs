@@ -12,8 +12,6 @@ mod kprobe;
 mod point;
 mod tracefs;
 
-/// The old name of [`program`], kept until `benches/` call `attach::program`.
-pub use self::program as attach;
 pub use attachment::{program, Attachment};
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
 pub use features::Link;
