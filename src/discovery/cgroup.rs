@@ -144,6 +144,13 @@ pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32) ->
         return None;
     }
     let shown = cgroup.display();
+    if cgroup == Path::new("/") {
+        // The root of the reader's cgroup namespace: the host's root cgroup, or the sidecar's
+        // own; either holds more than the target.
+        return Some(CgroupVerdict::Unusable {
+            reason: format!("target cgroup {shown} is the root of the sidecar's cgroup namespace: it would count every process in it"),
+        });
+    }
     let pids = match super::procfs::pids(roots) {
         Ok(p) => p,
         Err(e) => return Some(CgroupVerdict::Unusable { reason: format!("cgroup {shown}: {e}") }),
