@@ -638,18 +638,7 @@ fn short(s: &str, n: usize) -> String {
 
 /// Each loaded iomonitor program's name and attach point, from its plan's winning alternative.
 fn ktm_points(mon: &IoMonitor) -> Vec<(String, AttachPoint)> {
-    let probes = ktm::programs::probes();
-    let mut out = Vec::new();
-    for r in mon.reports() {
-        let Some(won) = &r.attached else { continue };
-        let Some(probe) = probes.iter().find(|p| p.plan.name == r.name) else { continue };
-        let Some(alt) = probe.plan.alternatives.iter().find(|a| &a.point == won) else { continue };
-        for (i, (point, _)) in alt.parts().enumerate() {
-            let name = if i == 0 { r.name.clone() } else { format!("{}_{i}", r.name) };
-            out.push((name, point.clone()));
-        }
-    }
-    out
+    mon.attached_at().map(|(point, p)| (p.name().to_string(), point.clone())).collect()
 }
 
 /// (label, point, program) of each iomonitor program, labelled as [`ktm_points`] names them.

@@ -345,18 +345,7 @@ impl Drop for Db {
 
 /// The iomonitor's attach points here, one per program, named as the programs are.
 fn ktm_points(mon: &IoMonitor) -> Vec<(String, AttachPoint)> {
-    let probes = ktm::programs::probes();
-    let mut out = Vec::new();
-    for r in mon.reports() {
-        let Some(won) = &r.attached else { continue };
-        let Some(probe) = probes.iter().find(|p| p.plan.name == r.name) else { continue };
-        let Some(alt) = probe.plan.alternatives.iter().find(|a| &a.point == won) else { continue };
-        for (i, (point, _)) in alt.parts().enumerate() {
-            let name = if i == 0 { r.name.clone() } else { format!("{}_{i}", r.name) };
-            out.push((name, point.clone()));
-        }
-    }
-    out
+    mon.attached_at().map(|(point, p)| (p.name().to_string(), point.clone())).collect()
 }
 
 fn ktm_programs<'a>(mon: &'a IoMonitor, points: &[(String, AttachPoint)]) -> Vec<(String, String, &'a LoadedProgram)> {

@@ -261,7 +261,13 @@ impl IoMonitor {
 
     /// The loaded programs (for statistics and `ktm dump`).
     pub fn programs(&self) -> impl Iterator<Item = &crate::load::LoadedProgram> {
-        self.attached.iter().flat_map(|a| a.parts.iter().map(|(_, p)| p))
+        self.attached_at().map(|(_, p)| p)
+    }
+
+    /// Each loaded program with the point it is attached at (benchmarks label their
+    /// per-program tables with it).
+    pub fn attached_at(&self) -> impl Iterator<Item = (&crate::attach::AttachPoint, &crate::load::LoadedProgram)> {
+        self.attached.iter().flat_map(|a| a.parts.iter().map(|(att, p)| (att.point(), p)))
     }
 }
 
