@@ -198,6 +198,7 @@ fn probes_with_a_bad_one() -> Vec<Probe> {
                 a.exit();
                 Ok(a.finish()?)
             })],
+            exercise: None,
         },
         metrics: &["ktm_sys_read_latency_seconds"],
     };

@@ -217,6 +217,7 @@ fn fallback_chain_reports_each_step() {
             Alternative::new(AttachPoint::kprobe("filemap_get_read_batch", false), || counter_program(None)),
             Alternative::new(AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"), || counter_program(None)),
         ],
+        exercise: None,
     };
     let fd_of = maps.fd_of();
     let (attached, report) = attach_plan(&plan, &Policy::from_env(), &fd_of);
@@ -310,6 +311,7 @@ fn missing_tracepoints_are_named() {
         let plan = Plan {
             name: "ktm_missing".into(),
             alternatives: vec![Alternative::new(point.clone(), || counter_program(None))],
+            exercise: None,
         };
         // Whatever the run's switches: this is about the kernel's answer.
         let (attached, report) = attach_plan(&plan, &Policy::default(), &maps.fd_of());
@@ -317,4 +319,74 @@ fn missing_tracepoints_are_named() {
         let why = &report.failures[0].1;
         assert!(why.contains("ktm_no_such_tracepoint does not exist on this kernel"), "{point}: {why}");
     }
+}
+
+/// getppid(2), which never calls getpid's syscall function.
+fn call_getppid() -> Result<(), String> {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getppid() };
+    Ok(())
+}
+
+/// getpid(2) as a real syscall (glibc may answer from a cache).
+fn call_getpid() -> Result<(), String> {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) };
+    Ok(())
+}
+
+/// A function probe that attaches but never runs on the path its plan measures is refused,
+/// and the plan goes on: here the "measured path" is getppid(2) and the function getpid's
+/// syscall function, exactly the shape of a ksys_* helper inlined into its syscall. With an
+/// exercise that does call it, the same points are trusted.
+#[test]
+fn a_function_probe_that_never_fires_is_refused() {
+    if !common::privileged("a_function_probe_that_never_fires_is_refused") {
+        return;
+    }
+    let maps = Maps::new();
+    let func = ktm::programs::syscall_fn("getpid");
+    let plan = |exercise: attach::Exercise| Plan {
+        name: "ktm_selftest".into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::fentry(&func, false), || counter_program(None)),
+            Alternative::new(AttachPoint::kprobe(&func, false), || counter_program(None)),
+            Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), || counter_program(Some(libc::SYS_getppid))),
+        ],
+        exercise: Some(exercise),
+    };
+    let policy = Policy::from_env();
+    let features = attach::mechanisms();
+    let works = |m: Mechanism| features.get(m).is_ok() && policy.forbids(m).is_none();
+
+    let (attached, report) = attach_plan(&plan(call_getppid), &policy, &maps.fd_of());
+    println!("{report}");
+    assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), Some(Mechanism::RawTracepoint), "{report}");
+    drop(attached);
+    let mut refused = 0;
+    for (point, why) in &report.failures {
+        if works(point.mechanism()) {
+            assert!(why.contains("never ran while this process drove the path"), "{point}: {why}");
+            refused += 1;
+        }
+    }
+    let refused_cell = report
+        .failures
+        .iter()
+        .filter(|(p, _)| works(p.mechanism()))
+        .map(|(p, _)| p.mechanism().name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    common::matrix(
+        "self-test refuses a silent function probe",
+        if refused == 0 { "none works here" } else { &refused_cell },
+    );
+
+    let (attached, report) = attach_plan(&plan(call_getpid), &policy, &maps.fd_of());
+    println!("{report}");
+    let expected =
+        [Mechanism::Fentry, Mechanism::Kprobe].into_iter().find(|&m| works(m)).unwrap_or(Mechanism::RawTracepoint);
+    assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), Some(expected), "{report}");
+    assert!(report.unchecked.is_empty(), "{report}");
+    drop(attached);
 }

@@ -1,10 +1,11 @@
 //! Fallback chains: an ordered list of ways to observe one event, tried until one attaches.
 
 use super::attachment::{self, Attachment};
+use super::fires::{self, Exercise, Verdict};
 use super::point::{AttachPoint, Policy};
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
-use crate::Result;
+use crate::{Error, Result};
 use std::fmt;
 
 /// A program builder for one attach point's context (tracepoint record, raw arguments,
@@ -55,6 +56,10 @@ pub struct Plan {
     /// Names the probe in reports and in the loaded programs' names.
     pub name: String,
     pub alternatives: Vec<Alternative>,
+    /// Drives the measured path once, so that each fentry/fexit and kprobe part is trusted
+    /// only after a canary on its point saw it run ([`fires`]). `None`: the plan's builder
+    /// vouches that its function probes are on the path.
+    pub exercise: Option<Exercise>,
 }
 
 /// The programs of one alternative, loaded and attached.
@@ -77,6 +82,8 @@ pub struct PlanReport {
     /// Each attached part held by a fallback (the perf ioctl, `RAW_TRACEPOINT_OPEN`) rather
     /// than the link kind the kernel lacks, with what was used and why.
     pub fallbacks: Vec<(AttachPoint, String)>,
+    /// Each attached function probe whose self-test could not be made, with why.
+    pub unchecked: Vec<(AttachPoint, String)>,
 }
 
 impl fmt::Display for PlanReport {
@@ -91,6 +98,9 @@ impl fmt::Display for PlanReport {
         for (p, note) in &self.fallbacks {
             write!(f, "; {p} attached by {note}")?;
         }
+        for (p, why) in &self.unchecked {
+            write!(f, "; {p} not checked to fire: {why}")?;
+        }
         Ok(())
     }
 }
@@ -102,16 +112,22 @@ pub fn attach_plan(
     policy: &Policy,
     fd_of: &dyn Fn(MapRef) -> Option<i32>,
 ) -> (Option<Attached>, PlanReport) {
-    let mut report =
-        PlanReport { name: plan.name.clone(), attached: None, failures: Vec::new(), fallbacks: Vec::new() };
+    let mut report = PlanReport {
+        name: plan.name.clone(),
+        attached: None,
+        failures: Vec::new(),
+        fallbacks: Vec::new(),
+        unchecked: Vec::new(),
+    };
     for alt in &plan.alternatives {
         if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
             report.failures.push((alt.point.clone(), why.to_string()));
             continue;
         }
         match try_one(plan, alt, fd_of) {
-            Ok(attached) => {
+            Ok((attached, unchecked)) => {
                 log::debug!("{}: attached {:?}", plan.name, alt);
+                report.unchecked = unchecked;
                 report.attached = Some(alt.point.clone());
                 report.fallbacks = attached
                     .parts
@@ -129,9 +145,23 @@ pub fn attach_plan(
     (None, report)
 }
 
-fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>) -> Result<Attached> {
+/// Loads and attaches every part of `alt`, each function probe only after its self-test; also
+/// returns the parts whose self-test could not be made.
+fn try_one(
+    plan: &Plan,
+    alt: &Alternative,
+    fd_of: &dyn Fn(MapRef) -> Option<i32>,
+) -> Result<(Attached, Vec<(AttachPoint, String)>)> {
     let mut parts = Vec::new();
+    let mut unchecked = Vec::new();
     for (i, (point, build)) in alt.parts().enumerate() {
+        if let Some(exercise) = plan.exercise.filter(|_| fires::needs_check(point.mechanism())) {
+            match fires::check(point, exercise) {
+                Verdict::Fired => {}
+                Verdict::Silent(why) => return Err(Error::Other(why)),
+                Verdict::Unchecked(why) => unchecked.push((point.clone(), why)),
+            }
+        }
         let spec = ProgramSpec {
             name: if i == 0 { plan.name.clone() } else { format!("{}_{i}", plan.name) },
             prog_type: point.prog_type(),
@@ -142,7 +172,7 @@ fn try_one(plan: &Plan, alt: &Alternative, fd_of: &dyn Fn(MapRef) -> Option<i32>
         let attachment = attachment::program(&program, point)?;
         parts.push((attachment, program));
     }
-    Ok(Attached { parts })
+    Ok((Attached { parts }, unchecked))
 }
 
 #[cfg(test)]
@@ -158,6 +188,7 @@ mod tests {
             attached: Some(point.clone()),
             failures: Vec::new(),
             fallbacks: vec![(point, note)],
+            unchecked: Vec::new(),
         };
         assert_eq!(
             r.to_string(),

@@ -8,6 +8,7 @@
 mod attachment;
 mod chain;
 pub mod features;
+mod fires;
 mod kprobe;
 mod point;
 mod tracefs;
@@ -15,6 +16,7 @@ mod tracefs;
 pub use attachment::{program, Attachment};
 pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
 pub use features::Link;
+pub use fires::Exercise;
 pub use point::{AttachPoint, Mechanism, Policy};
 pub use tracefs::{
     field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,

@@ -30,13 +30,16 @@ pub(crate) mod stack {
     pub const READ_BUF: i16 = -56;
 }
 
-/// Builds `prologue; body; out: return 0`.
-///
-/// `pre` runs first with r6 = ctx (for a test cheaper than the scope test, such as a syscall
-/// number); then the scope test; then `body`. Any `goto out` ends the program.
-pub(crate) fn program(pre: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+/// Builds `prologue; scope test; body; out: return 0`. Any `goto out` ends the program.
+pub(crate) fn program(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+    program_after(|_, _| {}, body)
+}
+
+/// As [`program`], with `test` first (r6 = ctx): a test cheaper than the scope test that
+/// most events fail, such as a raw `sys_enter`'s syscall number.
+pub(crate) fn program_after(test: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
     unscoped(|a, out| {
-        pre(a, out);
+        test(a, out);
         scope(a, out);
         body(a, out);
     })
@@ -323,16 +326,13 @@ pub(crate) fn count_advice(a: &mut Asm) {
     add_indexed(a, lane::FADVISE_ADVICE, lane::FADVISE_ADVICE_LANES as i32 - 1);
 }
 
-/// No test before the scope test.
-pub(crate) fn no_pre(_: &mut Asm, _: Label) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_snippet_assembles() {
-        program(no_pre, |a, out| {
+        program(|a, out| {
             latency_enter(a, out, super::super::layout::tag::READ);
             latency_exit(a, out, lane::READ, super::super::layout::tag::READ);
             add_positive_ret(a, out, lane::READ_BYTES, 8);

@@ -4,6 +4,7 @@
 //! and atomic adds. [`probes`] lists them with their attach plans.
 
 mod emit;
+mod exercise;
 pub mod folio;
 pub mod layout;
 mod probes;

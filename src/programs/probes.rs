@@ -5,11 +5,12 @@
 //! reports the metric unavailable.
 
 use super::emit::{
-    add_imm, add_positive_ret, add_reg, count_advice, counters, latency_enter, latency_exit, no_pre, program, stack,
-    take_start, unscoped,
+    add_imm, add_positive_ret, add_reg, count_advice, counters, latency_enter, latency_exit, program, program_after,
+    stack, take_start, unscoped,
 };
+use super::exercise;
 use super::layout::{lane, tag};
-use crate::attach::{tracepoint_field, Alternative, AttachPoint, Plan};
+use crate::attach::{tracepoint_field, Alternative, AttachPoint, Exercise, Plan};
 use crate::insn::{Asm, Helper, Label, Program, R0, R1, R10, R2, R3, R6};
 use crate::{Error, Result};
 
@@ -20,11 +21,20 @@ pub struct Probe {
     pub metrics: &'static [&'static str],
 }
 
-/// `struct pt_regs` argument offsets on x86-64 (di, si, dx, cx; ax holds the return value).
+/// `struct pt_regs` argument offsets as a kprobe sees them: di, si, dx, cx on x86-64, with
+/// the return value in ax.
 #[cfg(target_arch = "x86_64")]
 mod regs {
     pub const ARG: [i16; 4] = [112, 104, 96, 88];
     pub const RET: i16 = 80;
+}
+
+/// arm64's `struct pt_regs` begins with `u64 regs[31]`: arguments in x0..x3, and the return
+/// value back in x0.
+#[cfg(target_arch = "aarch64")]
+mod regs {
+    pub const ARG: [i16; 4] = [0, 8, 16, 24];
+    pub const RET: i16 = 0;
 }
 
 /// Syscall numbers the raw `sys_enter` programs compare with (`unistd_64.h`; arm64 uses the
@@ -57,10 +67,10 @@ fn syscall_arg3() -> Result<i16> {
 
 /// kprobe programs read arguments from pt_regs, whose layout is per architecture.
 fn kprobe_regs() -> Result<(&'static [i16; 4], i16)> {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     return Ok((&regs::ARG, regs::RET));
-    #[cfg(not(target_arch = "x86_64"))]
-    return Err(Error::Other("kprobe argument access is implemented for x86-64 only".into()));
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return Err(Error::Other("kprobe argument access is implemented for x86-64 and arm64 only".into()));
 }
 
 /// The offset of a tracepoint record field, or an error naming it.
@@ -72,7 +82,7 @@ fn tp_field(category: &str, name: &str, field: &str) -> Result<i16> {
 
 /// A program that adds one to `lane` for each target event.
 fn count_one(lane: usize) -> Result<Program> {
-    program(no_pre, move |a, out| {
+    program(move |a, out| {
         counters(a, out);
         add_imm(a, lane, 1);
     })
@@ -81,6 +91,22 @@ fn count_one(lane: usize) -> Result<Program> {
 /// An alternative counting one per event at `point`.
 fn counting(point: AttachPoint, lane: usize) -> Alternative {
     Alternative::new(point, move || count_one(lane))
+}
+
+/// A plan counting one per call of kernel function `func`, in which tracepoint
+/// `category/event` sits: fentry, the raw tracepoint (it skips building the record nobody
+/// reads, about 10 ns), the classic one, then a kprobe. `exercise` calls `func`.
+fn counting_calls(name: &str, func: &str, (category, event): (&str, &str), lane: usize, exercise: Exercise) -> Plan {
+    Plan {
+        name: name.into(),
+        alternatives: vec![
+            counting(AttachPoint::fentry(func, false), lane),
+            counting(AttachPoint::raw_tracepoint(event), lane),
+            counting(AttachPoint::tracepoint(category, event), lane),
+            counting(AttachPoint::kprobe(func, false), lane),
+        ],
+        exercise: Some(exercise),
+    }
 }
 
 /// The kernel function that is the syscall itself (`__x64_sys_read` on x86-64): ksys_*
@@ -104,12 +130,7 @@ fn syscall_is(nr: i32) -> impl Fn(&mut Asm, Label) + Copy {
 
 /// Where a kretprobe finds the return value in `struct pt_regs`: ax on x86-64, x0 on arm64.
 fn kretprobe_ret() -> Result<i16> {
-    #[cfg(target_arch = "x86_64")]
-    return Ok(regs::RET);
-    #[cfg(target_arch = "aarch64")]
-    return Ok(0);
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    return Err(Error::Other("kretprobe return values are implemented for x86-64 and arm64 only".into()));
+    Ok(kprobe_regs()?.1)
 }
 
 /// Where fexit finds `func`'s return value: after its arguments, one u64 each. The count
@@ -144,10 +165,18 @@ fn latency_exit_program(
     }
 }
 
-fn latency(name: &str, syscall: &'static str, nr: i32, h: super::layout::HistLanes, tag: u32, bytes: usize) -> Plan {
+fn latency(
+    name: &str,
+    syscall: &'static str,
+    nr: i32,
+    h: super::layout::HistLanes,
+    tag: u32,
+    bytes: usize,
+    exercise: Exercise,
+) -> Plan {
     let func = syscall_fn(syscall);
-    let enter = move || program(no_pre, move |a, out| latency_enter(a, out, tag));
-    let raw_enter = move || program(syscall_is(nr), move |a, out| latency_enter(a, out, tag));
+    let enter = move || program(move |a, out| latency_enter(a, out, tag));
+    let raw_enter = move || program_after(syscall_is(nr), move |a, out| latency_enter(a, out, tag));
     // One exit program for every mechanism: it takes only a start its own enter stored, so
     // it may run at every syscall's exit (raw sys_exit). Only the return value's place
     // differs between mechanisms.
@@ -174,22 +203,62 @@ fn latency(name: &str, syscall: &'static str, nr: i32, h: super::layout::HistLan
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), raw_enter)
                 .and(AttachPoint::raw_tracepoint("sys_exit"), exit(Box::new(|| Ok(8)))),
         ],
+        exercise: Some(exercise),
     }
 }
 
-/// fadvise at function exit, where arguments and result are both at hand (one program).
-fn fadvise_fexit() -> Result<Program> {
-    // ksys_fadvise64_64(int fd, loff_t offset, loff_t len, int advice): four u64 arguments,
-    // then the return value.
-    program(no_pre, |a, out| {
-        counters(a, out);
-        add_imm(a, lane::FADVISE_CALLS, 1);
-        a.ldx_dw(R1, R6, 3 * 8);
-        count_advice(a);
-        success_if_zero(a, |a| {
-            a.ldx_dw(R2, R6, 4 * 8);
-        });
-    })
+/// The fadvise syscall: `fadvise64` on x86-64, `fadvise64_64` in the generic table arm64
+/// uses.
+#[cfg(target_arch = "aarch64")]
+const FADVISE: &str = "fadvise64_64";
+#[cfg(not(target_arch = "aarch64"))]
+const FADVISE: &str = "fadvise64";
+
+/// Where an fadvise program finds the advice.
+#[derive(Clone, Copy, Debug)]
+enum Advice {
+    /// At this offset of the context (a tracepoint record's `advice`).
+    InContext(i16),
+    /// In the syscall's saved user registers (at `arg_at`), whose `struct pt_regs *` is at
+    /// `regs_at` of the context: a syscall function's only argument (fentry, kprobe) or raw
+    /// `sys_enter`'s first.
+    InSavedRegs { regs_at: i16, arg_at: u32 },
+}
+
+impl Advice {
+    /// The advice in the saved registers that the context points to at `regs_at`.
+    fn in_saved_regs(regs_at: i16) -> Result<Advice> {
+        Ok(Advice::InSavedRegs { regs_at, arg_at: syscall_arg3()? as u32 })
+    }
+
+    /// `r1 = advice`, or `goto out` where the saved registers cannot be read.
+    fn load(self, a: &mut Asm, out: Label) {
+        match self {
+            Advice::InContext(at) => {
+                a.ldx_dw(R1, R6, at);
+            }
+            Advice::InSavedRegs { regs_at, arg_at } => read_through(a, out, regs_at, arg_at),
+        }
+    }
+}
+
+/// fadvise at the syscall function's exit, where arguments and result are both at hand (one
+/// program): the function is the syscall itself, `long __x64_sys_fadvise64(const struct
+/// pt_regs *regs)`, because `ksys_fadvise64_64` below it is inlined on some builds (arm64 6.12).
+fn fadvise_fexit(func: String) -> impl Fn() -> Result<Program> + Send + Sync {
+    move || {
+        let ret = fexit_ret(&func);
+        let advice = Advice::in_saved_regs(0)?;
+        program(move |a, out| {
+            counters(a, out);
+            add_imm(a, lane::FADVISE_CALLS, 1);
+            advice.load(a, out);
+            count_advice(a);
+            success_if_zero(a, |a| {
+                a.ldx_dw(R2, R6, ret);
+            });
+        })
+    }
 }
 
 /// `if ((int)r2 == 0) counters[FADVISE_SUCCESS]++`, with r2 loaded by `load`.
@@ -202,14 +271,14 @@ fn success_if_zero(a: &mut Asm, load: impl FnOnce(&mut Asm)) {
 }
 
 fn fadvise_enter(
-    advice: impl Fn() -> Result<i16> + Send + Sync + 'static,
+    advice: impl Fn() -> Result<Advice> + Send + Sync + 'static,
 ) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
-        let at = advice()?;
-        program(no_pre, move |a, out| {
+        let advice = advice()?;
+        program(move |a, out| {
             counters(a, out);
             add_imm(a, lane::FADVISE_CALLS, 1);
-            a.ldx_dw(R1, R6, at);
+            advice.load(a, out);
             count_advice(a);
         })
     }
@@ -218,7 +287,7 @@ fn fadvise_enter(
 fn fadvise_exit(ret: impl Fn() -> Result<i16> + Send + Sync + 'static) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
         let at = ret()?;
-        program(no_pre, move |a, out| {
+        program(move |a, out| {
             counters(a, out);
             success_if_zero(a, |a| {
                 a.ldx_dw(R2, R6, at);
@@ -233,15 +302,16 @@ fn fadvise_tracepoints(syscall: &'static str) -> Alternative {
     let (e2, x2) = (enter.clone(), exit.clone());
     Alternative::new(
         AttachPoint::tracepoint("syscalls", &enter),
-        fadvise_enter(move || tp_field("syscalls", &e2, "advice")),
+        fadvise_enter(move || Ok(Advice::InContext(tp_field("syscalls", &e2, "advice")?))),
     )
     .and(AttachPoint::tracepoint("syscalls", &exit), fadvise_exit(move || tp_field("syscalls", &x2, "ret")))
 }
 
-/// `r1 = *(u64 *)((char *)ctx->args[0] + at)`, read with `bpf_probe_read_kernel` (a raw
-/// tracepoint's pointer argument cannot be dereferenced directly), or `goto out`.
-fn read_arg0_field(a: &mut Asm, out: Label, at: u32) {
-    a.ldx_dw(R3, R6, 0);
+/// `r1 = *(u64 *)(*(char **)((char *)ctx + ptr_at) + at)`: a field of the kernel object whose
+/// pointer the context holds, read with `bpf_probe_read_kernel` (a raw tracepoint's or a
+/// kprobe's pointer argument cannot be dereferenced directly), or `goto out`.
+fn read_through(a: &mut Asm, out: Label, ptr_at: i16, at: u32) {
+    a.ldx_dw(R3, R6, ptr_at);
     a.add64(R3, at as i32);
     a.mov64(R1, R10);
     a.add64(R1, stack::READ_BUF as i32);
@@ -255,12 +325,11 @@ fn read_arg0_field(a: &mut Asm, out: Label, at: u32) {
 /// from the saved registers) and claims a start slot tagged fadvise; the exit, at every
 /// syscall's exit, counts a success only where it finds that slot.
 fn fadvise_raw_enter() -> Result<Program> {
-    let arg3 = syscall_arg3()?;
-    program(syscall_is(nr::FADVISE64), move |a, out| {
+    let advice = Advice::in_saved_regs(0)?;
+    program_after(syscall_is(nr::FADVISE64), move |a, out| {
         counters(a, out);
         add_imm(a, lane::FADVISE_CALLS, 1);
-        // advice = regs->r10 (x86-64): regs is a kernel pointer, read with a helper.
-        read_arg0_field(a, out, arg3 as u32);
+        advice.load(a, out);
         count_advice(a);
         latency_enter(a, out, tag::FADVISE);
     })
@@ -277,21 +346,23 @@ fn fadvise_raw_exit() -> Result<Program> {
 }
 
 fn fadvise() -> Plan {
-    let func = "ksys_fadvise64_64";
+    let func = syscall_fn(FADVISE);
     Plan {
         name: "ktm_fadvise".into(),
         alternatives: vec![
-            Alternative::new(AttachPoint::fentry(func, true), fadvise_fexit),
+            Alternative::new(AttachPoint::fentry(&func, true), fadvise_fexit(func.clone())),
             // Same order as read/pread: where those use syscall tracepoints, every syscall
             // already pays their tax and two more add only their own runs.
-            fadvise_tracepoints("fadvise64"),
-            // arm64 and other architectures name the syscall fadvise64_64.
-            fadvise_tracepoints("fadvise64_64"),
-            Alternative::new(AttachPoint::kprobe(func, false), fadvise_enter(|| Ok(kprobe_regs()?.0[3])))
-                .and(AttachPoint::kprobe(func, true), fadvise_exit(|| Ok(kprobe_regs()?.1))),
+            fadvise_tracepoints(FADVISE),
+            Alternative::new(
+                AttachPoint::kprobe(&func, false),
+                fadvise_enter(|| Advice::in_saved_regs(kprobe_regs()?.0[0])),
+            )
+            .and(AttachPoint::kprobe(&func, true), fadvise_exit(kretprobe_ret)),
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), fadvise_raw_enter)
                 .and(AttachPoint::raw_tracepoint("sys_exit"), fadvise_raw_exit),
         ],
+        exercise: Some(exercise::fadvise),
     }
 }
 
@@ -305,7 +376,7 @@ fn fadvise() -> Plan {
 fn page_cache_pages(event: &'static str, lane: usize) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
         let order = tracepoint_field("filemap", event, "order")?;
-        program(no_pre, move |a, out| {
+        program(move |a, out| {
             counters(a, out);
             match order {
                 Some((at, _)) => {
@@ -331,14 +402,14 @@ fn page_cache_pages(event: &'static str, lane: usize) -> impl Fn() -> Result<Pro
 fn page_cache_pages_raw(lane: usize) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
         let layout = super::folio::FolioLayout::from_kernel()?;
-        program(no_pre, move |a, out| {
+        program(move |a, out| {
             counters(a, out);
             let Some(l) = layout else {
                 add_imm(a, lane, 1);
                 return;
             };
             let small = a.label("small_folio");
-            let read = |a: &mut Asm, at: u32| read_arg0_field(a, out, at);
+            let read = |a: &mut Asm, at: u32| read_through(a, out, 0, at);
             read(a, l.flags);
             a.rsh64(R1, l.head_bit as i32);
             a.and64(R1, 1);
@@ -364,6 +435,7 @@ fn page_cache_plan(name: &str, event: &'static str, lane: usize) -> Plan {
             Alternative::new(AttachPoint::tracepoint("filemap", event), page_cache_pages(event, lane)),
             Alternative::new(AttachPoint::raw_tracepoint(event), page_cache_pages_raw(lane)),
         ],
+        exercise: None,
     }
 }
 
@@ -374,7 +446,7 @@ fn lru_shrink(
 ) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
         let (scanned, reclaimed) = args()?;
-        program(no_pre, move |a: &mut Asm, out: Label| {
+        program(move |a: &mut Asm, out: Label| {
             counters(a, out);
             a.ldx_dw(R2, R6, scanned);
             add_reg(a, lane::LRU_SCANNED, R2);
@@ -389,11 +461,19 @@ pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
     vec![
         Probe {
-            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ, lane::READ_BYTES),
+            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ, lane::READ_BYTES, exercise::read),
             metrics: &["ktm_sys_read_latency_seconds", "ktm_sys_read_bytes_total"],
         },
         Probe {
-            plan: latency("ktm_pread", "pread64", nr::PREAD64, lane::PREAD, tag::PREAD, lane::PREAD_BYTES),
+            plan: latency(
+                "ktm_pread",
+                "pread64",
+                nr::PREAD64,
+                lane::PREAD,
+                tag::PREAD,
+                lane::PREAD_BYTES,
+                exercise::pread,
+            ),
             metrics: &["ktm_sys_pread_latency_seconds", "ktm_sys_pread_bytes_total"],
         },
         Probe {
@@ -401,30 +481,24 @@ pub fn probes() -> Vec<Probe> {
             metrics: &["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"],
         },
         Probe {
-            plan: Plan {
-                name: "ktm_cache_look".into(),
-                alternatives: vec![
-                    counting(AttachPoint::fentry("filemap_get_pages", false), lane::CACHE_ATTEMPTS),
-                    // The tracepoint in the function, raw first: every buffered read on the
-                    // host passes it, and the raw one skips building the record nobody reads
-                    // (about 10 ns); either is cheaper than a kprobe.
-                    counting(AttachPoint::raw_tracepoint("mm_filemap_get_pages"), lane::CACHE_ATTEMPTS),
-                    counting(tp("filemap", "mm_filemap_get_pages"), lane::CACHE_ATTEMPTS),
-                    counting(AttachPoint::kprobe("filemap_get_pages", false), lane::CACHE_ATTEMPTS),
-                ],
-            },
+            // Every buffered read passes filemap_get_pages and the tracepoint in it.
+            plan: counting_calls(
+                "ktm_cache_look",
+                "filemap_get_pages",
+                ("filemap", "mm_filemap_get_pages"),
+                lane::CACHE_ATTEMPTS,
+                exercise::cached_read,
+            ),
             metrics: &["ktm_cache_read_attempts_total"],
         },
         Probe {
-            plan: Plan {
-                name: "ktm_cache_miss".into(),
-                alternatives: vec![
-                    counting(AttachPoint::fentry("page_cache_sync_ra", false), lane::CACHE_MISSES),
-                    counting(AttachPoint::raw_tracepoint("page_cache_sync_ra"), lane::CACHE_MISSES),
-                    counting(tp("readahead", "page_cache_sync_ra"), lane::CACHE_MISSES),
-                    counting(AttachPoint::kprobe("page_cache_sync_ra", false), lane::CACHE_MISSES),
-                ],
-            },
+            plan: counting_calls(
+                "ktm_cache_miss",
+                "page_cache_sync_ra",
+                ("readahead", "page_cache_sync_ra"),
+                lane::CACHE_MISSES,
+                exercise::cold_read,
+            ),
             metrics: &["ktm_cache_misses_total"],
         },
         Probe {
@@ -454,6 +528,7 @@ pub fn probes() -> Vec<Probe> {
                         }),
                     ),
                 ],
+                exercise: None,
             },
             metrics: &["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"],
         },
@@ -464,6 +539,7 @@ pub fn probes() -> Vec<Probe> {
                     counting(AttachPoint::raw_tracepoint("mm_vmscan_direct_reclaim_begin"), lane::DIRECT_RECLAIM),
                     counting(tp("vmscan", "mm_vmscan_direct_reclaim_begin"), lane::DIRECT_RECLAIM),
                 ],
+                exercise: None,
             },
             metrics: &["ktm_memory_direct_reclaim_processes"],
         },

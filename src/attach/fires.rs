@@ -1,0 +1,115 @@
+//! The self-test that a function probe fires on the path it measures.
+//!
+//! A kernel function can exist in kallsyms and BTF, load, attach, and still never run where a
+//! metric looks for it: the compiler inlined it into its caller on that build, and the
+//! out-of-line copy is reached only from elsewhere (arm64 6.12 inlines `ksys_fadvise64_64` into
+//! `__arm64_sys_fadvise64_64`; x86-64 6.12 inlines `ksys_pread64`). A probe there reports its
+//! mechanism and counts nothing. So before a plan trusts an fentry/fexit or kprobe part, a
+//! canary program on the same point counts this thread's hits while the plan's [`Exercise`]
+//! drives the path once; a point the canary never saw is refused, and the plan goes on to its
+//! next alternative. Tracepoints need no check: the kernel calls them where they are written.
+
+use super::attachment;
+use super::point::{AttachPoint, Mechanism};
+use crate::insn::{Asm, Helper, MapRef, R0, R1, R2};
+use crate::load::{self, ProgramSpec};
+use crate::maps::Array;
+use crate::sys::AsRawFd;
+use crate::Result;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Drives the path a plan measures once, from the calling thread (a pipe read for read(2), a
+/// cold read of a scratch file for a page-cache miss). `Err` says why it cannot here (no
+/// disk-backed scratch directory, say); the point is then trusted, with that reason reported.
+pub type Exercise = fn() -> std::result::Result<(), String>;
+
+/// What the check found for one point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The canary saw the exercise.
+    Fired,
+    /// The canary never ran while the exercise drove the path: probing here would count nothing.
+    Silent(String),
+    /// The check could not be made (the exercise or the canary failed); the point is trusted.
+    Unchecked(String),
+}
+
+const CANARY: MapRef = MapRef("ktm_canary");
+
+/// Whether points of this mechanism need the check.
+pub(super) fn needs_check(m: Mechanism) -> bool {
+    matches!(m, Mechanism::Fentry | Mechanism::Fexit | Mechanism::Kprobe | Mechanism::Kretprobe)
+}
+
+/// Checks `point` with `exercise`, once per process for each pair: whether a function is
+/// inlined does not change while the kernel runs.
+pub(super) fn check(point: &AttachPoint, exercise: Exercise) -> Verdict {
+    static SEEN: Mutex<Option<HashMap<(AttachPoint, usize), Verdict>>> = Mutex::new(None);
+    let key = (point.clone(), exercise as usize);
+    // Held across the check: canaries of two threads must not see each other's exercise
+    // (each counts only its own thread, but one check at a time also keeps attach cost flat).
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = seen.get_or_insert_with(HashMap::new).get(&key) {
+        return v.clone();
+    }
+    let verdict = match run(point, exercise) {
+        Ok(v) => v,
+        Err(e) => Verdict::Unchecked(format!("canary could not attach: {e}")),
+    };
+    log::debug!("{point}: self-test: {verdict:?}");
+    seen.get_or_insert_with(HashMap::new).insert(key, verdict.clone());
+    verdict
+}
+
+fn run(point: &AttachPoint, exercise: Exercise) -> Result<Verdict> {
+    let hits = Array::<u64>::create("ktm_canary", 1)?;
+    let spec = ProgramSpec {
+        name: "ktm_canary".into(),
+        prog_type: point.prog_type(),
+        program: canary(thread_pid_tgid())?,
+        attach: point.load_target()?,
+    };
+    let fd = hits.map().as_raw_fd();
+    let prog = load::program(&spec, |m| (m == CANARY).then_some(fd))?;
+    let attached = attachment::program(&prog, point)?;
+    let driven = exercise();
+    drop(attached);
+    if let Err(why) = driven {
+        return Ok(Verdict::Unchecked(why));
+    }
+    Ok(match hits.get(0)? {
+        0 => Verdict::Silent(format!(
+            "attached, but never ran while this process drove the path it measures (the kernel \
+             does not call it there: inlined into its caller on this build?); {} would count nothing",
+            point.mechanism()
+        )),
+        _ => Verdict::Fired,
+    })
+}
+
+/// `bpf_get_current_pid_tgid()` of the calling thread, as the kernel computes it.
+fn thread_pid_tgid() -> u64 {
+    // SAFETY: getpid and gettid take no arguments and cannot fail.
+    let (tgid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+    (u64::from(tgid as u32) << 32) | u64::from(tid as u32)
+}
+
+/// ```c
+/// if (bpf_get_current_pid_tgid() == me) __sync_fetch_and_add(&hits[0], 1);
+/// return 0;
+/// ```
+fn canary(me: u64) -> Result<crate::insn::Program> {
+    let mut a = Asm::new();
+    let out = a.label("out");
+    a.call(Helper::GetCurrentPidTgid);
+    a.ld_imm64(R1, me as i64);
+    a.jne(R0, R1, out);
+    a.ld_map_value(R1, CANARY, 0);
+    a.mov64(R2, 1);
+    a.atomic_add64(R1, 0, R2);
+    a.bind(out);
+    a.mov64(R0, 0);
+    a.exit();
+    Ok(a.finish()?)
+}
