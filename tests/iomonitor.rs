@@ -26,6 +26,10 @@ fn setup_with(name: &str, probes: Vec<ktm::programs::Probe>) -> Option<Setup> {
         return None;
     }
     let monitor = IoMonitor::start_with(probes, &Policy::from_env()).unwrap();
+    // Once per binary, what each plan attached and why the ones before it failed: the
+    // guest's log then explains each matrix cell.
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    REPORTED.call_once(|| monitor.reports().for_each(|r| println!("plan {r}")));
     let (tcg, dcg) = (TestCgroup::new(&format!("{name}-t")), TestCgroup::new(&format!("{name}-d")));
     let target = Workload::spawn(&common::ktm_bin(), "banyand-test", Some(&tcg.path)).unwrap();
     let decoy = Workload::spawn(&common::ktm_bin(), "decoy", Some(&dcg.path)).unwrap();

@@ -73,12 +73,16 @@ fn run(point: &AttachPoint, exercise: Exercise) -> Result<Verdict> {
     let fd = hits.map().as_raw_fd();
     let prog = load::program(&spec, |m| (m == CANARY).then_some(fd))?;
     let attached = attachment::program(&prog, point)?;
+    // Only the exercise's hits count: attaching and detaching make syscalls of their own
+    // (closing fds), which a canary on such a syscall's function would see.
+    let before = hits.get(0)?;
     let driven = exercise();
+    let after = hits.get(0)?;
     drop(attached);
     if let Err(why) = driven {
         return Ok(Verdict::Unchecked(why));
     }
-    Ok(match hits.get(0)? {
+    Ok(match after - before {
         0 => Verdict::Silent(format!(
             "attached, but never ran while this process drove the path it measures (the kernel \
              does not call it there: inlined into its caller on this build?); {} would count nothing",

@@ -242,13 +242,19 @@ impl Advice {
     }
 }
 
-/// fadvise at the syscall function's exit, where arguments and result are both at hand (one
-/// program): the function is the syscall itself, `long __x64_sys_fadvise64(const struct
-/// pt_regs *regs)`, because `ksys_fadvise64_64` below it is inlined on some builds (arm64 6.12).
-fn fadvise_fexit(func: String) -> impl Fn() -> Result<Program> + Send + Sync {
+/// fadvise at a function's exit, where arguments and result are both at hand (one program):
+/// preferably the syscall function itself, `long __x64_sys_fadvise64(const struct pt_regs
+/// *regs)`, because `ksys_fadvise64_64(int fd, loff_t offset, loff_t len, int advice)` below
+/// it is inlined on some builds (arm64 6.12). 5.10's verifier cannot read the syscall
+/// function's argument (its `struct pt_regs` is only declared there), so `ksys_fadvise64_64`
+/// follows, trusted only where the self-test sees it run.
+fn fadvise_fexit(
+    func: String,
+    advice: impl Fn() -> Result<Advice> + Send + Sync + 'static,
+) -> impl Fn() -> Result<Program> + Send + Sync {
     move || {
         let ret = fexit_ret(&func);
-        let advice = Advice::in_saved_regs(0)?;
+        let advice = advice()?;
         program(move |a, out| {
             counters(a, out);
             add_imm(a, lane::FADVISE_CALLS, 1);
@@ -345,12 +351,22 @@ fn fadvise_raw_exit() -> Result<Program> {
     })
 }
 
+/// The helper under the fadvise syscall functions (one u64 per argument at fexit).
+const KSYS_FADVISE: &str = "ksys_fadvise64_64";
+
 fn fadvise() -> Plan {
     let func = syscall_fn(FADVISE);
     Plan {
         name: "ktm_fadvise".into(),
         alternatives: vec![
-            Alternative::new(AttachPoint::fentry(&func, true), fadvise_fexit(func.clone())),
+            Alternative::new(
+                AttachPoint::fentry(&func, true),
+                fadvise_fexit(func.clone(), || Advice::in_saved_regs(0)),
+            ),
+            Alternative::new(
+                AttachPoint::fentry(KSYS_FADVISE, true),
+                fadvise_fexit(KSYS_FADVISE.into(), || Ok(Advice::InContext(3 * 8))),
+            ),
             // Same order as read/pread: where those use syscall tracepoints, every syscall
             // already pays their tax and two more add only their own runs.
             fadvise_tracepoints(FADVISE),
