@@ -21,9 +21,10 @@ mod common;
 mod kobj;
 
 use common::TestCgroup;
-use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::collector::{Collector, IoMonitorModule};
 use ktm::config::EbpfConfig;
 use ktm::metrics::{Batch, MetricValue};
+use ktm::module::Module;
 use ktm::programs::layout::{START_SLOTS, START_SLOT_SIZE};
 use ktm::recorder::FnRecorder;
 use ktm::sys::bpf;

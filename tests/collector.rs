@@ -5,10 +5,11 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::{Alternative, AttachPoint, Plan, Policy};
-use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::collector::{Collector, IoMonitorModule};
 use ktm::config::EbpfConfig;
 use ktm::discovery::Roots;
 use ktm::metrics::{Batch, Metric, MetricValue, ModuleState, ModuleStatus};
+use ktm::module::Module;
 use ktm::programs::Probe;
 use ktm::recorder::MemoryRecorder;
 use ktm::workload::Workload;

@@ -1,11 +1,11 @@
 //! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
 
-use super::module::Module;
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
 use crate::iomonitor::{IoMonitor, Scope, Snapshot, ADVICE_LABELS};
 use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
+use crate::module::Module;
 use crate::Result;
 use std::path::PathBuf;
 

@@ -12,13 +12,12 @@
 //! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
 mod iomonitor;
-mod module;
 
 pub use iomonitor::IoMonitorModule;
-pub use module::Module;
 
 use crate::config::Config;
 use crate::metrics::{Batch, ModuleState, ModuleStatus};
+use crate::module::Module;
 use crate::recorder::FlightRecorder;
 use crate::{Error, Result};
 use std::sync::{Arc, Condvar, Mutex};
