@@ -1074,7 +1074,7 @@ fn collection(opts: &Opts, policy: &Policy, child_rss_kb: Option<u64>) -> R<Coll
 /// metrics, the status, and a push to a recorder, with the target found by `prefix`.
 /// Returns the times (ns) and the module's state.
 fn collect_and_push(opts: &Opts, policy: &Policy, prefix: &str) -> R<(Vec<f64>, String)> {
-    use ktm::collector::IoMonitorModule;
+    use ktm::iomonitor::IoMonitorModule;
     use ktm::module::Module;
     use ktm::recorder::FlightRecorder;
     let cfg = ktm::config::EbpfConfig { cgroup_path: None, comm_prefix: prefix.into() };

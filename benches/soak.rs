@@ -21,8 +21,9 @@ mod common;
 mod kobj;
 
 use common::TestCgroup;
-use ktm::collector::{Collector, IoMonitorModule};
+use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
+use ktm::iomonitor::IoMonitorModule;
 use ktm::metrics::{Batch, MetricValue};
 use ktm::module::Module;
 use ktm::programs::layout::{START_SLOTS, START_SLOT_SIZE};

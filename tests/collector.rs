@@ -5,9 +5,10 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::{Alternative, AttachPoint, Plan, Policy};
-use ktm::collector::{Collector, IoMonitorModule};
+use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
 use ktm::discovery::Roots;
+use ktm::iomonitor::IoMonitorModule;
 use ktm::metrics::{Batch, Metric, MetricValue, ModuleState, ModuleStatus};
 use ktm::module::Module;
 use ktm::programs::Probe;

@@ -11,11 +11,8 @@
 //! [`Collector::failure`] returns it. Collection does not resume: a recorder that panicked
 //! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
-mod iomonitor;
-
-pub use iomonitor::IoMonitorModule;
-
 use crate::config::Config;
+use crate::iomonitor::IoMonitorModule;
 use crate::metrics::{Batch, ModuleState, ModuleStatus};
 use crate::module::Module;
 use crate::recorder::FlightRecorder;
