@@ -6,10 +6,14 @@
 //! Where a mechanism is unavailable (this host: kprobes compiled out, fentry refused), its
 //! rows say so and why, and the rest is measured.
 
+use super::cost::measure_counted;
 use super::harness::{self, Bench, Config, Op, Samples, R};
 use super::json::J;
+use super::opts::{in_qemu, Opts};
 use super::progs::{Body, Design, ProgStat, Set};
-use super::{f0, f1, f3, ratio, Ids, Opts, Table};
+use super::scopes::Ids;
+use super::stats::{ktm_programs, stats_per_op};
+use super::table::{f0, f1, f3, ratio, Table};
 use ktm::attach::{AttachPoint, Mechanism, Policy};
 use ktm::iomonitor::{IoMonitor, Scope};
 use ktm::programs::syscall_fn;
@@ -25,7 +29,7 @@ const PROBED: [Op; 2] = [Op::Pread, Op::Read];
 /// change of kernel text also throws away translated code, and without the pause the first
 /// loop after a configuration change (bare's pread, mostly) ran up to 30% slow.
 fn settle() {
-    std::thread::sleep(std::time::Duration::from_millis(if super::in_qemu() { 250 } else { 50 }));
+    std::thread::sleep(std::time::Duration::from_millis(if in_qemu() { 250 } else { 50 }));
 }
 
 /// One way of hooking the entry and exit of the syscalls.
@@ -252,7 +256,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
                 settle();
                 for (row, scope) in scopes(m) {
                     mon.set_scope(&scope)?;
-                    super::measure_counted(b, &mon, row, false)?;
+                    measure_counted(b, &mon, row, false)?;
                 }
                 Ok(())
             }),
@@ -342,7 +346,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
              floor = the same mechanism's empty programs",
             opts.rounds,
             b.calls,
-            if super::in_qemu() { "TCG-emulated" } else { "this host's" }
+            if in_qemu() { "TCG-emulated" } else { "this host's" }
         ),
         &head,
     );
@@ -483,7 +487,7 @@ fn program_stats(
             continue;
         }
         let set = Set::build(d)?;
-        results.push((m.floor().to_string(), super::stats_per_op(b, &set.programs(), &PROBED)?));
+        results.push((m.floor().to_string(), stats_per_op(b, &set.programs(), &PROBED)?));
     }
     for (m, k) in ktms {
         if k.status.is_err() {
@@ -491,7 +495,7 @@ fn program_stats(
         }
         let mon = IoMonitor::start(&m.policy())?;
         mon.set_scope(&Scope::Cgroup(ids.mine))?;
-        results.push((m.ktm()[1].to_string(), super::stats_per_op(b, &super::ktm_programs(&mon), &PROBED)?));
+        results.push((m.ktm()[1].to_string(), stats_per_op(b, &ktm_programs(&mon), &PROBED)?));
     }
     let calls = b.calls as f64;
     let mut t = Table::new(
