@@ -55,10 +55,10 @@ use json::J;
 use ktm::attach::Policy;
 use ktm::iomonitor::IoMonitor;
 use opts::{bench_args, in_qemu, Opts};
-use scopes::{other_pid_namespace, Ids, COMM};
+use scopes::{other_pid_namespace, HeldNs, Ids, COMM};
 use stats::ktm_points;
-use table::{f3, ms, ratio, short, Table};
-use targets::{workload_targets, Target};
+use table::{ms, short, Table};
+use targets::Target;
 
 /// The lines around the JSON of `--json -`.
 const JSON_BEGIN: &str = "KTM-BENCH-JSON-BEGIN";
@@ -85,6 +85,8 @@ fn main() {
     }
 }
 
+/// Runs the groups `opts` picks, in the issue's order, and prints their tables (then the
+/// JSON, with `--json`).
 fn run(opts: &Opts, t_main: u64) -> R<()> {
     let policy = Policy::from_env();
     // 1. Start-up, first: the first IoMonitor::start of this process, timed from main.
@@ -107,27 +109,11 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
 
     // The iomonitor's attach points on this kernel, by program name.
     let points = ktm_points(&first);
-    let mut plan =
-        Table::new("iomonitor attach plan on this kernel", &["probe", "attached", "alternatives that failed"]);
-    let mut plan_js = Vec::new();
-    for r in first.reports() {
-        let failures: Vec<String> = r.failures.iter().map(|(p, why)| format!("{p}: {}", short(why, 40))).collect();
-        plan.row(vec![
-            r.name.clone(),
-            r.attached.as_ref().map_or("NOT ATTACHED".into(), |p| p.to_string()),
-            failures.join("; "),
-        ]);
-        plan_js.push(
-            J::obj()
-                .with("probe", r.name.as_str())
-                .with("attached", r.attached.as_ref().map(|p| p.to_string()))
-                .with("failures", failures),
-        );
-    }
+    let (plan, plan_js) = attach_plan(&first);
     let attached_programs = first.attached_programs();
     drop(first);
-    out.push_str(&plan.render());
-    js.set("attach_plan", J::Arr(plan_js));
+    out.push_str(&plan);
+    js.set("attach_plan", plan_js);
 
     let cpus = ktm::sys::online_cpus()?;
     let cpu_pair = [cpus[0], *cpus.last().unwrap_or(&cpus[0])];
@@ -155,75 +141,22 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     if opts.runs("startup") {
         eprintln!("start-up ...");
         let startup = startup::startup(opts, &policy, &points, t_main, t0, t1)?;
+        targets.extend(targets::startup(ms((t1 - t_main) as f64), &startup));
+        child_rss_kb = Some(startup.child_rss_kb);
         out.push_str(&startup.table);
         js.set("startup", startup.json);
-        let ms_target = |name: &str, measured| Target { name: name.into(), measured, limit: 10.0, unit: "ms" };
-        targets
-            .push(ms_target("start-up: bench main() -> all probes attached (first start)", ms((t1 - t_main) as f64)));
-        targets.push(ms_target("start-up: IoMonitor::start (median, settled)", startup.start_ms));
-        targets.push(ms_target("start-up: IoMonitor::start right after a detach (median)", startup.restart_ms));
-        targets
-            .push(ms_target("start-up: process spawn -> all probes attached (median of re-execs)", startup.process_ms));
-        child_rss_kb = Some(startup.child_rss_kb);
     }
 
     if opts.runs("collection") {
         eprintln!("collection ...");
         let coll = collection::collection(opts, &policy, child_rss_kb)?;
+        targets.extend(targets::collection(&coll, child_rss_kb));
         coll_table = coll.table;
         js.set("collection", coll.json);
-        targets.push(Target {
-            name: "collection: one IoMonitor::snapshot (median)".into(),
-            measured: coll.snapshot_ms,
-            limit: 1.0,
-            unit: "ms",
-        });
-        targets.push(Target {
-            name: "collection: collect + status + push of the module (median, slower case)".into(),
-            measured: coll.push_ms,
-            limit: 1.0,
-            unit: "ms",
-        });
-        if let Some(kb) = child_rss_kb {
-            targets.push(Target {
-                name: "RSS of a process running only the iomonitor (re-exec child)".into(),
-                measured: kb as f64 / 1024.0,
-                limit: 10.0,
-                unit: "MiB",
-            });
-        }
-        targets.push(Target {
-            name: "RSS of this bench process with the iomonitor running".into(),
-            measured: coll.rss_kb as f64 / 1024.0,
-            limit: 10.0,
-            unit: "MiB",
-        });
     }
 
     // The workload groups: pinned, in a cgroup of our own.
-    ktm::workload::set_comm(COMM)?;
-    pin_to(cpu_pair[1])?;
-    let place = CgroupPlace::enter()?;
-    // Another pod's pid namespace, held by a child that unshared one and sleeps.
-    let other_pod = other_pid_namespace()?;
-    let ids = Ids {
-        mine: harness::cgroup_id(&place.mine)?,
-        other: harness::cgroup_id(&place.other)?,
-        own_pidns: ktm::discovery::PidNs::of_self(std::path::Path::new("/proc"))
-            .ok_or("cannot stat /proc/self/ns/pid")?,
-        other_pidns: other_pod.1,
-    };
-    let mut bench = Bench::new(opts.calls, cpu_pair, fixture)?;
-    // Bounded: full runs stay under 3 minutes even on a busy host, quick ones near 30 s.
-    bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 3 } else { 30 });
-    bench.max_discards = if opts.quick { 1 } else { opts.rounds };
-    if in_qemu() {
-        // Nothing else runs in the guest, and what loads the host is invisible from inside.
-        // Not even BPF programs of other processes: the only ones are this process's own,
-        // still being freed after a detach.
-        bench.quiet_budget = std::time::Duration::ZERO;
-        bench.max_discards = 0;
-    }
+    let (mut bench, place, ids, _other_pod) = workload_bench(opts, cpu_pair, fixture)?;
 
     if opts.runs("workload") {
         eprintln!("workload cost ...");
@@ -234,7 +167,7 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         out.push_str(&g1.table);
         js.set("programs", pj);
         js.set("workload", g1.json);
-        workload_targets(&g1.samples, &mut targets);
+        targets.extend(targets::workload(&g1.samples));
     }
     out.push_str(&coll_table);
     if opts.runs("mechanisms") {
@@ -259,63 +192,16 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
     }
     drop(place);
     js.set("waited_for_quiet_s", bench.waited.as_secs_f64());
-    if !bench.noise.is_empty() {
-        let mut t = Table::new(
-            &format!(
-                "Host noise in the kept rounds of each group (CPUs' worth of other processes' busy time and of \
-                 steal; BPF programs of other processes); a round with more than {} CPUs or any foreign program \
-                 was discarded and measured again (at most {} times per group); waited {:.1} s for a quiet host",
-                harness::NOISY_ROUND,
-                bench.max_discards.min(opts.rounds),
-                bench.waited.as_secs_f64()
-            ),
-            &["group", "other processes", "steal", "foreign BPF programs", "rounds discarded"],
-        );
-        let mut nj = J::obj();
-        for n in &bench.noise {
-            t.row(vec![
-                n.group.clone(),
-                format!("{:.2}", n.others),
-                format!("{:.2}", n.steal),
-                n.foreign.to_string(),
-                n.discarded.to_string(),
-            ]);
-            nj.set(
-                &n.group,
-                J::obj()
-                    .with("other_busy_cpus", n.others)
-                    .with("steal_cpus", n.steal)
-                    .with("foreign_bpf_programs", n.foreign)
-                    .with("rounds_discarded", n.discarded),
-            );
-        }
-        out.push_str(&t.render());
-        js.set("noise", nj);
+    if let Some((t, j)) = noise_table(&bench, opts) {
+        out.push_str(&t);
+        js.set("noise", j);
     }
 
-    let mut t = Table::new("Targets (medians on this host)", &["target", "measured", "limit", "verdict"]);
-    let mut tjs = Vec::new();
-    for tg in &targets {
-        let verdict = if tg.pass() { "PASS" } else { "MISS" };
-        let (m, l) = if tg.unit == "x" {
-            (format!("{:.3}x", tg.measured), format!("<= {}", ratio(tg.limit)))
-        } else {
-            (format!("{} {}", f3(tg.measured), tg.unit), format!("< {} {}", tg.limit, tg.unit))
-        };
-        t.row(vec![tg.name.clone(), m, l, verdict.into()]);
-        tjs.push(
-            J::obj()
-                .with("target", tg.name.as_str())
-                .with("measured", tg.measured)
-                .with("limit", tg.limit)
-                .with("unit", tg.unit)
-                .with("pass", tg.pass()),
-        );
-    }
+    let (t, tjs) = targets::table(&targets);
     if !targets.is_empty() {
-        out.push_str(&t.render());
+        out.push_str(&t);
     }
-    js.set("targets", J::Arr(tjs));
+    js.set("targets", tjs);
 
     let progs_at_end = harness::host_prog_ids().len();
     let loadavg_end = harness::read_line("/proc/loadavg");
@@ -335,6 +221,101 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         opts.calls,
     );
     print!("{head}{out}");
+    write_json(opts, &js)
+}
+
+/// The iomonitor's attach plan on this kernel: what each probe attached, and which
+/// alternatives failed before it.
+fn attach_plan(first: &IoMonitor) -> (String, J) {
+    let mut plan =
+        Table::new("iomonitor attach plan on this kernel", &["probe", "attached", "alternatives that failed"]);
+    let mut plan_js = Vec::new();
+    for r in first.reports() {
+        let failures: Vec<String> = r.failures.iter().map(|(p, why)| format!("{p}: {}", short(why, 40))).collect();
+        plan.row(vec![
+            r.name.clone(),
+            r.attached.as_ref().map_or("NOT ATTACHED".into(), |p| p.to_string()),
+            failures.join("; "),
+        ]);
+        plan_js.push(
+            J::obj()
+                .with("probe", r.name.as_str())
+                .with("attached", r.attached.as_ref().map(|p| p.to_string()))
+                .with("failures", failures),
+        );
+    }
+    (plan.render(), J::Arr(plan_js))
+}
+
+/// The bench of the workload groups: this thread named [`COMM`] and pinned to the second of
+/// `cpus`, in a cgroup of its own, beside another pod's pid namespace (held by a child until
+/// the returned [`HeldNs`] drops).
+fn workload_bench(opts: &Opts, cpu_pair: [usize; 2], fixture: Fixture) -> R<(Bench, CgroupPlace, Ids, HeldNs)> {
+    ktm::workload::set_comm(COMM)?;
+    pin_to(cpu_pair[1])?;
+    let place = CgroupPlace::enter()?;
+    // Another pod's pid namespace, held by a child that unshared one and sleeps.
+    let other_pod = other_pid_namespace()?;
+    let ids = Ids {
+        mine: harness::cgroup_id(&place.mine)?,
+        other: harness::cgroup_id(&place.other)?,
+        own_pidns: ktm::discovery::PidNs::of_self(std::path::Path::new("/proc"))
+            .ok_or("cannot stat /proc/self/ns/pid")?,
+        other_pidns: other_pod.1,
+    };
+    let mut bench = Bench::new(opts.calls, cpu_pair, fixture)?;
+    // Bounded: full runs stay under 3 minutes even on a busy host, quick ones near 30 s.
+    bench.quiet_budget = std::time::Duration::from_secs(if opts.quick { 3 } else { 30 });
+    bench.max_discards = if opts.quick { 1 } else { opts.rounds };
+    if in_qemu() {
+        // Nothing else runs in the guest, and what loads the host is invisible from inside.
+        // Not even BPF programs of other processes: the only ones are this process's own,
+        // still being freed after a detach.
+        bench.quiet_budget = std::time::Duration::ZERO;
+        bench.max_discards = 0;
+    }
+    Ok((bench, place, ids, other_pod.0))
+}
+
+/// The host noise in the kept rounds of each group, when any group measured.
+fn noise_table(bench: &Bench, opts: &Opts) -> Option<(String, J)> {
+    if bench.noise.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(
+        &format!(
+            "Host noise in the kept rounds of each group (CPUs' worth of other processes' busy time and of \
+             steal; BPF programs of other processes); a round with more than {} CPUs or any foreign program \
+             was discarded and measured again (at most {} times per group); waited {:.1} s for a quiet host",
+            harness::NOISY_ROUND,
+            bench.max_discards.min(opts.rounds),
+            bench.waited.as_secs_f64()
+        ),
+        &["group", "other processes", "steal", "foreign BPF programs", "rounds discarded"],
+    );
+    let mut nj = J::obj();
+    for n in &bench.noise {
+        t.row(vec![
+            n.group.clone(),
+            format!("{:.2}", n.others),
+            format!("{:.2}", n.steal),
+            n.foreign.to_string(),
+            n.discarded.to_string(),
+        ]);
+        nj.set(
+            &n.group,
+            J::obj()
+                .with("other_busy_cpus", n.others)
+                .with("steal_cpus", n.steal)
+                .with("foreign_bpf_programs", n.foreign)
+                .with("rounds_discarded", n.discarded),
+        );
+    }
+    Some((t.render(), nj))
+}
+
+/// Writes the JSON where `--json` says: a file, or stdout between marker lines.
+fn write_json(opts: &Opts, js: &J) -> R<()> {
     match &opts.json {
         // On stdout between marker lines: a QEMU guest's only way out is its console.
         Some(path) if path.as_os_str() == "-" => println!("\n{JSON_BEGIN}\n{js}\n{JSON_END}"),

@@ -140,6 +140,8 @@ fn replay_start(policy: &Policy) -> R<(f64, Vec<AltRow>)> {
     Ok((maps_us, rows))
 }
 
+/// Runs the group. `t0` and `t1` bracket the process's first IoMonitor::start, `t_main` is
+/// when main() began (monotonic ns).
 pub fn startup(
     opts: &Opts,
     policy: &Policy,
@@ -150,7 +152,6 @@ pub fn startup(
 ) -> R<Startup> {
     let first_from_main = (t1 - t_main) as f64;
     let first_start = (t1 - t0) as f64;
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(opts.pause_ms));
     let timed_start = || -> R<(f64, IoMonitor)> {
         let s = Instant::now();
         let m = IoMonitor::start(policy)?;
@@ -164,7 +165,7 @@ pub fn startup(
     let (mut starts, mut restarts, mut drops) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..opts.starts {
         // Settled: nothing detached in the last pause_ms (a sidecar starting on a quiet node).
-        pause();
+        pause(opts);
         let (t, m) = timed_start()?;
         starts.push(t);
         drops.push(timed_drop(m));
@@ -175,21 +176,97 @@ pub fn startup(
     }
     // Replays, for the breakdown.
     let mut maps = Vec::new();
-    let mut cells: BTreeMap<(usize, String, String), Vec<AltTiming>> = BTreeMap::new();
+    let mut cells: Cells = BTreeMap::new();
     for _ in 0..opts.starts.min(5) {
-        pause();
+        pause(opts);
         let (m, rows) = replay_start(policy)?;
         maps.push(m);
         for (i, (probe, point, t)) in rows.into_iter().enumerate() {
             cells.entry((i, probe, point)).or_default().push(t);
         }
     }
-    // Re-exec: process spawn to all probes attached.
+    let re = reexecs(opts)?;
+    let detach = detach_costs(opts, points)?;
+    let (btf_row, btf_times) = btf_resolve(opts);
+
+    let mut t = Table::new("1. Start-up (ms)", &["measure", "median", "min", "max", "runs"]);
+    let mut row = |name: &str, v: &[f64]| {
+        let v: Vec<f64> = v.iter().map(|x| ms(*x)).collect();
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        t.row(vec![name.into(), f3(median(&v)), f3(min), f3(max), v.len().to_string()]);
+    };
+    row("bench main() -> all probes attached (first start)", &[first_from_main]);
+    row("IoMonitor::start, first in the process (cold)", &[first_start]);
+    row(&format!("IoMonitor::start, settled ({} ms after the last detach)", opts.pause_ms), &starts);
+    row("IoMonitor::start, right after a drop (restart)", &restarts);
+    row("drop(IoMonitor): detach and close everything", &drops);
+    row("re-exec: spawn -> child main()", &re.to_main);
+    row("re-exec: spawn -> all probes attached", &re.to_attached);
+    row("re-exec: IoMonitor::start in the fresh child", &re.child_start);
+    for (name, v) in &detach {
+        row(name, v);
+    }
+    row(&btf_row, &btf_times);
+    let mut table = t.render();
+    let b = breakdown(&maps, &cells);
+    table.push_str(&b.table);
+
+    let msv = |v: &[f64]| dist(&v.iter().map(|x| ms(*x)).collect::<Vec<_>>());
+    let json = J::obj()
+        .with("main_to_attached_first_ms", ms(first_from_main))
+        .with("start_first_ms", ms(first_start))
+        .with("start_settled_ms", msv(&starts))
+        .with("start_after_drop_ms", msv(&restarts))
+        .with("pause_ms", opts.pause_ms)
+        .with("drop_ms", msv(&drops))
+        .with("reexec_spawn_to_main_ms", msv(&re.to_main))
+        .with("reexec_spawn_to_attached_ms", msv(&re.to_attached))
+        .with("reexec_child_start_ms", msv(&re.child_start))
+        .with("reexec_child_rss_kb", dist(&re.rss))
+        .with("reexec_child_hwm_kb", dist(&re.hwm))
+        .with("detach_one_program_ms", J::Obj(detach.iter().map(|(n, v)| (n.to_string(), msv(v))).collect()))
+        .with("btf_resolve_fentry_targets_ms", msv(&btf_times))
+        .with("breakdown_maps_us", b.maps_us)
+        .with("breakdown_attached_us", b.attached_us)
+        .with("breakdown_failed_alternatives_us", b.failed_us)
+        .with("breakdown", J::Arr(b.rows));
+    Ok(Startup {
+        table,
+        json,
+        start_ms: ms(median(&starts)),
+        restart_ms: ms(median(&restarts)),
+        process_ms: ms(median(&re.to_attached)),
+        child_rss_kb: median(&re.rss) as u64,
+    })
+}
+
+/// Waits `opts.pause_ms` (250 ms), so that the start after it is a settled one.
+fn pause(opts: &Opts) {
+    std::thread::sleep(std::time::Duration::from_millis(opts.pause_ms));
+}
+
+/// The re-exec runs: times from process spawn (ns), and the child's memory (KiB).
+struct Reexecs {
+    to_main: Vec<f64>,
+    to_attached: Vec<f64>,
+    child_start: Vec<f64>,
+    rss: Vec<f64>,
+    hwm: Vec<f64>,
+}
+
+/// Re-exec: process spawn to all probes attached, `opts.reexecs` times.
+fn reexecs(opts: &Opts) -> R<Reexecs> {
     let exe = std::env::current_exe()?;
-    let (mut to_main, mut to_attached, mut child_start, mut rss, mut hwm) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut re = Reexecs {
+        to_main: Vec::new(),
+        to_attached: Vec::new(),
+        child_start: Vec::new(),
+        rss: Vec::new(),
+        hwm: Vec::new(),
+    };
     for _ in 0..opts.reexecs {
-        pause();
+        pause(opts);
         let s = mono_ns();
         let o = Command::new(&exe).env(CHILD_ENV, "1").stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
         let text = String::from_utf8_lossy(&o.stdout);
@@ -197,20 +274,24 @@ pub fn startup(
         if !o.status.success() || v.len() < 6 {
             return Err(format!("start-up child failed ({}): {text}", o.status).into());
         }
-        to_main.push((v[0] - s) as f64);
-        to_attached.push((v[2] - s) as f64);
-        child_start.push((v[2] - v[1]) as f64);
-        rss.push(v[4] as f64);
-        hwm.push(v[5] as f64);
+        re.to_main.push((v[0] - s) as f64);
+        re.to_attached.push((v[2] - s) as f64);
+        re.child_start.push((v[2] - v[1]) as f64);
+        re.rss.push(v[4] as f64);
+        re.hwm.push(v[5] as f64);
     }
+    Ok(re)
+}
 
-    // What a detach costs, one empty program at a time, by mechanism.
+/// What a detach costs (ns), one empty program at a time by mechanism, then empty programs
+/// on all of the iomonitor's `points`.
+fn detach_costs(opts: &Opts, points: &[(String, AttachPoint)]) -> R<Vec<(&'static str, Vec<f64>)>> {
     let detach_points = [
         ("drop: one classic syscall tracepoint program", AttachPoint::tracepoint("syscalls", "sys_enter_getppid")),
         ("drop: one classic filemap tracepoint program", AttachPoint::tracepoint("filemap", "mm_filemap_get_pages")),
         ("drop: one raw tracepoint program (sys_enter)", AttachPoint::raw_tracepoint("sys_enter")),
     ];
-    let mut detach: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut detach: Vec<(&'static str, Vec<f64>)> = Vec::new();
     for (name, point) in &detach_points {
         let mut v = Vec::new();
         for _ in 0..3 {
@@ -230,10 +311,13 @@ pub fn startup(
         v.push(s.elapsed().as_nanos() as f64);
     }
     detach.push(("drop: empty programs on the iomonitor's points, one thread each", v));
+    Ok(detach)
+}
 
-    // What a kernel that loads fentry programs adds at start: vmlinux BTF read, walked and
-    // indexed to resolve the fentry targets (here the policy check skips it, so it is timed
-    // apart), then released.
+/// What a kernel that loads fentry programs adds at start (ns): vmlinux BTF read, walked and
+/// indexed to resolve the fentry targets (here the policy check skips it, so it is timed
+/// apart), then released. Returns the row's name and the times.
+fn btf_resolve(opts: &Opts) -> (String, Vec<f64>) {
     let fentry_funcs: Vec<String> = ktm::programs::probes()
         .iter()
         .flat_map(|p| p.plan.alternatives.iter().flat_map(|a| a.parts().map(|(pt, _)| pt.clone())))
@@ -253,35 +337,32 @@ pub fn startup(
     }
     ktm::btf::release_vmlinux();
     let btf_row = format!("vmlinux BTF: resolve the {} fentry targets from scratch", fentry_funcs.len());
+    (btf_row, btf_times)
+}
 
-    let mut t = Table::new("1. Start-up (ms)", &["measure", "median", "min", "max", "runs"]);
-    let mut row = |name: &str, v: &[f64]| {
-        let v: Vec<f64> = v.iter().map(|x| ms(*x)).collect();
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        t.row(vec![name.into(), f3(median(&v)), f3(min), f3(max), v.len().to_string()]);
-    };
-    row("bench main() -> all probes attached (first start)", &[first_from_main]);
-    row("IoMonitor::start, first in the process (cold)", &[first_start]);
-    row(&format!("IoMonitor::start, settled ({} ms after the last detach)", opts.pause_ms), &starts);
-    row("IoMonitor::start, right after a drop (restart)", &restarts);
-    row("drop(IoMonitor): detach and close everything", &drops);
-    row("re-exec: spawn -> child main()", &to_main);
-    row("re-exec: spawn -> all probes attached", &to_attached);
-    row("re-exec: IoMonitor::start in the fresh child", &child_start);
-    for (name, v) in &detach {
-        row(name, v);
-    }
-    row(&btf_row, &btf_times);
-    let mut table = t.render();
+/// Each replayed alternative's timings, one per replay, by (position in the replay, probe,
+/// alternative).
+type Cells = BTreeMap<(usize, String, String), Vec<AltTiming>>;
 
+/// Table 1b and its figures (us).
+struct Breakdown {
+    table: String,
+    maps_us: f64,
+    attached_us: f64,
+    failed_us: f64,
+    rows: Vec<J>,
+}
+
+/// Table 1b: the replays' medians, alternative by alternative, from the map creation times
+/// (us) and the replays' `cells`.
+fn breakdown(maps: &[f64], cells: &Cells) -> Breakdown {
     let mut b = Table::new(
         "1b. Start-up breakdown (replay of IoMonitor::start stage by stage, settled, medians, us)",
         &["probe", "alternative", "build", "load", "attach", "outcome"],
     );
     let mut bj = Vec::new();
     let (mut wasted, mut useful) = (0.0, 0.0);
-    let maps_med = median(&maps);
+    let maps_med = median(maps);
     b.row(vec![
         "(maps)".into(),
         "config, counters, start slots, hash, spilled".into(),
@@ -290,7 +371,7 @@ pub fn startup(
         "-".into(),
         "ok".into(),
     ]);
-    for ((_, probe, point), ts) in &cells {
+    for ((_, probe, point), ts) in cells {
         let med = |f: fn(&AltTiming) -> f64| median(&ts.iter().map(f).collect::<Vec<_>>());
         let (bu, lo, at) = (med(|t| t.build_us), med(|t| t.load_us), med(|t| t.attach_us));
         let err = ts.last().and_then(|t| t.error.clone());
@@ -325,33 +406,5 @@ pub fn startup(
         "".into(),
         "us".into(),
     ]);
-    table.push_str(&b.render());
-
-    let msv = |v: &[f64]| dist(&v.iter().map(|x| ms(*x)).collect::<Vec<_>>());
-    let json = J::obj()
-        .with("main_to_attached_first_ms", ms(first_from_main))
-        .with("start_first_ms", ms(first_start))
-        .with("start_settled_ms", msv(&starts))
-        .with("start_after_drop_ms", msv(&restarts))
-        .with("pause_ms", opts.pause_ms)
-        .with("drop_ms", msv(&drops))
-        .with("reexec_spawn_to_main_ms", msv(&to_main))
-        .with("reexec_spawn_to_attached_ms", msv(&to_attached))
-        .with("reexec_child_start_ms", msv(&child_start))
-        .with("reexec_child_rss_kb", dist(&rss))
-        .with("reexec_child_hwm_kb", dist(&hwm))
-        .with("detach_one_program_ms", J::Obj(detach.iter().map(|(n, v)| (n.to_string(), msv(v))).collect()))
-        .with("btf_resolve_fentry_targets_ms", msv(&btf_times))
-        .with("breakdown_maps_us", maps_med)
-        .with("breakdown_attached_us", useful)
-        .with("breakdown_failed_alternatives_us", wasted)
-        .with("breakdown", J::Arr(bj));
-    Ok(Startup {
-        table,
-        json,
-        start_ms: ms(median(&starts)),
-        restart_ms: ms(median(&restarts)),
-        process_ms: ms(median(&to_attached)),
-        child_rss_kb: median(&rss) as u64,
-    })
+    Breakdown { table: b.render(), maps_us: maps_med, attached_us: useful, failed_us: wasted, rows: bj }
 }
