@@ -18,6 +18,15 @@
 //! Needs root (bpf, perf tracepoints, cgroup v2). Prints the tables to stdout, progress to
 //! stderr. Workload figures are medians of interleaved rounds on one pinned CPU; ratios are
 //! ratios of those medians.
+//!
+//! This file is the entry point: it parses the options ([`opts`]), runs the groups they pick
+//! and prints what they return. Each group is a file under `overhead/`: [`startup`],
+//! [`collection`], [`workload`], [`mechanisms`], [`slots`], [`guest`]; [`targets`] holds the
+//! limits their figures are held to. Below the groups: [`cost`] (ns per call) and [`stats`]
+//! (ns per program run), [`scopes`] (whom the iomonitor counts), [`progs`] (the comparison
+//! programs), [`table`] and [`json`] (output), [`harness`] (loops, rounds, noise, cgroups).
+//! A new group is a file with a `pub fn` returning its table and JSON, a name in
+//! [`opts::GROUPS`] and a branch in [`run`].
 
 #[path = "overhead/collection.rs"]
 mod collection;
