@@ -60,36 +60,29 @@ impl Table {
     }
 }
 
-pub fn f0(x: f64) -> String {
+/// `x` as `write` puts it, or `-` where it is not a number (nothing measured).
+fn finite(x: f64, write: impl Fn(f64) -> String) -> String {
     if x.is_finite() {
-        format!("{x:.0}")
+        write(x)
     } else {
         "-".into()
     }
+}
+
+pub fn f0(x: f64) -> String {
+    finite(x, |x| format!("{x:.0}"))
 }
 
 pub fn f1(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.1}")
-    } else {
-        "-".into()
-    }
+    finite(x, |x| format!("{x:.1}"))
 }
 
 pub fn f3(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.3}")
-    } else {
-        "-".into()
-    }
+    finite(x, |x| format!("{x:.3}"))
 }
 
 pub fn ratio(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.2}x")
-    } else {
-        "-".into()
-    }
+    finite(x, |x| format!("{x:.2}x"))
 }
 
 pub fn ms(ns: f64) -> f64 {
