@@ -21,9 +21,11 @@ mod common;
 mod kobj;
 
 use common::TestCgroup;
-use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
+use ktm::iomonitor::IoMonitorModule;
 use ktm::metrics::{Batch, MetricValue};
+use ktm::module::Module;
 use ktm::programs::layout::{START_SLOTS, START_SLOT_SIZE};
 use ktm::recorder::FnRecorder;
 use ktm::sys::bpf;

@@ -23,9 +23,10 @@
 //!   with `ktm_take_log` after its calls, so no foreign code runs inside the crate and no
 //!   Rust code runs on a thread the host does not know about.
 
-use crate::collector::{modules_from_config, Module};
+use crate::collector::modules_from_config;
 use crate::config::Config;
 use crate::metrics::{Metric, MetricValue, ModuleState, ModuleStatus};
+use crate::module::Module;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,7 +1,8 @@
 //! `ktm demo`: KTM against a built-in workload, so a newcomer sees every metric move.
 
-use crate::collector::{Collector, IoMonitorModule};
+use crate::collector::Collector;
 use crate::config::EbpfConfig;
+use crate::iomonitor::IoMonitorModule;
 use crate::recorder::MemoryRecorder;
 use crate::workload::{Workload, ADVICE};
 use crate::{Error, Result};

@@ -19,6 +19,7 @@ pub mod iomonitor;
 pub mod load;
 pub mod maps;
 pub mod metrics;
+pub mod module;
 pub mod privileges;
 pub mod programs;
 pub mod prometheus;

@@ -3,9 +3,11 @@
 //! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 
 use ktm::attach::{features, Mechanism};
-use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::collector::Collector;
 use ktm::config::{Config, EbpfConfig};
+use ktm::iomonitor::IoMonitorModule;
 use ktm::metrics::Batch;
+use ktm::module::Module;
 use ktm::recorder::FlightRecorder;
 use std::io::Write;
 use std::process::ExitCode;

@@ -5,10 +5,12 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::{Alternative, AttachPoint, Plan, Policy};
-use ktm::collector::{Collector, IoMonitorModule, Module};
+use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
 use ktm::discovery::Roots;
+use ktm::iomonitor::IoMonitorModule;
 use ktm::metrics::{Batch, Metric, MetricValue, ModuleState, ModuleStatus};
+use ktm::module::Module;
 use ktm::programs::Probe;
 use ktm::recorder::MemoryRecorder;
 use ktm::workload::Workload;

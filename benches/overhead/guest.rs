@@ -6,10 +6,14 @@
 //! Where a mechanism is unavailable (this host: kprobes compiled out, fentry refused), its
 //! rows say so and why, and the rest is measured.
 
+use super::cost::measure_counted;
 use super::harness::{self, Bench, Config, Op, Samples, R};
 use super::json::J;
+use super::opts::{in_qemu, Opts};
 use super::progs::{Body, Design, ProgStat, Set};
-use super::{f0, f1, f3, ratio, Ids, Opts, Table};
+use super::scopes::Ids;
+use super::stats::{ktm_programs, stats_per_op};
+use super::table::{f0, f1, f3, ratio, Table};
 use ktm::attach::{AttachPoint, Mechanism, Policy};
 use ktm::iomonitor::{IoMonitor, Scope};
 use ktm::programs::syscall_fn;
@@ -25,7 +29,7 @@ const PROBED: [Op; 2] = [Op::Pread, Op::Read];
 /// change of kernel text also throws away translated code, and without the pause the first
 /// loop after a configuration change (bare's pread, mostly) ran up to 30% slow.
 fn settle() {
-    std::thread::sleep(std::time::Duration::from_millis(if super::in_qemu() { 250 } else { 50 }));
+    std::thread::sleep(std::time::Duration::from_millis(if in_qemu() { 250 } else { 50 }));
 }
 
 /// One way of hooking the entry and exit of the syscalls.
@@ -199,10 +203,13 @@ impl Notes {
     }
 }
 
+/// A mechanism's empty programs, and whether this kernel attached them.
+type Floor = (Mech, Design, Result<(), String>);
+
 /// Runs the group; returns its tables and JSON.
 pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     // Which configurations this kernel can run, tried once before the rounds.
-    let floors: Vec<(Mech, Design, Result<(), String>)> = Mech::ALL
+    let floors: Vec<Floor> = Mech::ALL
         .iter()
         .map(|&m| {
             let d = floor_design(m);
@@ -211,6 +218,43 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         })
         .collect();
     let ktms: Vec<(Mech, KtmCheck)> = Mech::ALL.iter().map(|&m| (m, check_ktm(m))).collect();
+    let s = measure(b, opts, ids, &floors, &ktms)?;
+
+    let mut out = String::new();
+    let mut js = J::obj();
+    let mut notes = Notes::default();
+    let (t, j) = configurations(&floors, &ktms, &mut notes);
+    out.push_str(&t);
+    out.push_str(&notes.render());
+    js.set("configurations", j);
+    let (t, j) = attached(&ktms);
+    out.push_str(&t);
+    js.set("iomonitor_attached", j);
+    let (t, j) = cost(&s, opts, b.calls, &floors, &ktms, &mut notes);
+    out.push_str(&t);
+    js.set("cost", j);
+    let (t, j) = comparisons(&s);
+    out.push_str(&t);
+    js.set("comparisons", j);
+
+    // BPF statistics: time inside the programs only (not the trampoline, kprobe or perf
+    // path that calls them).
+    match program_stats(b, &floors, &ktms, ids) {
+        Ok((st, sj)) => {
+            out.push_str(&st);
+            js.set("program_stats", sj);
+        }
+        Err(e) => {
+            out.push_str(&format!("\n## 8d. BPF statistics unavailable: {e}\n"));
+            js.set("program_stats", J::obj().with("unavailable", e.to_string()));
+        }
+    }
+    Ok((out, js))
+}
+
+/// The interleaved rounds: bare, each floor and each iomonitor configuration that this
+/// kernel can run.
+fn measure(b: &mut Bench, opts: &Opts, ids: &Ids, floors: &[Floor], ktms: &[(Mech, KtmCheck)]) -> R<Samples> {
     let scopes = |m: Mech| {
         let [nbr, tgt] = m.ktm();
         [(nbr, Scope::Cgroup(ids.other)), (tgt, Scope::Cgroup(ids.mine))]
@@ -224,7 +268,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             Ok(())
         }),
     )];
-    for (m, d, st) in &floors {
+    for (m, d, st) in floors {
         if st.is_err() {
             continue;
         }
@@ -239,7 +283,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             }),
         ));
     }
-    for (m, k) in &ktms {
+    for (m, k) in ktms {
         if k.status.is_err() {
             continue;
         }
@@ -252,7 +296,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
                 settle();
                 for (row, scope) in scopes(m) {
                     mon.set_scope(&scope)?;
-                    super::measure_counted(b, &mon, row, false)?;
+                    measure_counted(b, &mon, row, false)?;
                 }
                 Ok(())
             }),
@@ -260,11 +304,11 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     }
     harness::interleave(b, "guest-mechanisms", opts.rounds, &mut configs)?;
     drop(configs);
-    let s = b.take();
+    Ok(b.take())
+}
 
-    let mut out = String::new();
-    let mut js = J::obj();
-
+/// Table 8: what was measured, and what could not be (the long reasons as `notes`).
+fn configurations(floors: &[Floor], ktms: &[(Mech, KtmCheck)], notes: &mut Notes) -> (String, J) {
     // What was measured, and what could not be.
     let mut t = Table::new(
         "8. guest-mechanisms: the configurations (empty = `r0 = 0; exit` at the entry and exit of both syscalls; \
@@ -272,15 +316,14 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         &["configuration", "attached to pread64 / read", "status"],
     );
     let mut cj = Vec::new();
-    let mut notes = Notes::default();
-    for (m, _, st) in &floors {
+    for (m, _, st) in floors {
         let points: Vec<String> = SYSCALLS.iter().flat_map(|s| m.points(s)).map(|p| p.to_string()).collect();
         let status = st.as_ref().map_or_else(|e| unavailable(e), |_| "measured".to_string());
         let cell = st.as_ref().map_or_else(|e| notes.mark(e), |_| "measured".to_string());
         t.row(vec![m.floor().into(), format!("{}: {}", m.name(), SYSCALLS.map(syscall_fn).join(", ")), cell]);
         cj.push(J::obj().with("configuration", m.floor()).with("points", points).with("status", status));
     }
-    for (m, k) in &ktms {
+    for (m, k) in ktms {
         let lat: Vec<String> = LATENCY_PROBES
             .iter()
             .filter_map(|n| k.attached.iter().find(|(p, _)| p == n).map(|(_, a)| a.clone()))
@@ -297,11 +340,11 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
                 .with("status", status),
         );
     }
-    out.push_str(&t.render());
-    out.push_str(&notes.render());
-    js.set("configurations", J::Arr(cj));
+    (t.render(), J::Arr(cj))
+}
 
-    // Every probe of each iomonitor configuration: the other probes cost too.
+/// Table 8a: every probe of each iomonitor configuration (the other probes cost too).
+fn attached(ktms: &[(Mech, KtmCheck)]) -> (String, J) {
     let mut head = vec!["probe".to_string()];
     head.extend(ktms.iter().map(|(m, _)| format!("ktm {}", m.name())));
     let head: Vec<&str> = head.iter().map(|h| h.as_str()).collect();
@@ -316,18 +359,26 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         });
     for name in &names {
         let mut row = vec![name.clone()];
-        for (_, k) in &ktms {
+        for (_, k) in ktms {
             row.push(k.attached.iter().find(|(n, _)| n == name).map_or("-".into(), |(_, a)| a.clone()));
         }
         t.row(row);
     }
-    for (m, k) in &ktms {
+    for (m, k) in ktms {
         aj.set(m.name(), J::Obj(k.attached.iter().map(|(n, a)| (n.clone(), J::from(a.as_str()))).collect()));
     }
-    out.push_str(&t.render());
-    js.set("iomonitor_attached", aj);
+    (t.render(), aj)
+}
 
-    // Cost per call: ratios to bare and to the same mechanism's empty programs.
+/// Table 8b: cost per call, as ratios to bare and to the same mechanism's empty programs.
+fn cost(
+    s: &Samples,
+    opts: &Opts,
+    calls: usize,
+    floors: &[Floor],
+    ktms: &[(Mech, KtmCheck)],
+    notes: &mut Notes,
+) -> (String, J) {
     let mut head: Vec<String> = vec!["configuration".into()];
     head.extend(Op::ALL.iter().map(|op| format!("{op} ns")));
     head.extend(Op::ALL.iter().map(|op| format!("{op}/bare")));
@@ -341,16 +392,16 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             "8b. Cost per call, medians of {} interleaved rounds of {} calls per loop (ns are {}; read the ratios); \
              floor = the same mechanism's empty programs",
             opts.rounds,
-            b.calls,
-            if super::in_qemu() { "TCG-emulated" } else { "this host's" }
+            calls,
+            if in_qemu() { "TCG-emulated" } else { "this host's" }
         ),
         &head,
     );
     let mut rows: Vec<(&str, Option<&str>, Result<(), String>)> = vec![("bare", None, Ok(()))];
-    for (m, _, st) in &floors {
+    for (m, _, st) in floors {
         rows.push((m.floor(), None, st.clone()));
     }
-    for (m, k) in &ktms {
+    for (m, k) in ktms {
         for row in m.ktm() {
             rows.push((row, Some(m.floor()), k.status.clone()));
         }
@@ -367,8 +418,8 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         }
         let fl = floor.filter(|f| floors.iter().any(|(m, _, st)| m.floor() == *f && st.is_ok()));
         cells.extend(Op::ALL.iter().map(|&op| f0(s.median(row, op.name()))));
-        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(&s, row, "bare", op))));
-        cells.extend(Op::ALL.iter().map(|&op| fl.map_or("-".into(), |f| ratio(rel(&s, row, f, op)))));
+        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(s, row, "bare", op))));
+        cells.extend(Op::ALL.iter().map(|&op| fl.map_or("-".into(), |f| ratio(rel(s, row, f, op)))));
         let cnt = |op: Op| s.median(row, &format!("{op} counted/call"));
         cells.push(if floor.is_some() { f3(cnt(Op::Pread)) } else { "-".into() });
         cells.push(if floor.is_some() { f3(cnt(Op::Read)) } else { "-".into() });
@@ -379,9 +430,9 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             let mut c = J::obj()
                 .with("ns_per_call", s.median(row, op.name()))
                 .with("samples", s.get(row, op.name()).map(|v| v.to_vec()).unwrap_or_default())
-                .with("x_bare", rel(&s, row, "bare", op));
+                .with("x_bare", rel(s, row, "bare", op));
             if let Some(f) = fl {
-                c.set("x_floor", rel(&s, row, f, op));
+                c.set("x_floor", rel(s, row, f, op));
             }
             if floor.is_some() {
                 c.set("counted_per_call", cnt(op));
@@ -390,10 +441,11 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         }
         rj.set(row, o);
     }
-    out.push_str(&t.render());
-    js.set("cost", rj);
+    (t.render(), rj)
+}
 
-    // The comparisons the choice rests on.
+/// Table 8c: the comparisons the choice rests on, A vs B in the same run.
+fn comparisons(s: &Samples) -> (String, J) {
     let measured = |row: &str| s.get(row, "pread").is_some();
     let pairs: Vec<(String, &str, &str)> = vec![
         ("empty: kprobe+kretprobe vs fentry+fexit".into(), Mech::Kprobe.floor(), Mech::Fentry.floor()),
@@ -431,10 +483,10 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             continue;
         }
         let mut cells = vec![name.clone()];
-        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(&s, a, bb, op))));
-        cells.extend(PROBED.iter().map(|&op| ratio(added(&s, a, bb, op))));
-        cells.push(ratio(rel(&s, a, "bare", Op::Pread)));
-        cells.push(ratio(rel(&s, bb, "bare", Op::Pread)));
+        cells.extend(Op::ALL.iter().map(|&op| ratio(rel(s, a, bb, op))));
+        cells.extend(PROBED.iter().map(|&op| ratio(added(s, a, bb, op))));
+        cells.push(ratio(rel(s, a, "bare", Op::Pread)));
+        cells.push(ratio(rel(s, bb, "bare", Op::Pread)));
         cells.push(String::new());
         t.row(cells);
         let mut o = J::obj().with("comparison", name.as_str()).with("a", *a).with("b", *bb);
@@ -442,40 +494,20 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
             o.set(
                 op.name(),
                 J::obj()
-                    .with("a_over_b", rel(&s, a, bb, op))
-                    .with("added_a_over_added_b", added(&s, a, bb, op))
-                    .with("a_over_bare", rel(&s, a, "bare", op))
-                    .with("b_over_bare", rel(&s, bb, "bare", op)),
+                    .with("a_over_b", rel(s, a, bb, op))
+                    .with("added_a_over_added_b", added(s, a, bb, op))
+                    .with("a_over_bare", rel(s, a, "bare", op))
+                    .with("b_over_bare", rel(s, bb, "bare", op)),
             );
         }
         pj.push(o);
     }
-    out.push_str(&t.render());
-    js.set("comparisons", J::Arr(pj));
-
-    // BPF statistics: time inside the programs only (not the trampoline, kprobe or perf
-    // path that calls them).
-    match program_stats(b, &floors, &ktms, ids) {
-        Ok((st, sj)) => {
-            out.push_str(&st);
-            js.set("program_stats", sj);
-        }
-        Err(e) => {
-            out.push_str(&format!("\n## 8d. BPF statistics unavailable: {e}\n"));
-            js.set("program_stats", J::obj().with("unavailable", e.to_string()));
-        }
-    }
-    Ok((out, js))
+    (t.render(), J::Arr(pj))
 }
 
 type StatRows = Vec<(String, Vec<(Op, Vec<ProgStat>)>)>;
 
-fn program_stats(
-    b: &mut Bench,
-    floors: &[(Mech, Design, Result<(), String>)],
-    ktms: &[(Mech, KtmCheck)],
-    ids: &Ids,
-) -> R<(String, J)> {
+fn program_stats(b: &mut Bench, floors: &[Floor], ktms: &[(Mech, KtmCheck)], ids: &Ids) -> R<(String, J)> {
     let _stats = ktm::sys::bpf::enable_stats()?;
     let mut results: StatRows = Vec::new();
     for (m, d, st) in floors {
@@ -483,7 +515,7 @@ fn program_stats(
             continue;
         }
         let set = Set::build(d)?;
-        results.push((m.floor().to_string(), super::stats_per_op(b, &set.programs(), &PROBED)?));
+        results.push((m.floor().to_string(), stats_per_op(b, &set.programs(), &PROBED)?));
     }
     for (m, k) in ktms {
         if k.status.is_err() {
@@ -491,7 +523,7 @@ fn program_stats(
         }
         let mon = IoMonitor::start(&m.policy())?;
         mon.set_scope(&Scope::Cgroup(ids.mine))?;
-        results.push((m.ktm()[1].to_string(), super::stats_per_op(b, &super::ktm_programs(&mon), &PROBED)?));
+        results.push((m.ktm()[1].to_string(), stats_per_op(b, &ktm_programs(&mon), &PROBED)?));
     }
     let calls = b.calls as f64;
     let mut t = Table::new(

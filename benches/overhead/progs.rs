@@ -327,3 +327,12 @@ pub fn stats_delta(progs: &[(String, String, &LoadedProgram)], a: &[(u64, u64)],
         })
         .collect()
 }
+
+/// Empty programs on the given points (the iomonitor's: the floor of the workload rows).
+pub fn floor_design(points: &[(String, AttachPoint)]) -> Design {
+    let mut d = Design::new(Vec::new());
+    for (name, p) in points {
+        d = d.part(name, p.clone(), Body::Empty);
+    }
+    d
+}

@@ -11,14 +11,10 @@
 //! [`Collector::failure`] returns it. Collection does not resume: a recorder that panicked
 //! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
-mod iomonitor;
-mod module;
-
-pub use iomonitor::IoMonitorModule;
-pub use module::Module;
-
 use crate::config::Config;
+use crate::iomonitor::IoMonitorModule;
 use crate::metrics::{Batch, ModuleState, ModuleStatus};
+use crate::module::Module;
 use crate::recorder::FlightRecorder;
 use crate::{Error, Result};
 use std::sync::{Arc, Condvar, Mutex};

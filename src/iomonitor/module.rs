@@ -1,11 +1,11 @@
 //! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
 
-use super::module::Module;
+use super::kernel::{IoMonitor, Latency, Scope, Snapshot, ADVICE_LABELS};
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
-use crate::iomonitor::{IoMonitor, Scope, Snapshot, ADVICE_LABELS};
 use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
+use crate::module::Module;
 use crate::Result;
 use std::path::PathBuf;
 
@@ -392,6 +392,6 @@ pub fn metrics(s: &Snapshot) -> Vec<Metric> {
 }
 
 /// Log2 slots as a Prometheus histogram (true upper bounds; the last slot only in `+Inf`).
-fn histogram(l: &crate::iomonitor::Latency) -> Histogram {
+fn histogram(l: &Latency) -> Histogram {
     Histogram::from_log2_ns(&l.slots, l.sum_ns)
 }

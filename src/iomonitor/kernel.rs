@@ -1,5 +1,5 @@
-//! The iomonitor: creates the maps, attaches every probe by its plan, programs the scope,
-//! and reads the counters.
+//! The iomonitor's kernel side: creates the maps, attaches every probe by its plan, programs
+//! the scope, and reads the counters.
 
 use crate::attach::{attach_plan, Attached, PlanReport, Policy};
 use crate::discovery::PidNs;

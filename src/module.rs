@@ -1,5 +1,5 @@
 //! What the collector drives: one KTM module's life cycle, kept apart so a module's own
-//! file depends on this trait and not on the collector above it.
+//! code depends on this trait and not on the collector above it.
 
 use crate::metrics::{Metric, ModuleStatus};
 use crate::Result;
