@@ -256,15 +256,20 @@ fn fadvise_fexit(
         let ret = fexit_ret(&func);
         let advice = advice()?;
         program(move |a, out| {
-            counters(a, out);
-            add_imm(a, lane::FADVISE_CALLS, 1);
-            advice.load(a, out);
-            count_advice(a);
+            count_call(a, out, advice);
             success_if_zero(a, |a| {
                 a.ldx_dw(R2, R6, ret);
             });
         })
     }
+}
+
+/// `counters[FADVISE_CALLS]++; counters[FADVISE_ADVICE + advice]++` for a target's call.
+fn count_call(a: &mut Asm, out: Label, advice: Advice) {
+    counters(a, out);
+    add_imm(a, lane::FADVISE_CALLS, 1);
+    advice.load(a, out);
+    count_advice(a);
 }
 
 /// `if ((int)r2 == 0) counters[FADVISE_SUCCESS]++`, with r2 loaded by `load`.
@@ -282,10 +287,7 @@ fn fadvise_enter(
     move || {
         let advice = advice()?;
         program(move |a, out| {
-            counters(a, out);
-            add_imm(a, lane::FADVISE_CALLS, 1);
-            advice.load(a, out);
-            count_advice(a);
+            count_call(a, out, advice);
         })
     }
 }
@@ -333,10 +335,7 @@ fn read_through(a: &mut Asm, out: Label, ptr_at: i16, at: u32) {
 fn fadvise_raw_enter() -> Result<Program> {
     let advice = Advice::in_saved_regs(0)?;
     program_after(syscall_is(nr::FADVISE64), move |a, out| {
-        counters(a, out);
-        add_imm(a, lane::FADVISE_CALLS, 1);
-        advice.load(a, out);
-        count_advice(a);
+        count_call(a, out, advice);
         latency_enter(a, out, tag::FADVISE);
     })
 }
