@@ -155,6 +155,18 @@ fn try_one(
     let mut parts = Vec::new();
     let mut unchecked = Vec::new();
     for (i, (point, build)) in alt.parts().enumerate() {
+        // The target first: where the kernel refuses the mechanism it fails without reading
+        // BTF, which a builder may consult (fexit's return value offset).
+        let attach = point.load_target()?;
+        let spec = ProgramSpec {
+            name: if i == 0 { plan.name.clone() } else { format!("{}_{i}", plan.name) },
+            prog_type: point.prog_type(),
+            program: build()?,
+            attach,
+        };
+        let program = load::program(&spec, fd_of)?;
+        // Checked once the program loads (so a kernel that refuses the mechanism pays
+        // nothing for the check) and before it attaches (so it never sees the exercise).
         if let Some(exercise) = plan.exercise.filter(|_| fires::needs_check(point.mechanism())) {
             match fires::check(point, exercise) {
                 Verdict::Fired => {}
@@ -162,13 +174,6 @@ fn try_one(
                 Verdict::Unchecked(why) => unchecked.push((point.clone(), why)),
             }
         }
-        let spec = ProgramSpec {
-            name: if i == 0 { plan.name.clone() } else { format!("{}_{i}", plan.name) },
-            prog_type: point.prog_type(),
-            program: build()?,
-            attach: point.load_target()?,
-        };
-        let program = load::program(&spec, fd_of)?;
         let attachment = attachment::program(&program, point)?;
         parts.push((attachment, program));
     }
