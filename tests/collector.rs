@@ -289,3 +289,72 @@ fn rejected_program_degrades_the_module_and_the_rest_runs_on() {
     let first = hb(&b);
     assert!(hb(&run.next_batch()) > first, "the other module keeps collecting");
 }
+
+/// The fadvise probe replaced by one whose function probes sit on close's syscall function
+/// while its exercise calls getppid(2): the shape of a ksys_* helper inlined on one build.
+fn probes_with_a_silent_one() -> Vec<Probe> {
+    fn call_getppid() -> Result<(), String> {
+        // SAFETY: no arguments, cannot fail.
+        unsafe { libc::getppid() };
+        Ok(())
+    }
+    fn empty() -> ktm::Result<ktm::insn::Program> {
+        let mut a = ktm::insn::Asm::new();
+        a.mov64(ktm::insn::R0, 0).exit();
+        Ok(a.finish()?)
+    }
+    let func = ktm::programs::syscall_fn("close");
+    let mut probes = ktm::programs::probes();
+    probes[2] = Probe {
+        plan: Plan {
+            name: "ktm_fadvise".into(),
+            alternatives: vec![
+                Alternative::new(AttachPoint::fentry(&func, false), empty),
+                Alternative::new(AttachPoint::kprobe(&func, false), empty),
+                Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), empty),
+            ],
+            exercise: Some(call_getppid),
+        },
+        metrics: &["ktm_fadvise_calls_total"],
+    };
+    probes
+}
+
+/// A function probe the self-test refused is named in the module's status, with what is
+/// used instead; where no function probe works (this host), nothing is named.
+#[test]
+fn a_probe_that_never_fired_is_named_in_the_status() {
+    if !common::privileged("a_probe_that_never_fired_is_named_in_the_status") {
+        return;
+    }
+    let policy = Policy::from_env();
+    let run = start("silent", |cfg| {
+        vec![Box::new(IoMonitorModule::with(cfg, Roots::system(), policy).with_probes(probes_with_a_silent_one))]
+    });
+    let s = run.status(&run.next_batch());
+    let reason = s.reason.clone().unwrap_or_default();
+    let features = ktm::attach::mechanisms();
+    let works = |m| features.get(m).is_ok() && policy.forbids(m).is_none();
+    let func = ktm::programs::syscall_fn("close");
+    let silent: Vec<String> = [("fentry", ktm::attach::Mechanism::Fentry), ("kprobe", ktm::attach::Mechanism::Kprobe)]
+        .into_iter()
+        .filter(|&(_, m)| works(m))
+        .map(|(kind, _)| format!("{kind}/{func}"))
+        .collect();
+    if silent.is_empty() {
+        assert!(!reason.contains("never ran"), "{s:?}");
+        common::matrix("status names a silent function probe", "none works here");
+        return;
+    }
+    let used = if works(ktm::attach::Mechanism::RawTracepoint) {
+        "raw_tracepoint/sys_enter is used".to_string()
+    } else {
+        "nothing measures it".to_string()
+    };
+    let expected = format!(
+        "ktm_fadvise: {} attached but never ran on the measured path (inlined on this kernel?), so {used}",
+        silent.join(", ")
+    );
+    assert!(reason.contains(&expected), "expected `{expected}` in {s:?}");
+    common::matrix("status names a silent function probe", &silent.join(", "));
+}

@@ -371,6 +371,10 @@ fn a_function_probe_that_never_fires_is_refused() {
             refused += 1;
         }
     }
+    let silent: Vec<Mechanism> = report.silent.iter().map(|p| p.mechanism()).collect();
+    let expected_silent: Vec<Mechanism> =
+        [Mechanism::Fentry, Mechanism::Kprobe].into_iter().filter(|&m| works(m)).collect();
+    assert_eq!(silent, expected_silent, "{report}");
     let refused_cell = report
         .failures
         .iter()

@@ -84,6 +84,9 @@ pub struct PlanReport {
     pub fallbacks: Vec<(AttachPoint, String)>,
     /// Each attached function probe whose self-test could not be made, with why.
     pub unchecked: Vec<(AttachPoint, String)>,
+    /// Each function probe that loaded and attached but was refused because it never ran on
+    /// the measured path (its failure says so too): the status names them.
+    pub silent: Vec<AttachPoint>,
 }
 
 impl fmt::Display for PlanReport {
@@ -118,13 +121,14 @@ pub fn attach_plan(
         failures: Vec::new(),
         fallbacks: Vec::new(),
         unchecked: Vec::new(),
+        silent: Vec::new(),
     };
     for alt in &plan.alternatives {
         if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
             report.failures.push((alt.point.clone(), why.to_string()));
             continue;
         }
-        match try_one(plan, alt, fd_of) {
+        match try_one(plan, alt, fd_of, &mut report.silent) {
             Ok((attached, unchecked)) => {
                 log::debug!("{}: attached {:?}", plan.name, alt);
                 report.unchecked = unchecked;
@@ -151,6 +155,7 @@ fn try_one(
     plan: &Plan,
     alt: &Alternative,
     fd_of: &dyn Fn(MapRef) -> Option<i32>,
+    silent: &mut Vec<AttachPoint>,
 ) -> Result<(Attached, Vec<(AttachPoint, String)>)> {
     let mut parts = Vec::new();
     let mut unchecked = Vec::new();
@@ -170,7 +175,10 @@ fn try_one(
         if let Some(exercise) = plan.exercise.filter(|_| fires::needs_check(point.mechanism())) {
             match fires::check(point, exercise) {
                 Verdict::Fired => {}
-                Verdict::Silent(why) => return Err(Error::Other(why)),
+                Verdict::Silent(why) => {
+                    silent.push(point.clone());
+                    return Err(Error::Other(why));
+                }
                 Verdict::Unchecked(why) => unchecked.push((point.clone(), why)),
             }
         }
@@ -194,6 +202,7 @@ mod tests {
             failures: Vec::new(),
             fallbacks: vec![(point, note)],
             unchecked: Vec::new(),
+            silent: Vec::new(),
         };
         assert_eq!(
             r.to_string(),

@@ -318,6 +318,15 @@ impl Module for IoMonitorModule {
         if let Some(e) = &self.last_error {
             reasons.push(e.clone());
         }
+        for r in monitor.reports().filter(|r| !r.silent.is_empty()) {
+            let silent: Vec<String> = r.silent.iter().map(|p| p.to_string()).collect();
+            reasons.push(format!(
+                "{}: {} attached but never ran on the measured path (inlined on this kernel?), so {}",
+                r.name,
+                silent.join(", "),
+                r.attached.as_ref().map_or("nothing measures it".to_string(), |p| format!("{p} is used"))
+            ));
+        }
         if !unavailable.is_empty() {
             reasons.push(format!("unavailable on this kernel: {}", unavailable.join(", ")));
         }
