@@ -268,6 +268,9 @@ fn probe() -> Result<(), Fail> {
             for (p, note) in &r.fallbacks {
                 println!("    {p} attached by {note}");
             }
+            for (p, why) in &r.unchecked {
+                println!("    {p} not checked to fire: {why}");
+            }
         }
     }
     module.stop();
