@@ -5,10 +5,11 @@ Contents: static busybox with its applets in /bin, the kernel modules the guest 
 (a virtio disk; ext4 when it is a module) with their dependencies from modules.dep,
 decompressed so that busybox insmod loads them, in load order in /lib/ktm/modules.order;
 the test binaries in /tests (run order in /tests/.order, debug info stripped), the ktm
-binary as /bin/ktm when given, and /init.
+binary as /bin/ktm when given, /init and the marker functions it sources
+(/lib/ktm/markers.sh, from --markers, default markers.sh beside --init).
 
 usage: build-initramfs.py --moddir DIR --init FILE --out FILE [--modules "a b"]
-                          [--ktm-bin PATH] NAME=PATH...
+                          [--markers FILE] [--ktm-bin PATH] NAME=PATH...
 """
 import argparse
 import gzip
@@ -173,8 +174,10 @@ def main():
     ap.add_argument("--modules", default=DEFAULT_MODULES)
     ap.add_argument("--ktm-bin")
     ap.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox")
+    ap.add_argument("--markers", help="the marker functions, default markers.sh beside --init")
     ap.add_argument("tests", nargs="*", help="NAME=PATH")
     a = ap.parse_args()
+    markers = a.markers or os.path.join(os.path.dirname(os.path.abspath(a.init)), "markers.sh")
 
     if not is_static(a.busybox):
         sys.exit(f"build-initramfs: {a.busybox} is not static (apt-get install busybox-static)")
@@ -214,6 +217,8 @@ def main():
         c.file("tests/.order", "".join(n + "\n" for n in order).encode())
         with open(a.init, "rb") as f:
             c.file("init", f.read(), 0o755)
+        with open(markers, "rb") as f:
+            c.file("lib/ktm/markers.sh", f.read())
         c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         c.file("etc/group", b"root:x:0:\n")
         c.trailer()
