@@ -41,10 +41,6 @@ has_bin=$(cargo metadata --no-deps --format-version 1 --manifest-path "$manifest
 import json, sys
 pkgs = json.load(sys.stdin)["packages"]
 print(any("bin" in t["kind"] and t["name"] == "ktm" for p in pkgs for t in p["targets"]))')
-if [ "$has_bin" = True ]; then
-  "${cargo[@]}" build --release --manifest-path "$manifest" --target "$triple" \
-    --target-dir "$target_dir" --bin ktm >&2
-fi
 
 rm -rf "$out" && mkdir -p "$out"
 python3 - "$json" "$out" <<'PY'
@@ -55,10 +51,18 @@ for line in open(src):
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
     t = m["target"]
     kind = t["kind"][0]
+    if not m["profile"]["test"]:
+        # cargo builds the binaries for the integration tests (CARGO_BIN_EXE_*): the ktm
+        # binary built here has the same features as the tests' (a separate `cargo build
+        # --bin ktm` would not: without dev-dependencies it resolves other features and
+        # rebuilds the library on every run).
+        if kind == "bin" and t["name"] == "ktm":
+            shutil.copy2(m["executable"], os.path.join(out, "ktm"))
+        continue
     name = {"lib": "unit-lib", "bin": "unit-bin-" + t["name"]}.get(kind, t["name"])
     if kind in ("rlib", "cdylib", "staticlib", "proc-macro"):
         name = "unit-lib"
@@ -67,7 +71,11 @@ for line in open(src):
     print(dst)
 PY
 if [ "$has_bin" = True ]; then
-  cp "$target_dir/$triple/release/ktm" "$out/ktm"
+  if [ ! -f "$out/ktm" ]; then # no integration test selected: build the binary alone
+    "${cargo[@]}" build --release --manifest-path "$manifest" --target "$triple" \
+      --target-dir "$target_dir" --bin ktm >&2
+    cp "$target_dir/$triple/release/ktm" "$out/ktm"
+  fi
   echo "$out/ktm"
 fi
 if command -v file >/dev/null; then
