@@ -30,7 +30,8 @@
 #   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
 #   --tcg-thread T       single (default) or multi: multi-threaded TCG hits the emulator's
 #                        text-poke fault, see README.md [KTM_QEMU_TCG_THREAD]
-#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]
+#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]; every guest
+#                        already has transparent_hugepage=never (README.md)
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
@@ -81,6 +82,9 @@ verbose=()
 inject_panic="${KTM_QEMU_INJECT_PANIC:-0}"
 tcg_thread="${KTM_QEMU_TCG_THREAD:-single}"
 kernel_append="${KTM_QEMU_APPEND:-}"
+# Every guest's kernel command line: no transparent huge pages (README.md: the reclaim test's
+# filler and target must fault in 4 KiB pages for its memory sizes to hold).
+guest_append="transparent_hugepage=never"
 retry="${KTM_QEMU_RETRY:-1}"
 
 die() { echo "run-matrix: $*" >&2; exit 2; }
@@ -293,7 +297,7 @@ if [ ${#labels[@]} -gt 0 ]; then
       guest=(python3 "$here/run-guest.py" --arch "$arch" --column "$column" --label "$label" --kernel "$vmlinuz"
         --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$run_accel"
         --timeout "$timeout_s" --disk-mib "$run_disk" --tcg-thread "$tcg_thread"
-        --append "$kernel_append" "${env_args[@]}" "${verbose[@]}")
+        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}")
       "${guest[@]}"
       if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
         # Keep the faulted boot's log beside the retry's, for the record.
