@@ -189,7 +189,10 @@ else
   done
 fi
 for arch in "${archs[@]}"; do
-  [ -n "${names_of[$arch]:-}" ] || die "no $arch test binaries (for the runs of ${kernels:-the host}${kernels:+ or the host})"
+  [ -n "${names_of[$arch]:-}" ] && continue
+  runs="$(for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
+    if [ "$(arch_of "$label")" = "$arch" ]; then printf '%s ' "$label"; fi; done)"
+  die "no $arch test binaries among those given, for ${runs% }: add them (build-tests.sh --arch $arch) or leave those runs out (--kernels, --no-host)"
 done
 specs_for() { # arch -> fills the array SPECS
   SPECS=()
