@@ -67,21 +67,29 @@ in_chroot() { # ROOT CWD COMMAND...: with /dev and /proc, no binds
 }
 
 make_chroot() {
-  local uri tmp
+  local uri tmp boot
   uri="${KTM_QEMU_ARCHIVE:-$("$here/fetch-kernels.sh" --archive)}"
   [ -r "$KEYRING" ] || die "keyring $KEYRING missing (apt-get install debian-archive-keyring)"
   tmp="$(mktemp -d "$base/.new.XXXXXX")"
-  chmod 755 "$tmp" # the chroot's /: apt downloads as _apt
-  # shellcheck disable=SC2064 # expand now: the directory of this attempt
-  trap "rm -rf '$tmp'" EXIT
-  echo "cross-arm64: debootstrap --variant=minbase $SUITE from $uri into $tmp" >&2
+  # debootstrap splits its target's path at spaces: with a space in the cache's path, it
+  # works in /var/tmp and the result is moved into the cache.
+  boot="$tmp"
+  [[ "$tmp" != *[[:space:]]* ]] || boot="$(mktemp -d /var/tmp/ktm-debootstrap.XXXXXX)"
+  chmod 755 "$tmp" "$boot" # the chroot's /: apt downloads as _apt
+  # shellcheck disable=SC2064 # expand now: the directories of this attempt
+  trap "rm -rf '$tmp' '$boot'" EXIT
+  echo "cross-arm64: debootstrap --variant=minbase $SUITE from $uri into $boot" >&2
   local t0=$SECONDS
   # debootstrap mounts /proc and /sys in the target: in a namespace of its own, they go
   # with it even when debootstrap fails half-way.
   if ! unshare --mount --propagation private debootstrap --variant=minbase --keyring="$KEYRING" \
-    "$SUITE" "$tmp" "$uri" >&2; then
-    tail -n 20 "$tmp/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+    "$SUITE" "$boot" "$uri" >&2; then
+    tail -n 20 "$boot/debootstrap/debootstrap.log" >&2 2>/dev/null || true
     die "debootstrap $SUITE failed"
+  fi
+  if [ "$boot" != "$tmp" ]; then
+    rmdir "$tmp"
+    mv "$boot" "$tmp"
   fi
   echo "cross-arm64: installing ${PACKAGES[*]}" >&2
   in_chroot "$tmp" / sh -c '
