@@ -82,8 +82,8 @@ verbose=()
 inject_panic="${KTM_QEMU_INJECT_PANIC:-0}"
 tcg_thread="${KTM_QEMU_TCG_THREAD:-single}"
 kernel_append="${KTM_QEMU_APPEND:-}"
-# Every guest's kernel command line: no transparent huge pages (README.md: the reclaim test's
-# filler and target must fault in 4 KiB pages for its memory sizes to hold).
+# Every guest's kernel command line: no transparent huge pages (README.md: with THP the
+# reclaim test's memory margins depend on huge-page faults and raised watermarks).
 guest_append="transparent_hugepage=never"
 retry="${KTM_QEMU_RETRY:-1}"
 
