@@ -70,6 +70,7 @@ make_chroot() {
   local uri tmp boot
   uri="${KTM_QEMU_ARCHIVE:-$("$here/fetch-kernels.sh" --archive)}"
   [ -r "$KEYRING" ] || die "keyring $KEYRING missing (apt-get install debian-archive-keyring)"
+  rm -rf "$base"/.new.* # an attempt that was killed (we hold the exclusive lock)
   tmp="$(mktemp -d "$base/.new.XXXXXX")"
   # debootstrap splits its target's path at spaces: with a space in the cache's path, it
   # works in /var/tmp and the result is moved into the cache.
