@@ -5,10 +5,16 @@ Contents: static busybox with its applets in /bin, the kernel modules the guest 
 (a virtio disk; ext4 when it is a module) with their dependencies from modules.dep,
 decompressed so that busybox insmod loads them, in load order in /lib/ktm/modules.order;
 the test binaries in /tests (run order in /tests/.order, debug info stripped), the ktm
-binary as /bin/ktm when given, and /init.
+binary as /bin/ktm when given, /init and the marker functions it sources
+(/lib/ktm/markers.sh, from --markers, default markers.sh beside --init).
+
+A busybox of another architecture than this machine's (the arm64 guests') cannot list its
+applets here: then /bin has only busybox and sh, and /init installs the applets' links
+first thing (busybox --install -s). Binaries of another architecture are stripped with
+that architecture's binutils (aarch64-linux-gnu-strip), else left as they are.
 
 usage: build-initramfs.py --moddir DIR --init FILE --out FILE [--modules "a b"]
-                          [--ktm-bin PATH] NAME=PATH...
+                          [--busybox PATH] [--markers FILE] [--ktm-bin PATH] NAME=PATH...
 """
 import argparse
 import gzip
@@ -107,6 +113,31 @@ def read_module(path):
     return data
 
 
+EM_NAMES = {62: "x86_64", 183: "aarch64"}
+
+
+def elf_machine(path):
+    """e_machine of an ELF file (62 x86-64, 183 aarch64), None if not ELF."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        return None
+    return struct.unpack_from("<H", head, 18)[0]
+
+
+def native(path):
+    """Whether the ELF file is of this machine's architecture (that of the running python)."""
+    return elf_machine(path) == elf_machine(os.path.realpath(sys.executable))
+
+
+def strip_tool(path):
+    """The strip that understands the binary, or None."""
+    if native(path):
+        return shutil.which("strip")
+    arch = EM_NAMES.get(elf_machine(path))
+    return shutil.which(f"{arch}-linux-gnu-strip") if arch else None
+
+
 def is_static(path):
     """An ELF executable without a program interpreter (PT_INTERP)."""
     with open(path, "rb") as f:
@@ -155,8 +186,9 @@ def stripped(path):
     with tempfile.NamedTemporaryFile(delete=False) as t:
         tmp = t.name
     try:
-        if shutil.which("strip"):
-            subprocess.run(["strip", "--strip-debug", "-o", tmp, path], check=True)
+        strip = strip_tool(path)
+        if strip:
+            subprocess.run([strip, "--strip-debug", "-o", tmp, path], check=True)
             with open(tmp, "rb") as f:
                 return f.read()
         with open(path, "rb") as f:
@@ -173,12 +205,18 @@ def main():
     ap.add_argument("--modules", default=DEFAULT_MODULES)
     ap.add_argument("--ktm-bin")
     ap.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox")
+    ap.add_argument("--markers", help="the marker functions, default markers.sh beside --init")
     ap.add_argument("tests", nargs="*", help="NAME=PATH")
     a = ap.parse_args()
+    markers = a.markers or os.path.join(os.path.dirname(os.path.abspath(a.init)), "markers.sh")
 
     if not is_static(a.busybox):
         sys.exit(f"build-initramfs: {a.busybox} is not static (apt-get install busybox-static)")
-    applets = subprocess.run([a.busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    if native(a.busybox):
+        applets = subprocess.run([a.busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    else:
+        applets = ["sh"]  # /init runs `busybox --install -s /bin` for the others
+    machine = elf_machine(a.busybox)
     mods = module_closure(a.moddir, a.modules.split())
 
     tmp = a.out + ".tmp"
@@ -203,17 +241,24 @@ def main():
         if a.ktm_bin:
             if not is_static(a.ktm_bin):
                 sys.exit(f"build-initramfs: {a.ktm_bin} is not statically linked")
+            if elf_machine(a.ktm_bin) != machine:
+                sys.exit(f"build-initramfs: {a.ktm_bin} is not for the busybox's architecture")
             c.file("bin/ktm", stripped(a.ktm_bin), 0o755)
         order = []
         for spec in a.tests:
             name, _, path = spec.partition("=")
             if not is_static(path):
                 sys.exit(f"build-initramfs: {path} is not statically linked (build with -C target-feature=+crt-static)")
+            if elf_machine(path) != machine:
+                sys.exit(f"build-initramfs: {path} is not for the busybox's architecture "
+                         f"({EM_NAMES.get(elf_machine(path), elf_machine(path))}, busybox {EM_NAMES.get(machine, machine)})")
             c.file("tests/" + name, stripped(path), 0o755)
             order.append(name)
         c.file("tests/.order", "".join(n + "\n" for n in order).encode())
         with open(a.init, "rb") as f:
             c.file("init", f.read(), 0o755)
+        with open(markers, "rb") as f:
+            c.file("lib/ktm/markers.sh", f.read())
         c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         c.file("etc/group", b"root:x:0:\n")
         c.trailer()

@@ -6,6 +6,9 @@
 # usage: run-host.sh --log LOG --column COLUMN [--timeout S] [--ktm-bin PATH]
 #                    [--env NAME=VALUE]... -- NAME=PATH...
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=markers.sh
+. "$here/markers.sh" # the KTM-* markers, spelled as the guest's /init spells them
 log="" column=host timeout_s=600 ktm_bin="" envs=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,25 +37,25 @@ start=$SECONDS
 deadline=$((SECONDS + ${timeout_s%.*}))
 timed_out=0
 {
-  for kv in "${envs[@]}"; do echo "KTM-ENV $kv"; done
-  echo "KTM-BOOT $(uname -r) label=host"
-  echo "KTM-MEM $(awk '/^MemTotal:|^MemAvailable:/ {printf "%s%s kB ", $1, $2}' /proc/meminfo)"
+  for kv in "${envs[@]}"; do ktm_env "$kv"; done
+  ktm_boot host
+  ktm_mem
 } > "$log"
 for spec in "$@"; do
   name="${spec%%=*}" path="${spec#*=}"
   left=$((deadline - SECONDS))
   if [ "$left" -le 0 ]; then timed_out=1; break; fi
-  echo "KTM-BEGIN $name" | tee -a "$log" | sed "s/^/[$column] /" >&2
+  ktm_begin "$name" | tee -a "$log" | sed "s/^/[$column] /" >&2
   args=(--test-threads=1 --nocapture)
   [ -n "$filter" ] && args+=("$filter")
   rc=0
   before=$(wc -l < "$log")
   env -u KTM_IN_QEMU "${env_args[@]}" timeout -k 10 "$left" "$path" "${args[@]}" </dev/null >>"$log" 2>&1 || rc=$?
-  if [ "$rc" = 124 ] && [ $((deadline - SECONDS)) -le 0 ]; then timed_out=1; echo "KTM-TIMEOUT $name" >> "$log"; break; fi
-  echo "KTM-END $name rc=$rc" >> "$log"
-  { tail -n +$((before + 1)) "$log" | grep -a 'test result:' || true; echo "KTM-END $name rc=$rc"; } | sed "s/^/[$column] /" >&2
+  if [ "$rc" = 124 ] && [ $((deadline - SECONDS)) -le 0 ]; then timed_out=1; ktm_timeout "$name" >> "$log"; break; fi
+  ktm_end "$name" "$rc" >> "$log"
+  { tail -n +$((before + 1)) "$log" | grep -a 'test result:' || true; ktm_end "$name" "$rc"; } | sed "s/^/[$column] /" >&2
 done
-[ "$timed_out" = 1 ] || echo "KTM-DONE" >> "$log"
+[ "$timed_out" = 1 ] || ktm_done >> "$log"
 cat > "$log.meta" <<META
 column=$column
 kind=host

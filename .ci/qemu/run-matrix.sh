@@ -5,12 +5,17 @@
 #
 # usage: run-matrix.sh [options] [-- BINARY...]
 #   BINARY...            static test executables (Rust libtest); a file named `ktm` is the
-#                        ktm binary (/bin/ktm in the guest, $KTM_BIN). Without any, the
-#                        crate's are built with build-tests.sh: the test targets named in
-#                        $KTM_QEMU_TESTS (default: toolkit iomonitor collector reclaim pod).
+#                        ktm binary (/bin/ktm in the guest, $KTM_BIN). x86-64 ones run in the
+#                        amd64 guests and on this host, aarch64 ones in the arm64 guests.
+#                        Without any, the crate's are built with build-tests.sh (arm64: cross-
+#                        built in a cached chroot, cross-arm64.sh), for each architecture a
+#                        run needs: the test targets named in $KTM_QEMU_TESTS (default:
+#                        toolkit iomonitor collector reclaim pod). When a build fails, the
+#                        runs of its architecture count every one of those binaries failed.
 # options (environment variable in brackets):
 #   --kernels L,L        kernel labels, from 5.10,6.1,6.12,sid (sid: Debian's newest, the
-#                        development suite's); "none" for host only [KTM_KERNELS]
+#                        development suite's) and arm64-6.1,arm64-6.12 (Debian's arm64 cloud
+#                        kernels of bookworm and trixie); "none" for host only [KTM_KERNELS]
 #   --variant L:ITEMS    extra run of kernel L (or "host"), as another column; ITEMS joined by
 #                        + or ',': NAME=VALUE (guest env) or mem=MiB. Repeatable; the first
 #                        one replaces the default set [KTM_QEMU_VARIANTS, space separated]
@@ -25,7 +30,8 @@
 #   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
 #   --tcg-thread T       single (default) or multi: multi-threaded TCG hits the emulator's
 #                        text-poke fault, see README.md [KTM_QEMU_TCG_THREAD]
-#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]
+#   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]; every guest
+#                        already has transparent_hugepage=never (README.md)
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
@@ -45,7 +51,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 wall_start=$SECONDS
 
-kernels="${KTM_KERNELS:-5.10,6.1,6.12,sid}"
+kernels="${KTM_KERNELS:-5.10,6.1,6.12,sid,arm64-6.1,arm64-6.12}"
 default_variants=(
   6.1:KTM_DISABLE_FENTRY=1
   6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
@@ -53,6 +59,9 @@ default_variants=(
   6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1
   sid:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
   sid:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1
+  arm64-6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
+  arm64-6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
+  arm64-6.12:KTM_DISABLE_FENTRY=1+KTM_DISABLE_KPROBE=1
 )
 read -r -a variants <<<"${KTM_QEMU_VARIANTS-${default_variants[*]}}"
 variants_given=0
@@ -69,11 +78,13 @@ out="${KTM_QEMU_OUT:-$repo/target/qemu}"
 export KTM_QEMU_CACHE="${KTM_QEMU_CACHE:-/var/cache/ktm-qemu}"
 refresh=()
 ktm_bin=""
-ktm_arg=()
 verbose=()
 inject_panic="${KTM_QEMU_INJECT_PANIC:-0}"
 tcg_thread="${KTM_QEMU_TCG_THREAD:-single}"
 kernel_append="${KTM_QEMU_APPEND:-}"
+# Every guest's kernel command line: no transparent huge pages (README.md: with THP the
+# reclaim test's memory margins depend on huge-page faults and raised watermarks).
+guest_append="transparent_hugepage=never"
 retry="${KTM_QEMU_RETRY:-1}"
 
 die() { echo "run-matrix: $*" >&2; exit 2; }
@@ -118,36 +129,91 @@ done
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel auto|kvm|tcg" ;; esac
 case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esac
 
-"$here/ensure-tools.sh"
+[ -n "$kernels" ] && read -r -a labels <<<"${kernels//,/ }" || labels=()
+arch_of() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
+# Architectures with a run: amd64 for its guests and the host run, arm64 for its guests.
+archs=()
+for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
+  a="$(arch_of "$label")"
+  [[ " ${archs[*]} " == *" $a "* ]] || archs+=("$a")
+done
+[ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
+"$here/ensure-tools.sh" "${archs[@]}"
 
-if [ $# -eq 0 ]; then
-  # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
-  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod}"
-  echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) with build-tests.sh" >&2
-  listing="$("$here/build-tests.sh")" || die "build-tests.sh failed"
-  mapfile -t built <<<"$listing"
-  [ -n "$listing" ] || die "build-tests.sh produced no test binaries"
-  set -- "${built[@]}"
+elf_arch() { # PATH -> amd64, arm64 or ? (the ELF header's e_machine)
+  case "$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')" in 62) echo amd64 ;; 183) echo arm64 ;; *) echo "?" ;; esac
+}
+
+# Per architecture: the test binaries as NAME=PATH (NAME is the file name without cargo's
+# -<16 hex> suffix), the ktm binary, and whether its build failed.
+declare -A specs_of=() names_of=() ktm_of=() build_failed=()
+if [ -n "$ktm_bin" ]; then
+  [ -f "$ktm_bin" ] || die "--ktm-bin $ktm_bin: no such file"
+  ktm_of[$(elf_arch "$ktm_bin")]="$(realpath "$ktm_bin")"
 fi
-
-# NAME=PATH per test binary; NAME is the file name without cargo's -<16 hex> suffix.
-specs=() names=" "
-for path in "$@"; do
+add_binary() { # arch path
+  local arch="$1" path="$2" name
   if [ ! -f "$path" ] || [ ! -x "$path" ]; then die "$path: not an executable file"; fi
   name="$(basename "$path")"
   [[ "$name" =~ ^(.+)-[0-9a-f]{16}$ ]] && name="${BASH_REMATCH[1]}"
   if [ "$name" = ktm ]; then
-    [ -n "$ktm_bin" ] || ktm_bin="$path"
-    continue
+    [ -n "${ktm_of[$arch]:-}" ] || ktm_of[$arch]="$(realpath "$path")"
+    return
   fi
-  [[ "$names" == *" $name "* ]] && die "two binaries named $name"
-  names+="$name "
-  specs+=("$name=$(realpath "$path")")
+  [[ "${names_of[$arch]:-} " == *" $name "* ]] && die "two $arch binaries named $name"
+  names_of[$arch]+=" $name"
+  specs_of[$arch]+="${specs_of[$arch]:+$'\n'}$name=$(realpath "$path")"
+}
+if [ $# -eq 0 ]; then
+  # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
+  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod}"
+  for arch in "${archs[@]}"; do
+    echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) for $arch with build-tests.sh" >&2
+    start=$SECONDS
+    if listing="$("$here/build-tests.sh" --arch "$arch")" && [ -n "$listing" ]; then
+      while IFS= read -r path; do add_binary "$arch" "$path"; done <<<"$listing"
+      echo "run-matrix: $arch binaries built in $((SECONDS - start))s" >&2
+    else
+      # Its runs still happen, each failing with every expected binary counted failed.
+      echo "run-matrix: building the $arch test binaries FAILED (build-tests.sh --arch $arch)" >&2
+      build_failed[$arch]=1
+      for t in ${KTM_QEMU_TESTS:-build}; do names_of[$arch]+=" $t"; done
+    fi
+  done
+else
+  for path in "$@"; do
+    [ -e "$path" ] || die "$path: no such file"
+    arch="$(elf_arch "$path")"
+    [ "$arch" != "?" ] || die "$path: neither an x86-64 nor an aarch64 executable"
+    add_binary "$arch" "$path"
+  done
+fi
+for arch in "${archs[@]}"; do
+  [ -n "${names_of[$arch]:-}" ] && continue
+  runs="$(for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
+    if [ "$(arch_of "$label")" = "$arch" ]; then printf '%s ' "$label"; fi; done)"
+  die "no $arch test binaries among those given, for ${runs% }: add them (build-tests.sh --arch $arch) or leave those runs out (--kernels, --no-host)"
 done
-[ ${#specs[@]} -gt 0 ] || die "no test binaries"
-[ -z "$ktm_bin" ] || ktm_arg=(--ktm-bin "$(realpath "$ktm_bin")")
-binaries_csv="$(for s in "${specs[@]}"; do printf '%s,' "${s%%=*}"; done)"
-binaries_csv="${binaries_csv%,}"
+specs_for() { # arch -> fills the array SPECS
+  SPECS=()
+  [ -n "${build_failed[$1]:-}" ] || mapfile -t SPECS <<<"${specs_of[$1]}"
+}
+ktm_arg_for() { # arch -> fills the array KTM_ARG
+  KTM_ARG=()
+  [ -z "${ktm_of[$1]:-}" ] || KTM_ARG=(--ktm-bin "${ktm_of[$1]}")
+}
+binaries_csv_for() { local n; n="${names_of[$1]# }"; echo "${n// /,}"; }
+
+# shellcheck source=markers.sh
+. "$here/markers.sh"
+# A run whose binaries could not be built: a log that says so; summarize.py counts every
+# expected binary failed (no KTM-END for it).
+unbuilt_run() { # log column label kind arch release
+  ktm_fatal "the $5 test binaries could not be built (build-tests.sh --arch $5); not run" > "$1"
+  printf 'column=%s\nkind=%s\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\nrelease=%s\n' \
+    "$2" "$4" "$3" "$5" "$(binaries_csv_for "$5")" "$6" > "$1.meta"
+  echo "run-matrix: $2: not run: the $5 test binaries could not be built" >&2
+}
 
 # One console log per run, $out/NN-COLUMN.log (+ .meta); the previous run's go first.
 mkdir -p "$out"
@@ -157,9 +223,10 @@ rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.l
 logs=()
 run_no=0
 
-# column name of a variant: "6.12 -fentry -kprobe", "6.1 256M", "6.12 FOO=bar"
+# column name of a variant: "6.12 -fentry -kprobe", "6.1 256M", "6.12 FOO=bar",
+# "arm64 6.12 -fentry -tracepoint" (label arm64-6.12)
 column_of() { # label items
-  local col="$1" item
+  local col="${1/#arm64-/arm64 }" item
   for item in ${2//[+,]/ }; do
     case "$item" in
       KTM_DISABLE_*=1) item="${item%=1}"; item="${item#KTM_DISABLE_}"; col+=" -${item,,}" ;;
@@ -173,7 +240,7 @@ column_of() { # label items
 # Runs of one label: the plain one, then each variant for it. Prints "COLUMN<TAB>ITEMS".
 runs_of() {
   local label="$1" v
-  printf '%s\t\n' "$label"
+  printf '%s\t\n' "$(column_of "$label" "")"
   for v in "${variants[@]}"; do
     [ "${v%%:*}" = "$label" ] || continue
     printf '%s\t%s\n' "$(column_of "$label" "${v#*:}")" "${v#*:}"
@@ -185,22 +252,40 @@ common_env=("${envs[@]}")
 guest_env=()
 [ "$inject_panic" = 1 ] && guest_env+=(KTM_INJECT_PANIC=1)
 
-if [ -n "$kernels" ]; then
-  read -r -a labels <<<"${kernels//,/ }"
+if [ ${#labels[@]} -gt 0 ]; then
   listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${labels[@]}")" || die "fetching the kernels failed"
   mapfile -t fetched <<<"$listing"
   [ ${#fetched[@]} = ${#labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#labels[@]} labels"
+  # KVM only for amd64 guests, and only when one is seen to run (probe-accel.sh); the arm64
+  # guests are emulated (TCG) on this x86-64 machine.
+  amd64_accel="$accel"
   if [ "$accel" = auto ]; then
-    IFS=$'\t' read -r _ _ vmlinuz _ <<<"${fetched[0]}"
-    accel="$("$here/probe-accel.sh" "$vmlinuz")"
+    amd64_accel=tcg
+    for line in "${fetched[@]}"; do
+      IFS=$'\t' read -r _ _ vmlinuz _ arch _ <<<"$line"
+      if [ "$arch" = amd64 ]; then amd64_accel="$("$here/probe-accel.sh" "$vmlinuz")"; break; fi
+    done
   fi
-  echo "run-matrix: accelerator $accel$([ "$accel" = tcg ] && echo ",thread=$tcg_thread"), ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
+  echo "run-matrix: accelerator $amd64_accel$([ "$amd64_accel" = tcg ] && echo ",thread=$tcg_thread") (amd64), tcg,thread=$tcg_thread (arm64); ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
   for line in "${fetched[@]}"; do
-    IFS=$'\t' read -r label release vmlinuz moddir <<<"$line"
+    IFS=$'\t' read -r label release vmlinuz moddir arch busybox <<<"$line"
+    run_accel="$amd64_accel"
+    [ "$arch" = amd64 ] || run_accel=tcg
     initrd="$out/initrd-$label.cpio.gz"
-    python3 "$here/build-initramfs.py" --moddir "$moddir" --init "$here/init" --out "$initrd" \
-      "${ktm_arg[@]}" "${specs[@]}"
+    specs_for "$arch"
+    ktm_arg_for "$arch"
+    if [ -z "${build_failed[$arch]:-}" ]; then
+      python3 "$here/build-initramfs.py" --moddir "$moddir" --init "$here/init" --out "$initrd" \
+        --busybox "$busybox" "${KTM_ARG[@]}" "${SPECS[@]}"
+    fi
     while IFS=$'\t' read -r column items; do
+      run_no=$((run_no + 1))
+      log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+      logs+=("$log")
+      if [ -n "${build_failed[$arch]:-}" ]; then
+        unbuilt_run "$log" "$column" "$label" guest "$arch" "$release"
+        continue
+      fi
       run_mem="$mem"
       run_env=("${common_env[@]}" "${guest_env[@]}")
       for item in ${items//[+,]/ }; do
@@ -210,14 +295,12 @@ if [ -n "$kernels" ]; then
         esac
       done
       run_disk="${disk_mib:-$((run_mem * 2 > 2048 ? run_mem * 2 : 2048))}"
-      run_no=$((run_no + 1))
-      log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
       env_args=()
       for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
-      guest=(python3 "$here/run-guest.py" --column "$column" --label "$label" --kernel "$vmlinuz"
-        --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$accel"
+      guest=(python3 "$here/run-guest.py" --arch "$arch" --column "$column" --label "$label" --kernel "$vmlinuz"
+        --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$run_accel"
         --timeout "$timeout_s" --disk-mib "$run_disk" --tcg-thread "$tcg_thread"
-        --append "$kernel_append" "${env_args[@]}" "${verbose[@]}")
+        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}")
       "${guest[@]}"
       if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
         # Keep the faulted boot's log beside the retry's, for the record.
@@ -227,14 +310,22 @@ if [ -n "$kernels" ]; then
         "${guest[@]}"
         echo "retried=emulator text-poke fault" >> "$log.meta"
       fi
-      printf 'binaries=%s\nrelease=%s\n' "$binaries_csv" "$release" >> "$log.meta"
-      logs+=("$log")
+      printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$arch")" "$release" >> "$log.meta"
     done < <(runs_of "$label")
   done
 fi
 
 if [ "$host" = 1 ]; then
+  specs_for amd64
+  ktm_arg_for amd64
   while IFS=$'\t' read -r column items; do
+    run_no=$((run_no + 1))
+    log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+    logs+=("$log")
+    if [ -n "${build_failed[amd64]:-}" ]; then
+      unbuilt_run "$log" "$column" host host amd64 "$(uname -r)"
+      continue
+    fi
     run_env=("${common_env[@]}")
     for item in ${items//[+,]/ }; do
       case "$item" in
@@ -242,13 +333,10 @@ if [ "$host" = 1 ]; then
         *=*) run_env+=("$item") ;;
       esac
     done
-    run_no=$((run_no + 1))
-    log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
     env_args=()
     for kv in "${run_env[@]}"; do env_args+=(--env "$kv"); done
     "$here/run-host.sh" --log "$log" --column "$column" --timeout "$timeout_s" \
-      "${ktm_arg[@]}" "${env_args[@]}" -- "${specs[@]}"
-    logs+=("$log")
+      "${KTM_ARG[@]}" "${env_args[@]}" -- "${SPECS[@]}"
   done < <(runs_of host)
 fi
 

@@ -18,6 +18,7 @@ import argparse
 import re
 import sys
 
+# The markers, as markers.sh prints them (test_summarize.py's Markers checks the two agree).
 MATRIX = re.compile(r"KTM-MATRIX\t([^\t]+)\t(.*)")
 BEGIN = re.compile(r"KTM-BEGIN (\S+)")
 END = re.compile(r"KTM-END (\S+) rc=(-?\d+)")

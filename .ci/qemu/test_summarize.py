@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Tests of summarize.py: runs it, as run-matrix.sh and .ci/test do, on console logs of a
 clean guest, a guest that panicked, a guest that hung, and a guest retried after the
-emulator's text-poke fault, and checks the totals it prints and its exit status.
+emulator's text-poke fault, and checks the totals it prints and its exit status; and checks
+that what markers.sh prints (the guests' /init and run-host.sh print every marker with it)
+is what summarize.py reads.
 
 Run by .ci/test: python3 -m unittest discover -s .ci/qemu -p 'test_*.py'
 """
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +159,51 @@ class EmulatorFault(unittest.TestCase):
                                                    "Kernel panic - not syncing: Fatal exception"]))
         # An int3 oops that did not panic is not the signature either.
         self.assertFalse(summarize.emulator_fault(TEXT_POKE_OOPS[:4]))
+
+
+class Markers(unittest.TestCase):
+    """markers.sh, sourced by the guest's /init (busybox sh) and run-host.sh (bash), against
+    summarize.py: every marker as printed is read back."""
+
+    MARKERS = os.path.join(HERE, "markers.sh")
+
+    def shells(self):
+        found = [[sh] for sh in ("sh", "bash") if shutil.which(sh)]
+        if shutil.which("busybox"):
+            found.append(["busybox", "sh"])
+        return found
+
+    def judge(self, shell, script, binaries):
+        out = subprocess.run(shell + ["-c", f'. "{self.MARKERS}"; {script}'], capture_output=True, text=True,
+                             check=True).stdout
+        logs = Logs()
+        self.addCleanup(logs.dir.cleanup)
+        path = logs.add("6.12", out.splitlines(), binaries=binaries, release="?")
+        return summarize.judge(path), out
+
+    def test_a_run_as_printed(self):
+        script = ('ktm_env KTM_DISABLE_FENTRY=1; ktm_boot 6.12; ktm_mem; ktm_warn "no bpffs"; '
+                  'ktm_begin collector; echo "' + result(4) + '"; ktm_end collector 0; '
+                  'ktm_begin reclaim; echo Killed; ktm_end reclaim 137; ktm_done')
+        for shell in self.shells():
+            with self.subTest(shell=" ".join(shell)):
+                r, out = self.judge(shell, script, "collector,reclaim")
+                self.assertIn("KTM-ENV KTM_DISABLE_FENTRY=1\n", out)
+                self.assertEqual(r["release"], platform.release())
+                self.assertRegex(r["mem"], r"^\d+ MiB \(\d+ available\)$")
+                self.assertEqual(r["begun"], ["collector", "reclaim"])
+                self.assertEqual(r["ends"], {"collector": 0, "reclaim": 137})
+                self.assertTrue(r["done"])
+                self.assertEqual((r["passed"], r["failed"]), (4, 1))
+                self.assertEqual(r["problems"], ["FAILED: reclaim (rc=137)"])
+
+    def test_fatal(self):
+        for shell in self.shells():
+            with self.subTest(shell=" ".join(shell)):
+                r, _ = self.judge(shell, 'ktm_boot 6.12; ktm_fatal "no virtio disk /dev/vda"', "collector")
+                self.assertEqual(r["fatal"], "no virtio disk /dev/vda")
+                self.assertIn("FATAL: no virtio disk /dev/vda", r["problems"])
+                self.assertEqual(r["failed"], 1)
 
 
 class Closing(unittest.TestCase):
