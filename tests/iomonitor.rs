@@ -353,3 +353,40 @@ fn deletes(s: &mut Setup, row: &str) {
         if available { format!("{} pass", s.source("ktm_page_cache_deletes_total")) } else { "unavailable".into() };
     common::matrix(&format!("{row}ktm_page_cache_deletes_total"), &cell);
 }
+
+/// `ksys_fadvise64_64` alone: arm64 6.12 inlines it into `__arm64_sys_fadvise64_64` (the
+/// out-of-line copy serves only the 32-bit compat path), so a fexit there attached, reported
+/// `fexit` and counted nothing before the self-test. Now it is refused there as silent, and
+/// wherever it is trusted it counts every call exactly.
+#[test]
+fn fadvise_helper_is_trusted_only_where_it_fires() {
+    let ksys = ktm::attach::AttachPoint::fentry("ksys_fadvise64_64", true);
+    let mut probes = ktm::programs::probes();
+    for p in probes.iter_mut().filter(|p| p.plan.name == "ktm_fadvise") {
+        p.plan.alternatives.retain(|a| a.point == ksys);
+        assert_eq!(p.plan.alternatives.len(), 1, "the fadvise plan has a fexit on {ksys}");
+    }
+    let Some(mut s) = setup_with("fadvise_ksys", probes) else { return };
+    let report = s.monitor.reports().find(|r| r.name == "ktm_fadvise").unwrap().clone();
+    println!("{report}");
+    let file = s.file("data", 4096);
+    let before = s.snap();
+    s.both(&format!("fadvise {file} normal 5"));
+    let calls = s.snap().fadvise_calls - before.fadvise_calls;
+    let cell = if report.attached.is_some() {
+        assert_eq!(calls, 5, "trusted, so it must count: {report}");
+        "fexit fires, 5 of 5 counted".to_string()
+    } else if !report.silent.is_empty() {
+        assert_eq!(calls, 0);
+        "refused: attached but never ran (inlined)".to_string()
+    } else {
+        "unavailable".to_string()
+    };
+    // Measured when arm64 was first tried: this build inlines it.
+    if std::env::var("KTM_KERNEL").as_deref() == Ok("arm64-6.12")
+        && Policy::from_env().forbids(ksys.mechanism()).is_none()
+    {
+        assert_eq!(report.silent, vec![ksys.clone()], "arm64 6.12 inlines ksys_fadvise64_64: {report}");
+    }
+    common::matrix("fexit ksys_fadvise64_64 alone (self-test)", &cell);
+}
