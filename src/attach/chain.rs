@@ -173,7 +173,7 @@ fn try_one(
         // Checked once the program loads (so a kernel that refuses the mechanism pays
         // nothing for the check) and before it attaches (so it never sees the exercise).
         if let Some(exercise) = plan.exercise.filter(|_| fires::needs_check(point.mechanism())) {
-            match fires::check(point, exercise) {
+            match fires::check(point, spec.attach, exercise) {
                 Verdict::Fired => {}
                 Verdict::Silent(why) => {
                     silent.push(point.clone());

@@ -14,8 +14,10 @@ use super::point::{AttachPoint, Mechanism};
 use crate::insn::{Asm, Helper, MapRef, R0, R1, R2};
 use crate::load::{self, ProgramSpec};
 use crate::maps::Array;
+use crate::sys::bpf::AttachType;
 use crate::sys::AsRawFd;
 use crate::Result;
+use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -42,33 +44,34 @@ pub(super) fn needs_check(m: Mechanism) -> bool {
     matches!(m, Mechanism::Fentry | Mechanism::Fexit | Mechanism::Kprobe | Mechanism::Kretprobe)
 }
 
-/// Checks `point` with `exercise`, once per process for each pair: whether a function is
-/// inlined does not change while the kernel runs.
-pub(super) fn check(point: &AttachPoint, exercise: Exercise) -> Verdict {
-    static SEEN: Mutex<Option<HashMap<(AttachPoint, usize), Verdict>>> = Mutex::new(None);
+/// Checks `point` (its load target `attach` already resolved for the program it vouches for)
+/// with `exercise`, once per process for each pair: whether a function is inlined does not
+/// change while the kernel runs.
+pub(super) fn check(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercise) -> Verdict {
+    static SEEN: Lazy<Mutex<HashMap<(AttachPoint, usize), Verdict>>> = Lazy::new(Default::default);
     let key = (point.clone(), exercise as usize);
     // Held across the check: canaries of two threads must not see each other's exercise
     // (each counts only its own thread, but one check at a time also keeps attach cost flat).
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(v) = seen.get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(v) = seen.get(&key) {
         return v.clone();
     }
-    let verdict = match run(point, exercise) {
+    let verdict = match run(point, attach, exercise) {
         Ok(v) => v,
         Err(e) => Verdict::Unchecked(format!("canary could not attach: {e}")),
     };
     log::debug!("{point}: self-test: {verdict:?}");
-    seen.get_or_insert_with(HashMap::new).insert(key, verdict.clone());
+    seen.insert(key, verdict.clone());
     verdict
 }
 
-fn run(point: &AttachPoint, exercise: Exercise) -> Result<Verdict> {
+fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercise) -> Result<Verdict> {
     let hits = Array::<u64>::create("ktm_canary", 1)?;
     let spec = ProgramSpec {
         name: "ktm_canary".into(),
         prog_type: point.prog_type(),
         program: canary(thread_pid_tgid())?,
-        attach: point.load_target()?,
+        attach,
     };
     let fd = hits.map().as_raw_fd();
     let prog = load::program(&spec, |m| (m == CANARY).then_some(fd))?;
