@@ -293,11 +293,6 @@ fn rejected_program_degrades_the_module_and_the_rest_runs_on() {
 /// The fadvise probe replaced by one whose function probes sit on close's syscall function
 /// while its exercise calls getppid(2): the shape of a ksys_* helper inlined on one build.
 fn probes_with_a_silent_one() -> Vec<Probe> {
-    fn call_getppid() -> Result<(), String> {
-        // SAFETY: no arguments, cannot fail.
-        unsafe { libc::getppid() };
-        Ok(())
-    }
     fn empty() -> ktm::Result<ktm::insn::Program> {
         let mut a = ktm::insn::Asm::new();
         a.mov64(ktm::insn::R0, 0).exit();
@@ -313,7 +308,7 @@ fn probes_with_a_silent_one() -> Vec<Probe> {
                 Alternative::new(AttachPoint::kprobe(&func, false), empty),
                 Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), empty),
             ],
-            exercise: Some(call_getppid),
+            exercise: Some(common::call_getppid),
         },
         metrics: &["ktm_fadvise_calls_total"],
     };
@@ -333,8 +328,7 @@ fn a_probe_that_never_fired_is_named_in_the_status() {
     });
     let s = run.status(&run.next_batch());
     let reason = s.reason.clone().unwrap_or_default();
-    let features = ktm::attach::mechanisms();
-    let works = |m| features.get(m).is_ok() && policy.forbids(m).is_none();
+    let works = |m| common::mechanism_works(m, &policy);
     let func = ktm::programs::syscall_fn("close");
     let silent: Vec<String> = [("fentry", ktm::attach::Mechanism::Fentry), ("kprobe", ktm::attach::Mechanism::Kprobe)]
         .into_iter()

@@ -222,13 +222,12 @@ fn fallback_chain_reports_each_step() {
     let fd_of = maps.fd_of();
     let (attached, report) = attach_plan(&plan, &Policy::from_env(), &fd_of);
     println!("{report}");
-    let features = attach::mechanisms();
     // Every step that failed says why; a step failed only where the feature probe also failed
     // (or where the symbol or tracepoint is missing on this kernel).
     for (point, why) in &report.failures {
         assert!(!why.is_empty(), "{point} failed without a reason");
         let m = point.mechanism();
-        if features.get(m).is_ok() && Policy::from_env().forbids(m).is_none() {
+        if common::mechanism_works(m, &Policy::from_env()) {
             assert!(
                 why.contains("does not exist") || why.contains("no BTF") || why.contains("no such function"),
                 "{point} failed although {m} works here: {why}"
@@ -321,13 +320,6 @@ fn missing_tracepoints_are_named() {
     }
 }
 
-/// getppid(2), which never calls close's syscall function.
-fn call_getppid() -> Result<(), String> {
-    // SAFETY: no arguments, cannot fail.
-    unsafe { libc::getppid() };
-    Ok(())
-}
-
 /// close(2) of no file: EBADF, and nothing changes.
 fn call_close() -> Result<(), String> {
     // SAFETY: -1 is never an open fd.
@@ -356,10 +348,9 @@ fn a_function_probe_that_never_fires_is_refused() {
         exercise: Some(exercise),
     };
     let policy = Policy::from_env();
-    let features = attach::mechanisms();
-    let works = |m: Mechanism| features.get(m).is_ok() && policy.forbids(m).is_none();
+    let works = |m: Mechanism| common::mechanism_works(m, &policy);
 
-    let (attached, report) = attach_plan(&plan(call_getppid), &policy, &maps.fd_of());
+    let (attached, report) = attach_plan(&plan(common::call_getppid), &policy, &maps.fd_of());
     println!("{report}");
     let raw = Some(Mechanism::RawTracepoint).filter(|&m| works(m));
     assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), raw, "{report}");

@@ -31,6 +31,19 @@ pub fn ktm_bin() -> PathBuf {
     ktm::workload::ktm_bin(env!("CARGO_BIN_EXE_ktm"))
 }
 
+/// Whether mechanism `m` attaches on this kernel and this run's switches allow it.
+pub fn mechanism_works(m: ktm::attach::Mechanism, policy: &ktm::attach::Policy) -> bool {
+    ktm::attach::mechanisms().get(m).is_ok() && policy.forbids(m).is_none()
+}
+
+/// A self-test exercise that calls getppid(2), which never calls close's (or any other
+/// syscall's) function: a probe there under this exercise must be refused as silent.
+pub fn call_getppid() -> Result<(), String> {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getppid() };
+    Ok(())
+}
+
 /// A line for the kernel-matrix runner: one row, one cell for this kernel.
 pub fn matrix(row: &str, cell: &str) {
     println!("KTM-MATRIX\t{row}\t{cell}");
