@@ -25,6 +25,8 @@
 #   --mem MiB            guest memory, default 1024 [KTM_QEMU_MEM]
 #   --small-mem          guest memory 256 MiB (direct reclaim on modest files) [KTM_QEMU_SMALL_MEM]
 #   --smp N              guest CPUs, default 2 [KTM_QEMU_SMP]
+#   --jobs N             guests run at once, default the host's core count: a single-threaded
+#                        TCG guest keeps one core busy [KTM_QEMU_JOBS]
 #   --disk-mib N         ext4 disk size, default max(2048, 2 x memory) [KTM_QEMU_DISK_MIB]
 #   --timeout S          seconds per guest (and for the host run), default 600 [KTM_QEMU_TIMEOUT]
 #   --accel A            auto (kvm if a guest is seen to run under it), kvm or tcg [KTM_QEMU_ACCEL]
@@ -69,6 +71,8 @@ envs=()
 filter="${KTM_FILTER:-}"
 mem="${KTM_QEMU_MEM:-1024}"
 smp="${KTM_QEMU_SMP:-2}"
+# Guests at once: each is one emulator thread (single-threaded TCG), so one per core.
+parallel="${KTM_QEMU_JOBS:-$(nproc)}"
 disk_mib="${KTM_QEMU_DISK_MIB:-}"
 timeout_s="${KTM_QEMU_TIMEOUT:-600}"
 accel="${KTM_QEMU_ACCEL:-auto}"
@@ -100,6 +104,7 @@ while [ $# -gt 0 ]; do
     --mem) mem="$2"; shift 2 ;;
     --small-mem) mem="${KTM_QEMU_SMALL_MEM:-256}"; shift ;;
     --smp) smp="$2"; shift 2 ;;
+    --jobs) parallel="$2"; shift 2 ;;
     --disk-mib) disk_mib="$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --accel) accel="$2"; shift 2 ;;
@@ -128,6 +133,7 @@ for v in "${variants[@]}"; do
 done
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel auto|kvm|tcg" ;; esac
 case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esac
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || die "--jobs wants a positive number"
 
 [ -n "$kernels" ] && read -r -a labels <<<"${kernels//,/ }" || labels=()
 arch_of() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
@@ -222,6 +228,7 @@ rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.l
   "$out"/[0-9][0-9]-*.fault.txt "$out"/[0-9][0-9]-*.fault.txt.meta
 logs=()
 run_no=0
+guest_pids=()
 
 # column name of a variant: "6.12 -fentry -kprobe", "6.1 256M", "6.12 FOO=bar",
 # "arm64 6.12 -fentry -tracepoint" (label arm64-6.12)
@@ -251,6 +258,22 @@ common_env=("${envs[@]}")
 [ -n "$filter" ] && common_env+=("KTM_FILTER=$filter")
 guest_env=()
 [ "$inject_panic" = 1 ] && guest_env+=(KTM_INJECT_PANIC=1)
+
+# One guest run (the array `guest` as set by the caller, in this subshell's copy), booted
+# once more after the emulator's text-poke fault; its meta gets the binaries and release.
+guest_run() { # log column arch release
+  local log="$1" column="$2"
+  "${guest[@]}"
+  if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
+    # Keep the faulted boot's log beside the retry's, for the record.
+    mv "$log" "${log%.log}.fault.txt"
+    mv "$log.meta" "${log%.log}.fault.txt.meta"
+    echo "run-matrix: $column: emulator text-poke fault (Oops: int3 in kernel text); booting it once more" >&2
+    "${guest[@]}"
+    echo "retried=emulator text-poke fault" >> "$log.meta"
+  fi
+  printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$3")" "$4" >> "$log.meta"
+}
 
 if [ ${#labels[@]} -gt 0 ]; then
   listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${labels[@]}")" || die "fetching the kernels failed"
@@ -301,18 +324,13 @@ if [ ${#labels[@]} -gt 0 ]; then
         --initrd "$initrd" --log "$log" --mem "$run_mem" --smp "$smp" --accel "$run_accel"
         --timeout "$timeout_s" --disk-mib "$run_disk" --tcg-thread "$tcg_thread"
         --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}")
-      "${guest[@]}"
-      if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
-        # Keep the faulted boot's log beside the retry's, for the record.
-        mv "$log" "${log%.log}.fault.txt"
-        mv "$log.meta" "${log%.log}.fault.txt.meta"
-        echo "run-matrix: $column: emulator text-poke fault (Oops: int3 in kernel text); booting it once more" >&2
-        "${guest[@]}"
-        echo "retried=emulator text-poke fault" >> "$log.meta"
-      fi
-      printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$arch")" "$release" >> "$log.meta"
+      # Each guest is one single-threaded TCG process: up to $parallel of them at once.
+      while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+      guest_run "$log" "$column" "$arch" "$release" &
+      guest_pids+=($!)
     done < <(runs_of "$label")
   done
+  for pid in "${guest_pids[@]}"; do wait "$pid" || die "a guest run could not be made (see its log above)"; done
 fi
 
 if [ "$host" = 1 ]; then
