@@ -306,7 +306,9 @@ pm stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' banyandb-fo
 pid="$(sidecar_pid banyandb)"
 bpf_ids "$pid" >"$work/ids"
 n_ids=$(wc -l <"$work/ids")
-pm kill -s KILL banyandb-fodc-sidecar >/dev/null
+# From outside podman, as the OOM killer or a crash would (`podman kill` counts as a stop by
+# the user, after which podman's restart policy leaves the container down).
+kill -KILL "$pid"
 for ((i = 0; i < 40; i++)); do
   [ ! -d "/proc/$pid" ] && break
   sleep 0.25
