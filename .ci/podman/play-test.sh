@@ -132,11 +132,18 @@ batch_after() { # POD T FILE
   echo "  no batch of $1 after $2 (last: ${ts:-none})"
   return 1
 }
+# The unix time after POD's last I/O (set when its burst is seen done, or its sidecar restarts):
+# a batch taken after it holds everything before the next action.
+declare -A last_io=()
+settled() { batch_after "$1" "${last_io[$1]:-0}" "$2"; } # POD FILE
 bursts() { pm logs "$1-banyand" 2>/dev/null | grep -c '^banyand stand-in: burst'; }
 wait_bursts() { # POD N: waits until POD's BanyanDB log shows N bursts (20 s)
   local i
   for ((i = 0; i < 40; i++)); do
-    [ "$(bursts "$1")" -ge "$2" ] && return 0
+    if [ "$(bursts "$1")" -ge "$2" ]; then
+      last_io[$1]="$(date +%s)"
+      return 0
+    fi
     sleep 0.5
   done
   echo "  $1: BanyanDB logged $(bursts "$1") bursts, not $2"
@@ -181,8 +188,7 @@ exact() { # POD BEFORE AFTER [either]
 burst_case() { # CASE POD [either]
   local c="$1" pod="$2" k t cell
   k="$(bursts "$pod")"
-  t="$(date +%s)"
-  batch_after "$pod" "$t" "$work/before" || { bad "$c: $pod: no batch"; return 1; }
+  settled "$pod" "$work/before" || { bad "$c: $pod: no batch"; return 1; }
   trigger "$pod"
   wait_bursts "$pod" $((k + 1)) || { bad "$c: $pod: no burst"; return 1; }
   batch_after "$pod" "$(date +%s)" "$work/after" || { bad "$c: $pod: no batch"; return 1; }
@@ -229,8 +235,7 @@ capeff="$(awk '/^CapEff:/ { print $2 }' "/proc/$pid0/status")"
 burst_case "learning" banyandb && l1=1 || l1=0
 burst_case "learning" banyandb-b && l2=1 || l2=0
 # Both pods at once: each sidecar counts its own pod's burst only.
-t="$(date +%s)"
-batch_after banyandb "$t" "$work/a0" && batch_after banyandb-b "$t" "$work/b0"
+settled banyandb "$work/a0" && settled banyandb-b "$work/b0"
 ka="$(bursts banyandb)" kb="$(bursts banyandb-b)"
 trigger banyandb && trigger banyandb-b
 wait_bursts banyandb $((ka + 1)) && wait_bursts banyandb-b $((kb + 1))
@@ -248,7 +253,7 @@ fi
 echo "  A: $(state "$work/a1" scope)"
 
 # ---- BanyanDB restarted in its container (podman restart: same path, new cgroup).
-batch_after banyandb "$(date +%s)" "$work/before"
+settled banyandb "$work/before"
 k="$(bursts banyandb)"
 pm restart -t 2 banyandb-banyand >/dev/null
 wait_bursts banyandb $((k + 1))
@@ -260,7 +265,7 @@ else
 fi
 
 # ---- BanyanDB's container recreated: removed, created again in the pod (new id, new path).
-batch_after banyandb "$(date +%s)" "$work/before"
+settled banyandb "$work/before"
 pm rm -f -t 2 banyandb-banyand >/dev/null
 pm run -d --pod banyandb --name banyandb-banyand "localhost/banyand-standin:1x-$arch" standalone >/dev/null ||
   bad "recreated: podman run in the pod failed"
@@ -273,7 +278,7 @@ else
 fi
 
 # ---- A shell exec'd into BanyanDB's container signals BanyanDB: counted, target kept.
-batch_after banyandb "$(date +%s)" "$work/before"
+settled banyandb "$work/before"
 scope_before="$(state "$work/before" scope)"
 target_pid="$(echo "$scope_before" | grep -o 'pid [0-9]*' | tail -1)"
 k="$(bursts banyandb)"
@@ -338,6 +343,7 @@ if [ "$(pm inspect -f '{{.State.Running}}' banyandb-fodc-sidecar 2>/dev/null)" !
   restarted_by=hand
   pm start banyandb-fodc-sidecar >/dev/null
 fi
+last_io[banyandb]="$(date +%s)" # the old sidecar's batches are in the same log
 echo "  sidecar restarted by $restarted_by (restart policy: $(pm inspect -f '{{.HostConfig.RestartPolicy.Name}}' banyandb-fodc-sidecar))"
 burst_case "sidecar restarted" banyandb either
 row "sidecar restarted" "$label: ${last_cell:-?} (restarted by $restarted_by)"
@@ -351,7 +357,7 @@ burst_case "pod recreated" banyandb either
 row "pod recreated (kube play --replace)" "$label: ${last_cell:-?}; of the start burst ${start_seen:-?}/$PREADS preads seen (no start ordering)"
 
 # ---- The other pod: exactly its own bursts all along (it burst at start, then twice).
-batch_after banyandb-b "$(date +%s)" "$work/b2"
+settled banyandb-b "$work/b2"
 moved=""
 for what in ktm_sys_pread_latency_seconds_count ktm_fadvise_calls_total; do
   [ "$(val "$work/b1" "$what")" = "$(val "$work/b2" "$what")" ] ||
