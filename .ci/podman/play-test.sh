@@ -41,6 +41,8 @@
 #   pod recreated    A's pod played again (`kube play --replace`); a burst after the sidecar
 #                    attached is counted exactly (the start burst races the attach: reported)
 #   other pod        through all of the above, B's sidecar counts exactly B's bursts
+#   runtime default  a third pod with the runtime's default seccomp profile instead of the
+#                    shipped one: KTM names the seccomp filter that refuses bpf()
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -64,7 +66,7 @@ PREADS=1000 FADVISES=7 # one burst at scale 1 (src/workload.rs, STANDIN_*)
 work="$(mktemp -d)"
 passed=0 failed=0
 cleanup() {
-  pm pod rm -f -t 0 banyandb banyandb-b >/dev/null 2>&1
+  pm pod rm -f -t 0 banyandb banyandb-b banyandb-rd >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -368,6 +370,33 @@ done
 burst_case "other pod, at the end" banyandb-b
 [ -z "$moved" ] && row "other pod: counts its own pod only" "$label: ${last_cell:-?}, nothing of pod A" ||
   row "other pod: counts its own pod only" "$label: FAIL (counted during A's cases:$moved)"
+
+# ---- The same pod under the runtime's default profile instead of ktm-seccomp.json (the only
+# other change): podman's default refuses bpf() to a container without CAP_SYS_ADMIN, and KTM
+# must say so (the reason the manifest ships its own profile).
+manifest_for banyandb-rd 1x "$work/rd.yaml"
+sed -i -e 's|seccomp.security.alpha.kubernetes.io/fodc-sidecar: localhost/ktm-seccomp.json|seccomp.security.alpha.kubernetes.io/fodc-sidecar: runtime/default|' \
+  -e 's|type: Localhost|type: RuntimeDefault|' -e '/localhostProfile:/d' "$work/rd.yaml"
+if pm kube play --network none "$work/rd.yaml" >"$work/play.log" 2>&1; then
+  said=""
+  for ((i = 0; i < 30; i++)); do
+    said="$(pm logs banyandb-rd-fodc-sidecar 2>&1 | grep -o 'blocked by a seccomp filter' | head -1)"
+    [ -n "$said" ] && break
+    sleep 0.5
+  done
+  sleep 2
+  rd_state="$(pm inspect -f '{{.State.Status}}, restarted {{.RestartCount}} times' banyandb-rd-fodc-sidecar 2>/dev/null)"
+  if [ -n "$said" ]; then
+    ok "runtime default profile: KTM says bpf() is $said (sidecar $rd_state)"
+    row "RuntimeDefault (podman's profile) instead of ktm-seccomp.json" "$label: refused, KTM says so; sidecar $rd_state"
+  else
+    bad "runtime default profile: KTM did not name the seccomp filter (sidecar $rd_state)"
+    row "RuntimeDefault (podman's profile) instead of ktm-seccomp.json" "$label: FAIL"
+  fi
+  pm pod rm -f -t 0 banyandb-rd >/dev/null 2>&1
+else
+  bad "runtime default profile: kube play failed: $(cat "$work/play.log")"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
