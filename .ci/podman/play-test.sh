@@ -126,10 +126,10 @@ state() { # FILE LABEL: a label of the iomonitor's ktm_module_state
   grep '^ktm_module_state{module="iomonitor"' "$1" | sed -n "s/.*[{,]$2=\"\([^\"]*\)\".*/\1/p"
 }
 # Waits for a batch of POD taken after unix time T (at least one second after: batch times
-# are whole seconds) into FILE; fails after 45 s.
+# are whole seconds) into FILE; fails after 60 s (generous for emulated guests).
 batch_after() { # POD T FILE
   local i ts
-  for ((i = 0; i < 90; i++)); do
+  for ((i = 0; i < 120; i++)); do
     ts="$(batch "$1" "$3")"
     [ -n "$ts" ] && [ "$ts" -gt "$2" ] && return 0
     sleep 0.5
@@ -142,9 +142,9 @@ batch_after() { # POD T FILE
 declare -A last_io=()
 settled() { batch_after "$1" "${last_io[$1]:-0}" "$2"; } # POD FILE
 bursts() { pm logs "$1-banyand" 2>/dev/null | grep -c '^banyand stand-in: burst'; }
-wait_bursts() { # POD N: waits until POD's BanyanDB log shows N bursts (20 s)
+wait_bursts() { # POD N: waits until POD's BanyanDB log shows N bursts (60 s)
   local i
-  for ((i = 0; i < 40; i++)); do
+  for ((i = 0; i < 120; i++)); do
     if [ "$(bursts "$1")" -ge "$2" ]; then
       last_io[$1]="$(date +%s)"
       return 0
