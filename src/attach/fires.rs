@@ -4,10 +4,10 @@
 //! metric looks for it: the compiler inlined it into its caller on that build, and the
 //! out-of-line copy is reached only from elsewhere (arm64 6.12 inlines `ksys_fadvise64_64` into
 //! `__arm64_sys_fadvise64_64`; x86-64 6.12 inlines `ksys_pread64`). A probe there reports its
-//! mechanism and counts nothing. So before a plan trusts an fentry/fexit or kprobe part, a
-//! canary program on the same point counts this thread's hits while the plan's [`Exercise`]
-//! drives the path once; a point the canary never saw is refused, and the plan goes on to its
-//! next alternative. Tracepoints need no check: the kernel calls them where they are written.
+//! mechanism and counts nothing. So before a plan trusts an fentry/fexit, kprobe or
+//! kprobe_multi part, a canary program on the same point counts this thread's hits while the
+//! plan's [`Exercise`] drives the path once; a point the canary never saw is refused, and the
+//! plan goes on to its next alternative. Tracepoints need no check: the kernel calls them where they are written.
 
 use super::attachment;
 use super::point::{AttachPoint, Mechanism};
@@ -41,7 +41,15 @@ const CANARY: MapRef = MapRef("ktm_canary");
 
 /// Whether points of this mechanism need the check.
 pub(super) fn needs_check(m: Mechanism) -> bool {
-    matches!(m, Mechanism::Fentry | Mechanism::Fexit | Mechanism::Kprobe | Mechanism::Kretprobe)
+    matches!(
+        m,
+        Mechanism::Fentry
+            | Mechanism::Fexit
+            | Mechanism::Kprobe
+            | Mechanism::Kretprobe
+            | Mechanism::KprobeMulti
+            | Mechanism::KretprobeMulti
+    )
 }
 
 /// Checks `point` (its load target `attach` already resolved for the program it vouches for)
