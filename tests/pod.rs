@@ -328,7 +328,12 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     assert!(before >= kept, "restart: counters go on ({before} after {kept})");
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    // A batch may have been collected before the pread and pushed after it: wait for the count
+    // (a count that never comes fails the wait), then require it exact.
+    let counted = |b: &Batch, n: f64| b.value("ktm_sys_pread_latency_seconds_count", &[]).is_some_and(|v| v >= n);
+    let b = sidecar.wait_for("re-learned", |b| {
+        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, before + 1.0)
+    });
     assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(before + 1.0), "restart: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "restart in the pod");
@@ -344,7 +349,9 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     sidecar
         .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    let b = sidecar.wait_for("learned the new container", |b| {
+        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, 1.0)
+    });
     assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(1.0), "recreation: counters from zero");
     assert_eq!(b.value("ktm_fadvise_calls_total", &[]).unwrap_or(0.0), 0.0, "recreation: counters from zero");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
