@@ -94,8 +94,8 @@ fn probe_tracing_link() -> std::result::Result<(), String> {
 /// A trivial kprobe program, loaded for `BPF_TRACE_KPROBE_MULTI`, linked to `vfs_read` and at
 /// once released. A kernel before 5.18 loads the program (kprobe programs ignored the expected
 /// attach type) and refuses the unknown link with EINVAL; one built without `CONFIG_FPROBE`
-/// answers EOPNOTSUPP (Debian's 6.1 kernels, and arm64's up to 6.12, whose ftrace has no
-/// `DYNAMIC_FTRACE_WITH_REGS` for fprobe).
+/// answers EOPNOTSUPP (Debian's 6.1 kernels, amd64 and arm64, and arm64 6.12, whose ftrace has
+/// no `DYNAMIC_FTRACE_WITH_REGS`, which fprobe needs before 6.14).
 fn probe_kprobe_multi_link() -> std::result::Result<(), String> {
     let spec = ProgramSpec {
         name: "ktm_probe_kmulti".into(),
