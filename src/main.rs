@@ -245,6 +245,8 @@ fn probe() -> Result<(), Fail> {
         Mechanism::Fexit,
         Mechanism::Kprobe,
         Mechanism::Kretprobe,
+        Mechanism::KprobeMulti,
+        Mechanism::KretprobeMulti,
         Mechanism::RawTracepoint,
         Mechanism::Tracepoint,
     ] {
@@ -254,7 +256,7 @@ fn probe() -> Result<(), Fail> {
         }
     }
     println!("\n== links (each probed once; the fallback is used where one is missing)");
-    for l in [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing] {
+    for l in [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing, ktm::attach::Link::KprobeMulti] {
         match features::link(l) {
             Ok(()) => println!("{:<15} works", format!("{l:?}")),
             Err(why) => println!("{:<15} unavailable, {} instead: {why}", format!("{l:?}"), l.fallback()),

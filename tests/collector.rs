@@ -305,6 +305,7 @@ fn probes_with_a_silent_one() -> Vec<Probe> {
             name: "ktm_fadvise".into(),
             alternatives: vec![
                 Alternative::new(AttachPoint::fentry(&func, false), empty),
+                Alternative::new(AttachPoint::kprobe_multi(&func, false), empty),
                 Alternative::new(AttachPoint::kprobe(&func, false), empty),
                 Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), empty),
             ],
@@ -330,11 +331,15 @@ fn a_probe_that_never_fired_is_named_in_the_status() {
     let reason = s.reason.clone().unwrap_or_default();
     let works = |m| common::mechanism_works(m, &policy);
     let func = ktm::programs::syscall_fn("close");
-    let silent: Vec<String> = [("fentry", ktm::attach::Mechanism::Fentry), ("kprobe", ktm::attach::Mechanism::Kprobe)]
-        .into_iter()
-        .filter(|&(_, m)| works(m))
-        .map(|(kind, _)| format!("{kind}/{func}"))
-        .collect();
+    let silent: Vec<String> = [
+        ("fentry", ktm::attach::Mechanism::Fentry),
+        ("kprobe.multi", ktm::attach::Mechanism::KprobeMulti),
+        ("kprobe", ktm::attach::Mechanism::Kprobe),
+    ]
+    .into_iter()
+    .filter(|&(_, m)| works(m))
+    .map(|(kind, _)| format!("{kind}/{func}"))
+    .collect();
     if silent.is_empty() {
         assert!(!reason.contains("never ran"), "{s:?}");
         common::matrix("status names a silent function probe", "none works here");

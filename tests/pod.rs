@@ -157,6 +157,11 @@ fn check_exact(w: &Window, case: &str) {
         let got = d(&name, &labels).unwrap_or_else(|| panic!("{case}: {name}{labels:?} missing from the batch"));
         let want = reference(&w.ref_after, &name, &labels) - reference(&w.ref_before, &name, &labels);
         assert_eq!(got, want, "{case}: {name}{labels:?} ({mechanism}) against the reference monitor");
+        if metric.starts_with("ktm_cache_") {
+            // The page-cache lookups and misses a least-privilege sidecar has only through
+            // function probes where no tracepoint exists: shown in the log with their source.
+            println!("{case}: {name} = {got} by the sidecar ({mechanism}), {want} by the reference");
+        }
         let exact = match name.as_str() {
             "ktm_sys_pread_latency_seconds_count" => Some(PREAD_X),
             "ktm_sys_read_latency_seconds_count" => Some(READ_X + w.readall),
@@ -199,7 +204,11 @@ fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) -> Vec<&'static s
             .find(|x| x.name == "ktm_metric_source" && x.labels.get("metric").map(String::as_str) == Some(s.metric))
             .and_then(|x| x.labels.get("detail").cloned())
             .unwrap_or_default();
-        if got == "unavailable" && s.mechanism.is_some() && detail.contains(PARANOID_3) {
+        // The excuse holds only where the reference needed a perf event: a mechanism that
+        // needs none (fentry, kprobe_multi, raw tracepoints) the sidecar has too, so a
+        // function probe it refused (a canary blind in its pid namespace) fails here.
+        let needs_perf_event = matches!(s.mechanism, Some("tracepoint" | "kprobe"));
+        if got == "unavailable" && needs_perf_event && detail.contains(PARANOID_3) {
             paranoid.push(s.metric);
             continue;
         }
@@ -213,9 +222,10 @@ fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) -> Vec<&'static s
         );
         all &= got != "unavailable";
     }
-    let switched_off = ["KTM_DISABLE_FENTRY", "KTM_DISABLE_KPROBE", "KTM_DISABLE_TRACEPOINT"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some());
+    let switched_off =
+        ["KTM_DISABLE_FENTRY", "KTM_DISABLE_KPROBE", "KTM_DISABLE_KPROBE_MULTI", "KTM_DISABLE_TRACEPOINT"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some());
     if std::env::var_os("KTM_IN_QEMU").is_none() && !switched_off {
         assert!(all, "{case}: some metric is unavailable with CAP_BPF + CAP_PERFMON and no tracefs");
         assert_eq!(reference.sources().len(), 14);
@@ -318,7 +328,12 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     assert!(before >= kept, "restart: counters go on ({before} after {kept})");
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    // A batch may have been collected before the pread and pushed after it: wait for the count
+    // (a count that never comes fails the wait), then require it exact.
+    let counted = |b: &Batch, n: f64| b.value("ktm_sys_pread_latency_seconds_count", &[]).is_some_and(|v| v >= n);
+    let b = sidecar.wait_for("re-learned", |b| {
+        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, before + 1.0)
+    });
     assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(before + 1.0), "restart: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "restart in the pod");
@@ -334,7 +349,9 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     sidecar
         .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    let b = sidecar.wait_for("learned the new container", |b| {
+        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, 1.0)
+    });
     assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(1.0), "recreation: counters from zero");
     assert_eq!(b.value("ktm_fadvise_calls_total", &[]).unwrap_or(0.0), 0.0, "recreation: counters from zero");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());

@@ -73,7 +73,12 @@ fn file_of(dir: &Path, bytes: usize) -> String {
 
 fn count_preads(point: AttachPoint, program: Program, test: &str) {
     let maps = Maps::new();
-    let spec = ProgramSpec { name: "ktm_test_count".into(), prog_type: point.prog_type(), program, attach: None };
+    let spec = ProgramSpec {
+        name: "ktm_test_count".into(),
+        prog_type: point.prog_type(),
+        program,
+        attach: point.load_target().unwrap(),
+    };
     let prog = load::program(&spec, maps.fd_of()).unwrap();
     let attachment = attach::program(&prog, &point).unwrap();
     let dir = common::scratch();
@@ -214,6 +219,7 @@ fn fallback_chain_reports_each_step() {
         name: "ktm_read_batch".into(),
         alternatives: vec![
             Alternative::new(AttachPoint::fentry("filemap_get_read_batch", false), || counter_program(None)),
+            Alternative::new(AttachPoint::kprobe_multi("filemap_get_read_batch", false), || counter_program(None)),
             Alternative::new(AttachPoint::kprobe("filemap_get_read_batch", false), || counter_program(None)),
             Alternative::new(AttachPoint::tracepoint("filemap", "mm_filemap_get_pages"), || counter_program(None)),
         ],
@@ -259,6 +265,73 @@ fn fallback_chain_reports_each_step() {
     assert_eq!(maps.count(), 500, "cached preads seen by {mech}");
     drop(attached);
     common::matrix("toolkit:chain", &format!("{mech} pass"));
+}
+
+/// The exact preads of the target through a kprobe_multi link on pread64's syscall function,
+/// at its entry and at its return (`BPF_F_KPROBE_MULTI_RETURN`), where the kernel has such
+/// links; where it does not, the reason names why (no `CONFIG_FPROBE`, or before 5.18) and
+/// agrees with the feature probe.
+#[test]
+fn kprobe_multi_counts_exact_preads() {
+    if !common::privileged("kprobe_multi_counts_exact_preads") {
+        return;
+    }
+    let func = ktm::programs::syscall_fn("pread64");
+    let link = features::link(attach::Link::KprobeMulti);
+    let real = attach::mechanisms().get(Mechanism::KprobeMulti);
+    println!("kprobe_multi link: {link:?}; kprobe_multi probe: {real:?}");
+    if let Err(why) = link {
+        assert!(why.contains("CONFIG_FPROBE") || why.contains("5.18"), "unexplained: {why}");
+        let e = AttachPoint::kprobe_multi(&func, false).load_target().expect_err("a load target without the link");
+        assert!(e.to_string().contains(why), "{e}");
+        assert!(real.is_err(), "kprobe_multi worked although its link was reported missing");
+        let cell =
+            if why.contains("CONFIG_FPROBE") { "unavailable: no CONFIG_FPROBE" } else { "unavailable: before 5.18" };
+        common::matrix("toolkit:kprobe_multi", cell);
+        common::matrix("toolkit:kretprobe_multi", cell);
+        return;
+    }
+    assert_eq!(real, Ok(()), "the link works, yet a kprobe_multi on vfs_read does not");
+    assert_eq!(attach::mechanisms().get(Mechanism::KretprobeMulti), Ok(()));
+    for ret in [false, true] {
+        let point = AttachPoint::kprobe_multi(&func, ret);
+        count_preads(point, counter_program(None).unwrap(), if ret { "kretprobe_multi" } else { "kprobe_multi" });
+    }
+}
+
+/// The switches: KTM_DISABLE_KPROBE_MULTI takes kprobe_multi alone (the classic kprobe after it
+/// is used), KTM_DISABLE_KPROBE both kinds; each failure says which switch.
+#[test]
+fn kprobe_switches_pick_the_kind() {
+    if !common::privileged("kprobe_switches_pick_the_kind") {
+        return;
+    }
+    let maps = Maps::new();
+    let func = ktm::programs::syscall_fn("pread64");
+    let plan = Plan {
+        name: "ktm_kswitch".into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::kprobe_multi(&func, false), || counter_program(None)),
+            Alternative::new(AttachPoint::kprobe(&func, false), || counter_program(None)),
+        ],
+        exercise: None,
+    };
+    let kernel = |m: Mechanism| attach::mechanisms().get(m).is_ok();
+    let no_multi = Policy { disable_kprobe_multi: true, ..Policy::default() };
+    let (attached, report) = attach_plan(&plan, &no_multi, &maps.fd_of());
+    println!("{report}");
+    assert_eq!(report.failures[0].1, "disabled by KTM_DISABLE_KPROBE_MULTI", "{report}");
+    assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), Some(Mechanism::Kprobe).filter(|&m| kernel(m)));
+    drop(attached);
+    let no_kprobes = Policy { disable_kprobe: true, ..Policy::default() };
+    let (attached, report) = attach_plan(&plan, &no_kprobes, &maps.fd_of());
+    assert!(attached.is_none(), "{report}");
+    let reasons: Vec<&str> = report.failures.iter().map(|(_, why)| why.as_str()).collect();
+    assert_eq!(reasons, ["disabled by KTM_DISABLE_KPROBE"; 2], "{report}");
+    let (attached, report) = attach_plan(&plan, &Policy::default(), &maps.fd_of());
+    let first = [Mechanism::KprobeMulti, Mechanism::Kprobe].into_iter().find(|&m| kernel(m));
+    assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), first, "{report}");
+    drop(attached);
 }
 
 /// The BTF-free check that decides whether fentry is worth resolving must agree with
@@ -342,6 +415,7 @@ fn a_function_probe_that_never_fires_is_refused() {
         name: "ktm_selftest".into(),
         alternatives: vec![
             Alternative::new(AttachPoint::fentry(&func, false), || counter_program(None)),
+            Alternative::new(AttachPoint::kprobe_multi(&func, false), || counter_program(None)),
             Alternative::new(AttachPoint::kprobe(&func, false), || counter_program(None)),
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), || counter_program(Some(libc::SYS_getppid))),
         ],
@@ -364,7 +438,7 @@ fn a_function_probe_that_never_fires_is_refused() {
     }
     let silent: Vec<Mechanism> = report.silent.iter().map(|p| p.mechanism()).collect();
     let expected_silent: Vec<Mechanism> =
-        [Mechanism::Fentry, Mechanism::Kprobe].into_iter().filter(|&m| works(m)).collect();
+        [Mechanism::Fentry, Mechanism::KprobeMulti, Mechanism::Kprobe].into_iter().filter(|&m| works(m)).collect();
     assert_eq!(silent, expected_silent, "{report}");
     let refused_cell = report
         .failures
@@ -380,7 +454,9 @@ fn a_function_probe_that_never_fires_is_refused() {
 
     let (attached, report) = attach_plan(&plan(call_close), &policy, &maps.fd_of());
     println!("{report}");
-    let expected = [Mechanism::Fentry, Mechanism::Kprobe, Mechanism::RawTracepoint].into_iter().find(|&m| works(m));
+    let expected = [Mechanism::Fentry, Mechanism::KprobeMulti, Mechanism::Kprobe, Mechanism::RawTracepoint]
+        .into_iter()
+        .find(|&m| works(m));
     assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), expected, "{report}");
     assert!(report.unchecked.is_empty(), "{report}");
     drop(attached);

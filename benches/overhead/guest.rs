@@ -37,16 +37,19 @@ fn settle() {
 enum Mech {
     Fentry,
     Kprobe,
+    /// kprobe programs on kprobe_multi links (fprobe), where the kernel has them.
+    KprobeMulti,
     Tracepoint,
 }
 
 impl Mech {
-    const ALL: [Mech; 3] = [Mech::Fentry, Mech::Kprobe, Mech::Tracepoint];
+    const ALL: [Mech; 4] = [Mech::Fentry, Mech::Kprobe, Mech::KprobeMulti, Mech::Tracepoint];
 
     fn name(self) -> &'static str {
         match self {
             Mech::Fentry => "fentry+fexit",
             Mech::Kprobe => "kprobe+kretprobe",
+            Mech::KprobeMulti => "kprobe_multi+kretprobe_multi",
             Mech::Tracepoint => "tracepoints",
         }
     }
@@ -57,6 +60,7 @@ impl Mech {
         match self {
             Mech::Fentry => [AttachPoint::fentry(&f, false), AttachPoint::fentry(&f, true)],
             Mech::Kprobe => [AttachPoint::kprobe(&f, false), AttachPoint::kprobe(&f, true)],
+            Mech::KprobeMulti => [AttachPoint::kprobe_multi(&f, false), AttachPoint::kprobe_multi(&f, true)],
             Mech::Tracepoint => [
                 AttachPoint::tracepoint("syscalls", &format!("sys_enter_{syscall}")),
                 AttachPoint::tracepoint("syscalls", &format!("sys_exit_{syscall}")),
@@ -69,6 +73,7 @@ impl Mech {
         match self {
             Mech::Fentry => Mechanism::Fentry,
             Mech::Kprobe => Mechanism::Kprobe,
+            Mech::KprobeMulti => Mechanism::KprobeMulti,
             Mech::Tracepoint => Mechanism::Tracepoint,
         }
     }
@@ -78,6 +83,7 @@ impl Mech {
         match self {
             Mech::Fentry => "empty fentry+fexit",
             Mech::Kprobe => "empty kprobe+kretprobe",
+            Mech::KprobeMulti => "empty kprobe_multi+kretprobe_multi",
             Mech::Tracepoint => "empty tracepoints",
         }
     }
@@ -87,6 +93,7 @@ impl Mech {
         match self {
             Mech::Fentry => ["ktm fentry nbr", "ktm fentry tgt"],
             Mech::Kprobe => ["ktm kprobe nbr", "ktm kprobe tgt"],
+            Mech::KprobeMulti => ["ktm kprobe_multi nbr", "ktm kprobe_multi tgt"],
             Mech::Tracepoint => ["ktm tracepoint nbr", "ktm tracepoint tgt"],
         }
     }
@@ -95,7 +102,13 @@ impl Mech {
     fn policy(self) -> Policy {
         match self {
             Mech::Fentry => Policy::default(),
-            Mech::Kprobe => Policy { disable_fentry: true, disable_tracepoint: true, ..Policy::default() },
+            Mech::Kprobe => Policy {
+                disable_fentry: true,
+                disable_tracepoint: true,
+                disable_kprobe_multi: true,
+                ..Policy::default()
+            },
+            Mech::KprobeMulti => Policy { disable_fentry: true, disable_tracepoint: true, ..Policy::default() },
             Mech::Tracepoint => Policy { disable_fentry: true, disable_kprobe: true, ..Policy::default() },
         }
     }
@@ -103,7 +116,8 @@ impl Mech {
     fn policy_text(self) -> &'static str {
         match self {
             Mech::Fentry => "default policy",
-            Mech::Kprobe => "KTM_DISABLE_FENTRY + KTM_DISABLE_TRACEPOINT",
+            Mech::Kprobe => "KTM_DISABLE_FENTRY + KTM_DISABLE_TRACEPOINT + KTM_DISABLE_KPROBE_MULTI",
+            Mech::KprobeMulti => "KTM_DISABLE_FENTRY + KTM_DISABLE_TRACEPOINT",
             Mech::Tracepoint => "KTM_DISABLE_FENTRY + KTM_DISABLE_KPROBE",
         }
     }
@@ -456,6 +470,8 @@ fn comparisons(s: &Samples) -> (String, J) {
         ("ktm target: tracepoint vs fentry".into(), Mech::Tracepoint.ktm()[1], Mech::Fentry.ktm()[1]),
         ("empty: tracepoints vs kprobe+kretprobe".into(), Mech::Tracepoint.floor(), Mech::Kprobe.floor()),
         ("ktm target: tracepoint vs kprobe".into(), Mech::Tracepoint.ktm()[1], Mech::Kprobe.ktm()[1]),
+        ("empty: kprobe_multi vs kprobe+kretprobe".into(), Mech::KprobeMulti.floor(), Mech::Kprobe.floor()),
+        ("ktm target: kprobe_multi vs kprobe".into(), Mech::KprobeMulti.ktm()[1], Mech::Kprobe.ktm()[1]),
     ];
     let mut t = Table::new(
         "8c. A vs B, same run: A/B of ns per call, and (A - bare)/(B - bare) = how many times B's added cost A adds",

@@ -3,6 +3,7 @@
 
 use super::features::{self, Link};
 use super::kprobe;
+use super::kprobe_multi;
 use super::point::{AttachPoint, Mechanism};
 use super::tracefs::tracepoint_id;
 use crate::load::LoadedProgram;
@@ -13,7 +14,7 @@ use crate::Result;
 /// How the kernel holds the attachment (all detach when closed).
 #[derive(Debug)]
 enum Hold {
-    /// A BPF link fd (fentry link, raw tracepoint, or perf-event link).
+    /// A BPF link fd (fentry link, raw tracepoint, kprobe_multi link, or perf-event link).
     Link { _link: OwnedFd, _perf: Option<OwnedFd> },
     /// A perf event with the program set by ioctl (kernels before 5.15).
     PerfIoctl(#[allow(dead_code)] OwnedFd),
@@ -88,6 +89,9 @@ pub fn program(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> 
         AttachPoint::Kprobe { func, ret } => {
             let (perf, ev) = kprobe::open_kprobe(func, *ret)?;
             attach_perf(prog, perf, |hold| with(hold, ev))
+        }
+        AttachPoint::KprobeMulti { func, ret } => {
+            with(Hold::Link { _link: kprobe_multi::link(pfd, func, *ret)?, _perf: None }, None)
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum Link {
     PerfEvent,
     /// `BPF_LINK_CREATE` for fentry/fexit (5.11+); else `BPF_RAW_TRACEPOINT_OPEN`.
     Tracing,
+    /// `BPF_LINK_CREATE` with `BPF_TRACE_KPROBE_MULTI` (5.18+ with `CONFIG_FPROBE`): a kprobe
+    /// program on a function with no perf event. There is no older call for it: a plan goes on
+    /// to its next alternative (a classic kprobe, which needs `perf_event_open`).
+    KprobeMulti,
 }
 
 impl Link {
@@ -35,6 +39,7 @@ impl Link {
         match self {
             Link::PerfEvent => "ioctl(PERF_EVENT_IOC_SET_BPF)",
             Link::Tracing => "bpf(BPF_RAW_TRACEPOINT_OPEN)",
+            Link::KprobeMulti => "the plan's next alternative (a classic kprobe: perf_event_open)",
         }
     }
 }
@@ -43,9 +48,11 @@ impl Link {
 pub fn link(link: Link) -> std::result::Result<(), &'static str> {
     static PERF: OnceCell<std::result::Result<(), String>> = OnceCell::new();
     static TRACING: OnceCell<std::result::Result<(), String>> = OnceCell::new();
+    static KPROBE_MULTI: OnceCell<std::result::Result<(), String>> = OnceCell::new();
     let (cell, probe): (_, fn() -> std::result::Result<(), String>) = match link {
         Link::PerfEvent => (&PERF, probe_perf_link),
         Link::Tracing => (&TRACING, probe_tracing_link),
+        Link::KprobeMulti => (&KPROBE_MULTI, probe_kprobe_multi_link),
     };
     cell.get_or_init(probe).as_ref().map(|_| ()).map_err(String::as_str)
 }
@@ -82,6 +89,31 @@ fn probe_tracing_link() -> std::result::Result<(), String> {
     };
     let prog = load::program(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
     bpf::link_create(prog.as_fd(), 0, AttachType::TraceFentry).map(drop).map_err(|e| e.to_string())
+}
+
+/// A trivial kprobe program, loaded for `BPF_TRACE_KPROBE_MULTI`, linked to `vfs_read` and at
+/// once released. A kernel before 5.18 loads the program (kprobe programs ignored the expected
+/// attach type) and refuses the unknown link with EINVAL; one built without `CONFIG_FPROBE`
+/// answers EOPNOTSUPP (Debian's 6.1 kernels, amd64 and arm64, and arm64 6.12, whose ftrace has
+/// no `DYNAMIC_FTRACE_WITH_REGS`, which fprobe needs before 6.14).
+fn probe_kprobe_multi_link() -> std::result::Result<(), String> {
+    let spec = ProgramSpec {
+        name: "ktm_probe_kmulti".into(),
+        prog_type: ProgType::Kprobe,
+        program: empty_program().map_err(|e| e.to_string())?,
+        attach: Some((AttachType::TraceKprobeMulti, 0)),
+    };
+    let prog = load::program(&spec, |_| None).map_err(|e| format!("cannot probe: {e}"))?;
+    match bpf::link_create_kprobe_multi(prog.as_fd(), "vfs_read", false) {
+        Ok(_) => Ok(()),
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
+            Err(format!("this kernel is built without CONFIG_FPROBE ({e})"))
+        }
+        Err(e) if e.errno() == Some(libc::EINVAL) => {
+            Err(format!("this kernel has no BPF_TRACE_KPROBE_MULTI link (Linux 5.18+) ({e})"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Why this kernel refuses every tracing (fentry/fexit) program, if it does; found without

@@ -4,14 +4,15 @@
 //! metric looks for it: the compiler inlined it into its caller on that build, and the
 //! out-of-line copy is reached only from elsewhere (arm64 6.12 inlines `ksys_fadvise64_64` into
 //! `__arm64_sys_fadvise64_64`; x86-64 6.12 inlines `ksys_pread64`). A probe there reports its
-//! mechanism and counts nothing. So before a plan trusts an fentry/fexit or kprobe part, a
-//! canary program on the same point counts this thread's hits while the plan's [`Exercise`]
-//! drives the path once; a point the canary never saw is refused, and the plan goes on to its
-//! next alternative. Tracepoints need no check: the kernel calls them where they are written.
+//! mechanism and counts nothing. So before a plan trusts an fentry/fexit, kprobe or
+//! kprobe_multi part, a canary program on the same point counts this thread's hits while the
+//! plan's [`Exercise`] drives the path once; a point the canary never saw is refused, and the
+//! plan goes on to its next alternative. Tracepoints need no check: the kernel calls them where they are written.
 
 use super::attachment;
 use super::point::{AttachPoint, Mechanism};
-use crate::insn::{Asm, Helper, MapRef, R0, R1, R2};
+use crate::discovery::PidNs;
+use crate::insn::{Asm, Helper, MapRef, R0, R1, R10, R2, R3, R4};
 use crate::load::{self, ProgramSpec};
 use crate::maps::Array;
 use crate::sys::bpf::AttachType;
@@ -41,7 +42,15 @@ const CANARY: MapRef = MapRef("ktm_canary");
 
 /// Whether points of this mechanism need the check.
 pub(super) fn needs_check(m: Mechanism) -> bool {
-    matches!(m, Mechanism::Fentry | Mechanism::Fexit | Mechanism::Kprobe | Mechanism::Kretprobe)
+    matches!(
+        m,
+        Mechanism::Fentry
+            | Mechanism::Fexit
+            | Mechanism::Kprobe
+            | Mechanism::Kretprobe
+            | Mechanism::KprobeMulti
+            | Mechanism::KretprobeMulti
+    )
 }
 
 /// Checks `point` (its load target `attach` already resolved for the program it vouches for)
@@ -70,7 +79,7 @@ fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercis
     let spec = ProgramSpec {
         name: "ktm_canary".into(),
         prog_type: point.prog_type(),
-        program: canary(thread_pid_tgid())?,
+        program: canary(thread_pid_tgid(), own_pid_ns())?,
         attach,
     };
     let fd = hits.map().as_raw_fd();
@@ -95,21 +104,48 @@ fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercis
     })
 }
 
-/// `bpf_get_current_pid_tgid()` of the calling thread, as the kernel computes it.
+/// `tgid << 32 | tid` of the calling thread as `getpid()`/`gettid()` give them: in the process's
+/// own pid namespace.
 fn thread_pid_tgid() -> u64 {
     // SAFETY: getpid and gettid take no arguments and cannot fail.
     let (tgid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
     (u64::from(tgid as u32) << 32) | u64::from(tid as u32)
 }
 
+/// The pid namespace this process lives in, where it is not the host's: a sidecar in its pod's
+/// pid namespace (`shareProcessNamespace`) sees itself under other ids than the kernel's
+/// `bpf_get_current_pid_tgid()` gives, and a canary comparing those would never see the
+/// exercise: every function probe would be refused as silent.
+fn own_pid_ns() -> Option<PidNs> {
+    PidNs::of_self(std::path::Path::new("/proc")).filter(|ns| !ns.is_initial())
+}
+
 /// ```c
-/// if (bpf_get_current_pid_tgid() == me) __sync_fetch_and_add(&hits[0], 1);
+/// u64 id;
+/// if (!ns) id = bpf_get_current_pid_tgid();
+/// else if (bpf_get_ns_current_pid_tgid(ns->dev, ns->ino, &id, 8)) return 0;  // {pid, tgid}
+/// if (id == me) __sync_fetch_and_add(&hits[0], 1);
 /// return 0;
 /// ```
-fn canary(me: u64) -> Result<crate::insn::Program> {
+fn canary(me: u64, ns: Option<PidNs>) -> Result<crate::insn::Program> {
     let mut a = Asm::new();
     let out = a.label("out");
-    a.call(Helper::GetCurrentPidTgid);
+    match ns {
+        None => {
+            a.call(Helper::GetCurrentPidTgid);
+        }
+        Some(ns) => {
+            // struct bpf_pidns_info { u32 pid; u32 tgid; }: as a little-endian u64, tgid << 32 | pid.
+            a.ld_imm64(R1, ns.dev as i64);
+            a.ld_imm64(R2, ns.ino as i64);
+            a.mov64(R3, R10);
+            a.add64(R3, -8);
+            a.mov64(R4, 8);
+            a.call(Helper::GetNsCurrentPidTgid);
+            a.jne(R0, 0, out);
+            a.ldx_dw(R0, R10, -8);
+        }
+    }
     a.ld_imm64(R1, me as i64);
     a.jne(R0, R1, out);
     a.ld_map_value(R1, CANARY, 0);

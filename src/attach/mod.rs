@@ -1,15 +1,17 @@
 //! Attaching loaded programs to kernel events, each attachment a handle that detaches on drop.
 //!
-//! Five mechanisms, from cheapest per event to most widely available: fentry/fexit (BTF
-//! trampolines), raw tracepoints, classic tracepoints (perf events on tracefs ids), and
-//! kprobes (the perf kprobe PMU, else tracefs `kprobe_events`). A BPF link is used where the
-//! kernel has one for the attach type, else the older perf ioctl.
+//! Six mechanisms, from cheapest per event to most widely available: fentry/fexit (BTF
+//! trampolines), raw tracepoints, classic tracepoints (perf events on tracefs ids),
+//! kprobe_multi links (kprobe programs through fprobe, with no perf event), and kprobes (the
+//! perf kprobe PMU, else tracefs `kprobe_events`). A BPF link is used where the kernel has one
+//! for the attach type, else the older perf ioctl.
 
 mod attachment;
 mod chain;
 pub mod features;
 mod fires;
 mod kprobe;
+mod kprobe_multi;
 mod point;
 mod tracefs;
 
@@ -49,6 +51,8 @@ pub fn mechanisms() -> &'static Features {
             AttachPoint::fentry("vfs_read", true),
             AttachPoint::kprobe("vfs_read", false),
             AttachPoint::kprobe("vfs_read", true),
+            AttachPoint::kprobe_multi("vfs_read", false),
+            AttachPoint::kprobe_multi("vfs_read", true),
             AttachPoint::raw_tracepoint("sys_enter"),
             AttachPoint::tracepoint("syscalls", "sys_enter_getppid"),
         ];

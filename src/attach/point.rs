@@ -13,6 +13,9 @@ pub enum Mechanism {
     Fexit,
     Kprobe,
     Kretprobe,
+    /// A kprobe program on a `BPF_TRACE_KPROBE_MULTI` link: no perf event, no tracefs.
+    KprobeMulti,
+    KretprobeMulti,
     RawTracepoint,
     Tracepoint,
 }
@@ -25,6 +28,8 @@ impl Mechanism {
             Mechanism::Fexit => "fexit",
             Mechanism::Kprobe => "kprobe",
             Mechanism::Kretprobe => "kretprobe",
+            Mechanism::KprobeMulti => "kprobe_multi",
+            Mechanism::KretprobeMulti => "kretprobe_multi",
             Mechanism::RawTracepoint => "raw_tracepoint",
             Mechanism::Tracepoint => "tracepoint",
         }
@@ -46,6 +51,9 @@ pub enum AttachPoint {
     RawTracepoint { name: String },
     /// A kernel function's entry or (with `ret`) return, through kprobes.
     Kprobe { func: String, ret: bool },
+    /// The same through a kprobe_multi link (fprobe): the same program and `pt_regs`
+    /// context, attached by `bpf()` alone, without `perf_event_open` or tracefs.
+    KprobeMulti { func: String, ret: bool },
     /// A kernel function's entry or (with `exit`) return, through a BTF trampoline.
     Fentry { func: String, exit: bool },
 }
@@ -66,6 +74,11 @@ impl AttachPoint {
         AttachPoint::Kprobe { func: func.into(), ret }
     }
 
+    /// kprobe_multi (`ret` false) or kretprobe_multi, on one function.
+    pub fn kprobe_multi(func: &str, ret: bool) -> Self {
+        AttachPoint::KprobeMulti { func: func.into(), ret }
+    }
+
     /// fentry (`exit` false) or fexit.
     pub fn fentry(func: &str, exit: bool) -> Self {
         AttachPoint::Fentry { func: func.into(), exit }
@@ -78,6 +91,8 @@ impl AttachPoint {
             AttachPoint::RawTracepoint { .. } => Mechanism::RawTracepoint,
             AttachPoint::Kprobe { ret: false, .. } => Mechanism::Kprobe,
             AttachPoint::Kprobe { ret: true, .. } => Mechanism::Kretprobe,
+            AttachPoint::KprobeMulti { ret: false, .. } => Mechanism::KprobeMulti,
+            AttachPoint::KprobeMulti { ret: true, .. } => Mechanism::KretprobeMulti,
             AttachPoint::Fentry { exit: false, .. } => Mechanism::Fentry,
             AttachPoint::Fentry { exit: true, .. } => Mechanism::Fexit,
         }
@@ -88,12 +103,14 @@ impl AttachPoint {
         match self {
             AttachPoint::Tracepoint { .. } => ProgType::Tracepoint,
             AttachPoint::RawTracepoint { .. } => ProgType::RawTracepoint,
-            AttachPoint::Kprobe { .. } => ProgType::Kprobe,
+            AttachPoint::Kprobe { .. } | AttachPoint::KprobeMulti { .. } => ProgType::Kprobe,
             AttachPoint::Fentry { .. } => ProgType::Tracing,
         }
     }
 
-    /// For fentry/fexit, the attach type and BTF id of the function, found in kernel BTF.
+    /// For fentry/fexit, the attach type and BTF id of the function, found in kernel BTF; for
+    /// kprobe_multi, its attach type (a kprobe program loaded without it cannot take that
+    /// link), or why this kernel has no such link.
     pub fn load_target(&self) -> Result<Option<(AttachType, u32)>> {
         match self {
             AttachPoint::Fentry { func, exit } => {
@@ -109,6 +126,10 @@ impl AttachPoint {
                 }
                 Ok(Some((if *exit { AttachType::TraceFexit } else { AttachType::TraceFentry }, loc.type_id)))
             }
+            AttachPoint::KprobeMulti { .. } => match features::link(features::Link::KprobeMulti) {
+                Ok(()) => Ok(Some((AttachType::TraceKprobeMulti, 0))),
+                Err(why) => Err(Error::Other(format!("kprobe_multi links are unavailable: {why}"))),
+            },
             _ => Ok(None),
         }
     }
@@ -120,6 +141,8 @@ impl AttachPoint {
             AttachPoint::RawTracepoint { name } => format!("raw_tracepoint/{name}"),
             AttachPoint::Kprobe { func, ret: false } => format!("kprobe/{func}"),
             AttachPoint::Kprobe { func, ret: true } => format!("kretprobe/{func}"),
+            AttachPoint::KprobeMulti { func, ret: false } => format!("kprobe.multi/{func}"),
+            AttachPoint::KprobeMulti { func, ret: true } => format!("kretprobe.multi/{func}"),
             AttachPoint::Fentry { func, exit: false } => format!("fentry/{func}"),
             AttachPoint::Fentry { func, exit: true } => format!("fexit/{func}"),
         }
@@ -136,19 +159,24 @@ impl fmt::Display for AttachPoint {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub disable_fentry: bool,
+    /// Classic kprobes and kprobe_multi alike.
     pub disable_kprobe: bool,
+    /// kprobe_multi only, so that classic kprobes can be exercised where both work.
+    pub disable_kprobe_multi: bool,
     /// Classic and raw tracepoints alike.
     pub disable_tracepoint: bool,
 }
 
 impl Policy {
-    /// From `KTM_DISABLE_FENTRY=1`, `KTM_DISABLE_KPROBE=1` and `KTM_DISABLE_TRACEPOINT=1`,
-    /// which let CI exercise each fallback on kernels where the preferred mechanism works.
+    /// From `KTM_DISABLE_FENTRY=1`, `KTM_DISABLE_KPROBE=1`, `KTM_DISABLE_KPROBE_MULTI=1` and
+    /// `KTM_DISABLE_TRACEPOINT=1`, which let CI exercise each fallback on kernels where the
+    /// preferred mechanism works.
     pub fn from_env() -> Policy {
         let on = |k: &str| std::env::var(k).map(|v| v == "1" || v.eq_ignore_ascii_case("true")).unwrap_or(false);
         Policy {
             disable_fentry: on("KTM_DISABLE_FENTRY"),
             disable_kprobe: on("KTM_DISABLE_KPROBE"),
+            disable_kprobe_multi: on("KTM_DISABLE_KPROBE_MULTI"),
             disable_tracepoint: on("KTM_DISABLE_TRACEPOINT"),
         }
     }
@@ -157,7 +185,14 @@ impl Policy {
     pub fn forbids(&self, m: Mechanism) -> Option<&'static str> {
         match m {
             Mechanism::Fentry | Mechanism::Fexit if self.disable_fentry => Some("disabled by KTM_DISABLE_FENTRY"),
-            Mechanism::Kprobe | Mechanism::Kretprobe if self.disable_kprobe => Some("disabled by KTM_DISABLE_KPROBE"),
+            Mechanism::Kprobe | Mechanism::Kretprobe | Mechanism::KprobeMulti | Mechanism::KretprobeMulti
+                if self.disable_kprobe =>
+            {
+                Some("disabled by KTM_DISABLE_KPROBE")
+            }
+            Mechanism::KprobeMulti | Mechanism::KretprobeMulti if self.disable_kprobe_multi => {
+                Some("disabled by KTM_DISABLE_KPROBE_MULTI")
+            }
             Mechanism::Tracepoint | Mechanism::RawTracepoint if self.disable_tracepoint => {
                 Some("disabled by KTM_DISABLE_TRACEPOINT")
             }

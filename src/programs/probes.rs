@@ -93,9 +93,18 @@ fn counting(point: AttachPoint, lane: usize) -> Alternative {
     Alternative::new(point, move || count_one(lane))
 }
 
+/// The two ways to run a kprobe program on a function, preferred first: a kprobe_multi link,
+/// then a classic kprobe. The program and its `pt_regs` context are the same; kprobe_multi
+/// goes first because it needs only `bpf()`: no `perf_event_open` (which Debian's
+/// `perf_event_paranoid` 3 reserves to `CAP_SYS_ADMIN`, and which a seccomp profile may deny),
+/// no kprobe PMU or tracefs. Where both work, both enter through ftrace on these functions.
+/// A kernel without it (before 5.18, or without `CONFIG_FPROBE`: Debian's 6.1, arm64 up to
+/// 6.12) goes on to the classic kprobe.
+const KPROBES: [fn(&str, bool) -> AttachPoint; 2] = [AttachPoint::kprobe_multi, AttachPoint::kprobe];
+
 /// A plan counting one per call of kernel function `func`, in which tracepoint
 /// `category/event` sits: fentry, the raw tracepoint (it skips building the record nobody
-/// reads, about 10 ns), the classic one, then a kprobe. `exercise` calls `func`.
+/// reads, about 10 ns), the classic one, then kprobes ([`KPROBES`]). `exercise` calls `func`.
 fn counting_calls(name: &str, func: &str, (category, event): (&str, &str), lane: usize, exercise: Exercise) -> Plan {
     Plan {
         name: name.into(),
@@ -103,7 +112,8 @@ fn counting_calls(name: &str, func: &str, (category, event): (&str, &str), lane:
             counting(AttachPoint::fentry(func, false), lane),
             counting(AttachPoint::raw_tracepoint(event), lane),
             counting(AttachPoint::tracepoint(category, event), lane),
-            counting(AttachPoint::kprobe(func, false), lane),
+            counting(KPROBES[0](func, false), lane),
+            counting(KPROBES[1](func, false), lane),
         ],
         exercise: Some(exercise),
     }
@@ -184,6 +194,9 @@ fn latency(
     let fexit_func = func.clone();
     let exit_tp = format!("sys_exit_{syscall}");
     let exit_tp2 = exit_tp.clone();
+    let kprobes =
+        KPROBES.map(|k| Alternative::new(k(&func, false), enter).and(k(&func, true), exit(Box::new(kretprobe_ret))));
+    let [kprobe_multi, kprobe] = kprobes;
     Plan {
         name: name.into(),
         alternatives: vec![
@@ -195,8 +208,8 @@ fn latency(
                 AttachPoint::tracepoint("syscalls", &exit_tp),
                 exit(Box::new(move || tp_field("syscalls", &exit_tp2, "ret"))),
             ),
-            Alternative::new(AttachPoint::kprobe(&func, false), enter)
-                .and(AttachPoint::kprobe(&func, true), exit(Box::new(kretprobe_ret))),
+            kprobe_multi,
+            kprobe,
             // Last: needs neither tracefs nor BTF nor kprobes (a container without
             // CAP_SYS_ADMIN on a kernel that refuses fentry), but runs on every syscall.
             // sys_exit's arguments are (struct pt_regs *regs, long ret).
@@ -350,6 +363,13 @@ fn fadvise_raw_exit() -> Result<Program> {
     })
 }
 
+/// fadvise on kprobe programs (`k`: kprobe_multi or classic) on the syscall function: the
+/// advice read through its `struct pt_regs *` argument, the success from the return value.
+fn fadvise_kprobes(k: fn(&str, bool) -> AttachPoint, func: &str) -> Alternative {
+    Alternative::new(k(func, false), fadvise_enter(|| Advice::in_saved_regs(kprobe_regs()?.0[0])))
+        .and(k(func, true), fadvise_exit(kretprobe_ret))
+}
+
 /// The helper under the fadvise syscall functions (one u64 per argument at fexit).
 const KSYS_FADVISE: &str = "ksys_fadvise64_64";
 
@@ -369,11 +389,8 @@ fn fadvise() -> Plan {
             // Same order as read/pread: where those use syscall tracepoints, every syscall
             // already pays their tax and two more add only their own runs.
             fadvise_tracepoints(FADVISE),
-            Alternative::new(
-                AttachPoint::kprobe(&func, false),
-                fadvise_enter(|| Advice::in_saved_regs(kprobe_regs()?.0[0])),
-            )
-            .and(AttachPoint::kprobe(&func, true), fadvise_exit(kretprobe_ret)),
+            fadvise_kprobes(KPROBES[0], &func),
+            fadvise_kprobes(KPROBES[1], &func),
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), fadvise_raw_enter)
                 .and(AttachPoint::raw_tracepoint("sys_exit"), fadvise_raw_exit),
         ],

@@ -55,7 +55,13 @@ pub enum AttachType {
     TraceFentry = 24,
     TraceFexit = 25,
     PerfEvent = 41,
+    /// `BPF_TRACE_KPROBE_MULTI` (5.18+): a kprobe program's expected attach type at load, and
+    /// the link that attaches it through fprobe (ftrace), with no perf event.
+    TraceKprobeMulti = 42,
 }
+
+/// `BPF_F_KPROBE_MULTI_RETURN`: the kprobe_multi link fires at the functions' return.
+pub const KPROBE_MULTI_RETURN: u32 = 1;
 
 /// `enum bpf_map_type` values used here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -458,6 +464,47 @@ pub fn link_create(prog: BorrowedFd<'_>, target_fd: i32, attach_type: AttachType
     super::fd_result(Syscall::Bpf, ret, || format!("bpf(BPF_LINK_CREATE) with attach type {attach_type:?}"))
 }
 
+/// `link_create` with its `kprobe_multi` member: the common head, then flags, count and the
+/// user pointers (symbol names; addresses and cookies unused, zero).
+#[repr(C)]
+#[derive(Default)]
+struct KprobeMultiAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    kprobe_multi_flags: u32,
+    cnt: u32,
+    syms: u64,
+    addrs: u64,
+    cookies: u64,
+}
+
+/// `BPF_LINK_CREATE` with `BPF_TRACE_KPROBE_MULTI` on one function by name, at its entry or
+/// (with `ret`) its return. Needs no perf event and no tracefs: the kernel attaches through
+/// fprobe (`CONFIG_FPROBE`; EOPNOTSUPP without it, EINVAL before 5.18, ESRCH for a name
+/// ftrace cannot trace).
+pub fn link_create_kprobe_multi(prog: BorrowedFd<'_>, func: &str, ret: bool) -> Result<OwnedFd> {
+    let cfunc = CString::new(func).map_err(|_| Error::Other("function name contains NUL".into()))?;
+    let syms = [cfunc.as_ptr()];
+    let mut attr = KprobeMultiAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        attach_type: AttachType::TraceKprobeMulti as u32,
+        kprobe_multi_flags: if ret { KPROBE_MULTI_RETURN } else { 0 },
+        cnt: 1,
+        syms: ptr(syms.as_ptr()),
+        ..Default::default()
+    };
+    // SAFETY: syms and the name it points to outlive the call; cnt is its length.
+    let ret_fd = unsafe { sys_bpf(cmd::LINK_CREATE, &mut attr) };
+    super::fd_result(Syscall::Bpf, ret_fd, || {
+        format!(
+            "bpf(BPF_LINK_CREATE) with attach type TraceKprobeMulti on {func}{}",
+            if ret { " (return)" } else { "" }
+        )
+    })
+}
+
 #[repr(C)]
 struct StatsAttr {
     stats_type: u32,
@@ -514,6 +561,9 @@ mod tests {
         assert_eq!(offset_of!(ProgLoadAttr, attach_btf_id), 108);
         assert_eq!(offset_of!(ProgLoadAttr, attach_prog_fd), 112);
         assert_eq!(offset_of!(LinkCreateAttr, target), 16);
+        assert_eq!(offset_of!(KprobeMultiAttr, kprobe_multi_flags), 16);
+        assert_eq!(offset_of!(KprobeMultiAttr, syms), 24);
+        assert_eq!(offset_of!(KprobeMultiAttr, cookies), 40);
         assert_eq!(size_of::<ProgInfo>(), 232);
         assert_eq!(offset_of!(ProgInfo, name), 64);
         assert_eq!(offset_of!(ProgInfo, run_time_ns), 192);
@@ -534,6 +584,7 @@ mod tests {
         assert_eq!(size_of::<InfoAttr>(), 4 + 4 + 8);
         assert_eq!(size_of::<RawTpAttr>(), 8 + 4 + 4);
         assert_eq!(size_of::<LinkCreateAttr>(), 4 * 4 + 8);
+        assert_eq!(size_of::<KprobeMultiAttr>(), 6 * 4 + 3 * 8);
         assert_eq!(size_of::<StatsAttr>(), 4);
     }
 
