@@ -1,12 +1,13 @@
 //! `ktm demo`: KTM against a built-in workload, so a newcomer sees every metric move.
 
-use crate::collector::Collector;
+use crate::collector::{Collector, Options};
 use crate::config::EbpfConfig;
 use crate::iomonitor::IoMonitorModule;
 use crate::recorder::MemoryRecorder;
 use crate::workload::{Workload, ADVICE};
 use crate::{Error, Result};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The demo child's comm: it matches the default prefix `banyand`.
@@ -30,9 +31,26 @@ impl Drop for DemoCgroup {
     }
 }
 
+/// Waits for batch number `n` (counted since start), giving up at `timeout` or as soon as
+/// `stop` is set; true when the batch came.
+fn wait_batch(recorder: &MemoryRecorder, n: u64, timeout: Duration, stop: &AtomicBool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        if recorder.wait_for(n, Duration::from_millis(50)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Runs the demo for `intervals` collection intervals of length `interval`, printing each
 /// pushed batch as Prometheus text on stdout and progress on stderr.
-pub fn run(intervals: u64, interval: Duration) -> Result<()> {
+///
+/// Setting `stop` (the `ktm` command does on SIGINT/SIGTERM) ends it within ~50 ms with
+/// `Ok`: the collector is stopped (every program detached), the workload killed and its
+/// cgroup removed, as on a normal end. `on_attached` is called on the collector's thread once
+/// the module is loaded and attached.
+pub fn run(intervals: u64, interval: Duration, stop: &AtomicBool, on_attached: fn()) -> Result<()> {
     let bin = std::env::current_exe().map_err(|e| Error::io("find the ktm binary", e))?;
     let dir = std::env::temp_dir().join(format!("ktm-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
@@ -48,19 +66,31 @@ pub fn run(intervals: u64, interval: Duration) -> Result<()> {
         eprintln!("ktm demo: loading and attaching the iomonitor programs (interval {interval:?})");
         let recorder = MemoryRecorder::new(4);
         let module = IoMonitorModule::new(EbpfConfig::default());
-        let collector = Collector::start_with(interval, vec![Box::new(module)], Box::new(recorder.clone()));
-        if !recorder.wait_for(1, Duration::from_secs(30)) {
+        let options = Options { on_all_started: Some(Box::new(on_attached)), ..Options::default() };
+        let collector =
+            Collector::start_with_options(interval, vec![Box::new(module)], Box::new(recorder.clone()), options);
+        if !wait_batch(&recorder, 1, Duration::from_secs(30), stop) {
+            if stop.load(Ordering::SeqCst) {
+                collector.stop();
+                return Ok(());
+            }
             return Err(Error::Other("the collector pushed nothing within 30 s".into()));
         }
         let cached = dir.join("cached");
         std::fs::write(&cached, vec![7u8; 64 * 1024]).map_err(|e| Error::io("write demo file", e))?;
         for round in 1..=intervals {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             eprintln!(
                 "ktm demo: interval {round}/{intervals}: cached and cold reads, preads, every fadvise advice, writes, a truncation"
             );
             work(&mut child, &dir, &cached, round)?;
             let seen = recorder.total();
-            if !recorder.wait_for(seen + 1, interval * 3) {
+            if !wait_batch(&recorder, seen + 1, interval * 3, stop) {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 return Err(Error::Other("the collector stopped pushing".into()));
             }
             if let Some(batch) = recorder.latest() {

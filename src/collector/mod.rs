@@ -3,7 +3,13 @@
 //!
 //! Modules are started on the collector's thread, so a slow or failing module start never
 //! blocks the sidecar; a module that fails is reported disabled in the status that goes out
-//! with every batch, and the others keep running.
+//! with every batch, and the others keep running. A disabled module is started again every
+//! [`Options::retry`] (by default [`DEFAULT_RETRY`]), so a sidecar whose runtime refuses
+//! `bpf()` stays up, says why in every batch, and starts counting once the refusal is lifted:
+//! it never exits and so never crash-loops its pod.
+//!
+//! Every batch also carries the collector's own metrics ([`SELF_METRICS`]): how many
+//! collections ran, how long the last one took, and how many times a module start failed.
 //!
 //! A panic in the sidecar's [`FlightRecorder`] (or in a module's `collect`) stops the
 //! collector cleanly: the panic is caught on the collector's thread, every module is stopped
@@ -13,7 +19,7 @@
 
 use crate::config::Config;
 use crate::iomonitor::IoMonitorModule;
-use crate::metrics::{Batch, ModuleState, ModuleStatus};
+use crate::metrics::{Batch, Metric, ModuleState, ModuleStatus};
 use crate::module::Module;
 use crate::recorder::FlightRecorder;
 use crate::{Error, Result};
@@ -32,6 +38,46 @@ pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
             other => Err(Error::Other(format!("collector.modules: unknown module `{other}`"))),
         })
         .collect()
+}
+
+/// How long a disabled module waits before it is started again.
+///
+/// One minute: what disables a module (a seccomp profile, missing capabilities, lockdown, a
+/// kernel without a mechanism) changes only when an operator changes the pod or the node,
+/// which takes longer than that anyway, so a shorter retry would only repeat the same
+/// refusal (each a full load attempt: maps created, programs built and refused) and the same
+/// log line; a longer one would leave counting off for minutes after the fix. Never shorter
+/// than the collection interval.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(60);
+
+/// The names of the collector's own metrics, in every batch.
+pub const SELF_METRICS: [&str; 3] =
+    ["ktm_collections_total", "ktm_collection_duration_seconds", "ktm_module_start_failures_total"];
+
+/// Run-time choices of the collector besides its interval, modules and recorder.
+#[must_use]
+pub struct Options {
+    /// How long a disabled module waits before it is started again (at least the interval).
+    pub retry: Duration,
+    /// Called once on the collector's thread as soon as every module has started (loaded and
+    /// attached): the one place where "everything is attached" is known, for work that must
+    /// follow attachment, such as giving up privileges.
+    pub on_all_started: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { retry: DEFAULT_RETRY, on_all_started: None }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("retry", &self.retry)
+            .field("on_all_started", &self.on_all_started.is_some())
+            .finish()
+    }
 }
 
 type StopFlag = Arc<(Mutex<bool>, Condvar)>;
@@ -60,13 +106,23 @@ impl Collector {
         modules: Vec<Box<dyn Module>>,
         recorder: Box<dyn FlightRecorder>,
     ) -> Collector {
+        Collector::start_with_options(interval, modules, recorder, Options::default())
+    }
+
+    /// As [`Collector::start_with`], with [`Options`].
+    pub fn start_with_options(
+        interval: Duration,
+        modules: Vec<Box<dyn Module>>,
+        recorder: Box<dyn FlightRecorder>,
+        options: Options,
+    ) -> Collector {
         let stop: StopFlag = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
         let failure: Failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("ktm-collector".into())
-            .spawn(move || run(interval, modules, recorder, flag, failed))
+            .spawn(move || run(interval, options, modules, recorder, flag, failed))
             .map_err(|e| log::error!("cannot start the KTM collector thread: {e}"))
             .ok();
         if thread.is_none() {
@@ -107,36 +163,91 @@ impl Drop for Collector {
     }
 }
 
+/// One module and whether it runs.
+struct Slot {
+    module: Box<dyn Module>,
+    /// `Err(why)` while disabled.
+    started: std::result::Result<(), String>,
+    /// When a disabled module is started again.
+    retry_at: Instant,
+    /// Whether `start` was called before.
+    tried: bool,
+}
+
+impl Slot {
+    /// Starts (or restarts) the module; logs the first failure and a changed reason, and the
+    /// recovery, so a module that stays disabled logs once, not every retry.
+    fn start(&mut self, retry: Duration, failures: &mut u64) {
+        if self.tried {
+            // A module that failed may hold half of what it made; stop drops it all.
+            self.module.stop();
+        }
+        self.tried = true;
+        let r = self.module.start().map_err(|e| e.to_string());
+        match (&r, &self.started) {
+            (Err(why), Err(before)) if why == before => {
+                log::debug!("KTM module {} is still disabled: {why}", self.module.name())
+            }
+            (Err(why), _) => log::error!(
+                "KTM module {} could not start and is disabled (trying again every {}s): {why}",
+                self.module.name(),
+                retry.as_secs()
+            ),
+            (Ok(()), Err(_)) if *failures > 0 => log::info!("KTM module {} started", self.module.name()),
+            (Ok(()), _) => {}
+        }
+        if r.is_err() {
+            *failures += 1;
+        }
+        self.started = r;
+        self.retry_at = Instant::now() + retry;
+    }
+}
+
 fn run(
     interval: Duration,
-    mut modules: Vec<Box<dyn Module>>,
+    options: Options,
+    modules: Vec<Box<dyn Module>>,
     mut recorder: Box<dyn FlightRecorder>,
     stop: StopFlag,
     failure: Failure,
 ) {
-    let mut started = Vec::with_capacity(modules.len());
-    for m in modules.iter_mut() {
-        let r = m.start();
-        if let Err(e) = &r {
-            log::error!("KTM module {} could not start and is disabled: {e}", m.name());
-        }
-        started.push(r.map_err(|e| e.to_string()));
+    let retry = options.retry.max(interval);
+    let mut on_all_started = options.on_all_started;
+    let mut failures = 0u64;
+    let mut collections = 0u64;
+    let mut slots: Vec<Slot> = modules
+        .into_iter()
+        .map(|module| Slot { module, started: Err("not started".into()), retry_at: Instant::now(), tried: false })
+        .collect();
+    for s in slots.iter_mut() {
+        s.start(retry, &mut failures);
     }
     let mut next = Instant::now();
     loop {
+        let now = Instant::now();
+        for s in slots.iter_mut().filter(|s| s.started.is_err() && now >= s.retry_at) {
+            s.start(retry, &mut failures);
+        }
+        if slots.iter().all(|s| s.started.is_ok()) {
+            if let Some(f) = on_all_started.take() {
+                f();
+            }
+        }
         // AssertUnwindSafe: after a panic nothing of the modules or the recorder is used again
         // except `Module::stop`, which only drops their kernel objects.
         let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let began = Instant::now();
             let mut metrics = Vec::new();
             let mut status = Vec::new();
-            for (m, ok) in modules.iter_mut().zip(&started) {
-                match ok {
+            for s in slots.iter_mut() {
+                match &s.started {
                     Ok(()) => {
-                        metrics.extend(m.collect());
-                        status.push(m.status());
+                        metrics.extend(s.module.collect());
+                        status.push(s.module.status());
                     }
                     Err(why) => status.push(ModuleStatus {
-                        module: m.name().to_string(),
+                        module: s.module.name().to_string(),
                         state: ModuleState::Disabled,
                         reason: Some(why.clone()),
                         sources: Vec::new(),
@@ -144,6 +255,8 @@ fn run(
                     }),
                 }
             }
+            collections += 1;
+            metrics.extend(self_metrics(collections, began.elapsed(), failures));
             recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
         }));
         if let Err(panic) = collected {
@@ -154,11 +267,11 @@ fn run(
                 .unwrap_or_else(|| "a non-string panic payload".into());
             let why = format!("the collector stopped: a panic while collecting or recording a batch: {what}");
             log::error!("KTM {why}; every module was stopped and its programs detached");
-            for m in modules.iter_mut() {
+            for s in slots.iter_mut() {
                 // A module that panicked in collect may panic again; it is dropped below anyway.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.stop()));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.module.stop()));
             }
-            drop(modules);
+            drop(slots);
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             return;
         }
@@ -167,8 +280,8 @@ fn run(
         let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if *stopped {
-                for m in modules.iter_mut() {
-                    m.stop();
+                for s in slots.iter_mut() {
+                    s.module.stop();
                 }
                 return;
             }
@@ -179,4 +292,21 @@ fn run(
             stopped = cv.wait_timeout(stopped, next - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
+}
+
+/// The collector's own metrics ([`SELF_METRICS`]).
+fn self_metrics(collections: u64, took: Duration, start_failures: u64) -> Vec<Metric> {
+    vec![
+        Metric::counter("ktm_collections_total", "Collections the KTM collector has run (one batch each).", collections),
+        Metric::gauge(
+            "ktm_collection_duration_seconds",
+            "How long the last collection took: reading every module's counters and status, before the batch is recorded.",
+            took.as_secs_f64(),
+        ),
+        Metric::counter(
+            "ktm_module_start_failures_total",
+            "Times a KTM module failed to start (load or attach); a disabled module is started again every minute.",
+            start_failures,
+        ),
+    ]
 }
