@@ -98,20 +98,53 @@ fn drop_every_capability() -> std::io::Result<()> {
 }
 
 #[test]
-fn without_privileges_names_the_capabilities_and_exits_1() {
+fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP: needs root to drop its capabilities");
         return;
     }
-    for sub in [&["run"][..], &["demo", "--intervals", "1"][..]] {
-        let o = unsafe {
-            Command::new(env!("CARGO_BIN_EXE_ktm")).args(sub).pre_exec(drop_every_capability).output().unwrap()
-        };
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{sub:?}: {err}");
-        assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
-        assert!(err.contains("securityContext.capabilities"), "{err}");
-    }
+    let o = unsafe {
+        Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["demo", "--intervals", "1"])
+            .pre_exec(drop_every_capability)
+            .output()
+            .unwrap()
+    };
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "demo: {err}");
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(err.contains("securityContext.capabilities"), "{err}");
+    // `run` is the sidecar: it must never exit (and crash-loop its pod) for want of
+    // privileges. It reports disabled with the reason and exits 0 on SIGTERM.
+    let dir = common::scratch();
+    let out = dir.path().join("m.prom");
+    let mut child = unsafe {
+        Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["run", "--interval", "100ms", "--output", out.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .pre_exec(drop_every_capability)
+            .spawn()
+            .unwrap()
+    };
+    let t = Instant::now();
+    let written = loop {
+        assert!(child.try_wait().unwrap().is_none(), "ktm run exited without capabilities");
+        assert!(t.elapsed() < Duration::from_secs(20), "no batch written");
+        if let Ok(s) = std::fs::read_to_string(&out) {
+            if s.contains("ktm_collections_total 3\n") {
+                break s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let state = written.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap();
+    assert!(state.contains("state=\"disabled\""), "{state}");
+    assert!(state.contains("CAP_BPF"), "the reason names the missing capability: {state}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("CAP_BPF") && err.contains("securityContext.capabilities"), "{err}");
 }
 
 /// Checks a Prometheus text exposition of real batches and returns its families.

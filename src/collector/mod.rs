@@ -310,3 +310,80 @@ fn self_metrics(collections: u64, took: Duration, start_failures: u64) -> Vec<Me
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::MemoryRecorder;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails its first `fail` starts with the same reason, then runs.
+    struct Flaky {
+        fail: u32,
+        starts: Arc<AtomicU32>,
+    }
+
+    impl Module for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn start(&mut self) -> Result<()> {
+            let n = self.starts.fetch_add(1, Ordering::SeqCst);
+            if n < self.fail {
+                Err(Error::Other("bpf() is refused".into()))
+            } else {
+                Ok(())
+            }
+        }
+        fn collect(&mut self) -> Vec<Metric> {
+            vec![Metric::counter("flaky_total", "F.", 1)]
+        }
+        fn status(&self) -> ModuleStatus {
+            ModuleStatus::new("flaky", ModuleState::Active)
+        }
+        fn stop(&mut self) {}
+    }
+
+    #[test]
+    fn a_disabled_module_is_retried_and_reported_meanwhile() {
+        let starts = Arc::new(AtomicU32::new(0));
+        let recorder = MemoryRecorder::new(256);
+        let attached = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&attached);
+        let options = Options {
+            retry: Duration::from_millis(100),
+            on_all_started: Some(Box::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })),
+        };
+        let module = Flaky { fail: 2, starts: Arc::clone(&starts) };
+        let c = Collector::start_with_options(
+            Duration::from_millis(20),
+            vec![Box::new(module)],
+            Box::new(recorder.clone()),
+            options,
+        );
+        assert!(recorder.wait_for(1, Duration::from_secs(10)));
+        let first = recorder.history()[0].clone();
+        let s = first.module("flaky").unwrap();
+        assert_eq!((s.state, s.reason.as_deref()), (ModuleState::Disabled, Some("bpf() is refused")));
+        assert!(first.get("flaky_total", &[]).is_none());
+        assert_eq!(
+            first.get("ktm_module_start_failures_total", &[]).map(|m| &m.value),
+            Some(&crate::metrics::MetricValue::Counter(1))
+        );
+        let t = Instant::now();
+        while recorder.latest().map_or(true, |b| b.get("flaky_total", &[]).is_none()) {
+            assert!(t.elapsed() < Duration::from_secs(10), "never retried");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        c.stop();
+        let last = recorder.latest().unwrap();
+        assert_eq!(last.module("flaky").unwrap().state, ModuleState::Active);
+        assert_eq!(starts.load(Ordering::SeqCst), 3, "two refused starts, then one that worked");
+        assert_eq!(attached.load(Ordering::SeqCst), 1, "on_all_started runs once, after the start that worked");
+        // Retries were spaced by the retry interval, not every 20 ms collection.
+        let disabled = recorder.history().iter().filter(|b| b.get("flaky_total", &[]).is_none()).count();
+        assert!(disabled >= 5, "{disabled} batches while disabled: retried no faster than every 100 ms");
+    }
+}
