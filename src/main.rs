@@ -216,6 +216,10 @@ fn run(args: &[String]) -> Result<(), Fail> {
         config.collector.interval = interval;
     }
     let listen = flags.get("--listen").map(ktm::http::parse_listen).transpose().map_err(Fail::Usage)?;
+    // Before any thread starts: the logger (so that the config's warnings reach it), then
+    // blocking the signals.
+    install_logger(&flags)?;
+    let signals = block_signals()?;
     let modules = ktm::collector::modules_from_config(&config).map_err(|e| Fail::Usage(e.to_string()))?;
     // --output FILE holds the latest batch only (replaced atomically each interval); --listen
     // serves it; with neither, every batch streams to stdout.
@@ -224,9 +228,6 @@ fn run(args: &[String]) -> Result<(), Fail> {
         None if listen.is_none() => Some(Box::new(ktm::textfile::TextRecorder(std::io::stdout()))),
         None => None,
     };
-    // Before any thread starts: signals, then the logger.
-    let signals = block_signals()?;
-    install_logger(&flags)?;
     // Never exit for want of privileges: a sidecar that exits is restarted, and one that
     // restarts in a loop makes its pod unready. The module reports disabled with the reason
     // in every batch and the collector tries again every minute.

@@ -271,3 +271,112 @@ fn emit_elf_writes_an_object_readelf_reads() {
     assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 247, "e_machine EM_BPF");
     assert_eq!(ktm(&["emit-elf"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_cgroup_path_that_does_not_exist_warns_at_start() {
+    if !common::privileged("a_cgroup_path_that_does_not_exist_warns_at_start") {
+        return;
+    }
+    let dir = common::scratch();
+    let cfg = dir.path().join("ktm.yaml");
+    std::fs::write(
+        &cfg,
+        "collector:\n  interval: 100ms\n  ebpf:\n    cgroup_path: no-such-cgroup-ktm\n    comm_prefix: ktmnocg\n",
+    )
+    .unwrap();
+    let out = dir.path().join("m.prom");
+    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !out.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let warn = err
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("no-such-cgroup-ktm"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(warn.contains("does not exist"), "{warn}");
+    // One line per event, each with a timestamp and level.
+    for l in err.lines() {
+        let mut f = l.splitn(3, ' ');
+        let (ts, level) = (f.next().unwrap(), f.next().unwrap_or(""));
+        assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{l}");
+        assert!(["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level), "{l}");
+    }
+}
+
+#[test]
+fn cli_conventions() {
+    let o = ktm(&["--version"]);
+    assert_eq!((o.status.code(), text(&o.stdout)), (Some(0), format!("ktm {}\n", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(text(&ktm(&["-V"]).stdout), text(&o.stdout));
+    // --help of each subcommand prints its help and runs nothing (no root needed, no output file).
+    for sub in ["run", "probe", "dump", "demo", "emit-elf"] {
+        for how in [vec![sub, "--help"], vec!["help", sub], vec![sub, "-h"]] {
+            let o = ktm(&how);
+            let out = text(&o.stdout);
+            assert_eq!(o.status.code(), Some(0), "{how:?}: {}", text(&o.stderr));
+            assert!(out.starts_with(&format!("usage: ktm {sub}")), "{how:?}: {out}");
+            assert!(!out.contains("== privileges") && !out.contains("== ktm_"), "{how:?} ran the command: {out}");
+        }
+    }
+    assert_eq!(ktm(&["help", "nosuch"]).status.code(), Some(2));
+    // A flag given twice is an error, not a silent first-wins.
+    for args in [
+        &["run", "--interval", "1s", "--interval", "2s"][..],
+        &["run", "--output", "a", "--output", "b"],
+        &["probe", "--json", "--json"],
+        &["demo", "--intervals", "1", "--intervals", "2"],
+    ] {
+        let o = ktm(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o.stderr).contains("given twice"), "{args:?}: {}", text(&o.stderr));
+    }
+    for args in [&["run", "--interval", "soon"][..], &["run", "--listen", "nohost"], &["run", "--log-level", "loud"]] {
+        let o = ktm(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+    }
+    assert_eq!(ktm(&["dump", "--nosuch"]).status.code(), Some(2));
+}
+
+#[test]
+fn run_interval_overrides_the_config_and_probe_speaks_json() {
+    if !common::privileged("run_interval_overrides_the_config_and_probe_speaks_json") {
+        return;
+    }
+    let dir = common::scratch();
+    let cfg = dir.path().join("ktm.yaml");
+    std::fs::write(&cfg, "collector:\n  interval: 1h\n  ebpf:\n    comm_prefix: ktmival\n").unwrap();
+    let out = dir.path().join("m.prom");
+    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--interval", "50ms", "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    // With the config's 1 h, only the first batch would come.
+    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("ktm_collections_total 5\n")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "--interval did not override collector.interval");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+
+    let o = ktm(&["probe", "--json"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&out).expect("JSON (a YAML subset) parses");
+    assert_eq!(parsed["privileges"]["ok"], serde_yaml::Value::Bool(true), "{out}");
+    assert!(parsed["mechanisms"]["tracepoint"]["works"].as_bool().is_some(), "{out}");
+    let plans = parsed["plans"].as_sequence().unwrap();
+    assert!(plans.iter().any(|p| p["name"].as_str() == Some("ktm_pread")), "{out}");
+}

@@ -27,8 +27,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Builds the modules the config names (validated against `config::KNOWN_MODULES`).
+/// Builds the modules the config names (validated against `config::KNOWN_MODULES`), and
+/// warns about settings that are valid but cannot take effect yet (see
+/// [`warn_cgroup_path`]).
 pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
+    warn_cgroup_path(&config.collector.ebpf, &crate::discovery::Roots::system());
     config
         .collector
         .modules
@@ -38,6 +41,36 @@ pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
             other => Err(Error::Other(format!("collector.modules: unknown module `{other}`"))),
         })
         .collect()
+}
+
+/// Warns once when `collector.ebpf.cgroup_path` names no directory under the cgroup v2
+/// mount: the config is valid (the cgroup may be created later, or lie outside this
+/// sidecar's cgroup namespace), but until discovery finds it KTM filters by comm prefix only,
+/// and an operator who mistyped it must hear so at start, not find it in a status label.
+/// Returns the warning, if any.
+pub fn warn_cgroup_path(cfg: &crate::config::EbpfConfig, roots: &crate::discovery::Roots) -> Option<String> {
+    let configured = cfg.cgroup_path.as_ref()?;
+    let why = match crate::discovery::find_cgroup2(roots) {
+        Err(e) => format!("no cgroup v2 mount is visible ({e})"),
+        Ok(mount) => {
+            let dir = if configured.is_absolute() {
+                roots.under_sysroot(configured)
+            } else {
+                roots.under_sysroot(&mount.mount_point.join(configured))
+            };
+            if dir.is_dir() {
+                return None;
+            }
+            format!("{} does not exist", dir.display())
+        }
+    };
+    let msg = format!(
+        "collector.ebpf.cgroup_path {}: {why}; KTM filters by comm prefix `{}` until discovery finds the target's cgroup (if it lies outside this sidecar's cgroup namespace, that is expected)",
+        configured.display(),
+        cfg.comm_prefix
+    );
+    log::warn!("{msg}");
+    Some(msg)
 }
 
 /// How long a disabled module waits before it is started again.
