@@ -6,6 +6,14 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Demos run one at a time: each one's workload has the comm `banyand-demo`, and two at once
+/// would each discover the other's.
+static DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+    DEMO.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn ktm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ktm")).args(args).output().unwrap()
 }
@@ -99,6 +107,7 @@ fn drop_every_capability() -> std::io::Result<()> {
 
 #[test]
 fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
+    let _demo = demo_lock();
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP: needs root to drop its capabilities");
         return;
@@ -156,6 +165,7 @@ fn parse_batches(out: &str) -> Vec<ktm::prometheus::Family> {
 
 #[test]
 fn demo_prints_every_metric_moving() {
+    let _demo = demo_lock();
     if !common::privileged("demo_prints_every_metric_moving") {
         return;
     }
@@ -182,6 +192,16 @@ fn demo_prints_every_metric_moving() {
     ] {
         assert!(value(m) > 0.0, "{m} did not move:\n{last}");
     }
+    // Reclaim moves where the demo could limit its workload's memory, and it says why not
+    // where it could not.
+    if err.contains("ktm demo: memory limited to") {
+        for m in ["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"] {
+            assert!(value(m) > 0.0, "{m} did not move under the demo's memory limit:\n{last}");
+        }
+    } else {
+        assert!(err.contains("ktm demo: no memory limit ("), "{err}");
+    }
+    assert!(err.contains("ktm_memory_direct_reclaim_begin_total counts global direct reclaim only"), "{err}");
     let advice = fams.iter().find(|f| f.name == "ktm_fadvise_advice_total").unwrap();
     for a in ["normal", "random", "sequential", "willneed", "dontneed", "noreuse"] {
         let s = advice.samples.iter().find(|s| s.labels.get("advice").map(String::as_str) == Some(a)).unwrap();
@@ -379,4 +399,126 @@ fn run_interval_overrides_the_config_and_probe_speaks_json() {
     assert!(parsed["mechanisms"]["tracepoint"]["works"].as_bool().is_some(), "{out}");
     let plans = parsed["plans"].as_sequence().unwrap();
     assert!(plans.iter().any(|p| p["name"].as_str() == Some("ktm_pread")), "{out}");
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) on `text`: its exit code and output.
+fn promtool(text: &str) -> Option<(i32, String)> {
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("promtool: {e} (.ci/test installs prometheus)")
+        }
+        Err(e) => {
+            eprintln!("SKIP: promtool: {e} (apt-get install prometheus)");
+            return None;
+        }
+    };
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Some((o.status.code().unwrap_or(-1), format!("{}{}", text_of(&o.stdout), text_of(&o.stderr))))
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn promtool_accepts_every_output() {
+    let _demo = demo_lock();
+    if !common::privileged("promtool_accepts_every_output") {
+        return;
+    }
+    // The demo: each batch (they are separated by their `# batch at` comment).
+    let o = ktm(&["demo", "--intervals", "2", "--interval", "300ms"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let batches: Vec<&str> = out.split("# batch at").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(batches.len(), 2, "{out}");
+    for b in batches {
+        let Some((rc, msg)) = promtool(&format!("# batch at{b}")) else { return };
+        assert_eq!(rc, 0, "promtool check metrics on a demo batch: {msg}\n{b}");
+    }
+    // run --output (the textfile) and run --listen (/metrics).
+    let dir = common::scratch();
+    let file = dir.path().join("m.prom");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--interval", "100ms", "--output", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok);
+    let addr = lines.find_map(|l| l.split_once(" on http://").map(|(_, a)| a.to_string())).unwrap();
+    // Keep reading stderr: a closed pipe would end ktm by SIGPIPE at its next log line.
+    std::thread::spawn(move || lines.for_each(drop));
+    let t = Instant::now();
+    while !file.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body = resp.split_once("\r\n\r\n").unwrap().1;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for (what, text) in [("--output", std::fs::read_to_string(&file).unwrap()), ("/metrics", body.to_string())] {
+        let (rc, msg) = promtool(&text).unwrap();
+        assert_eq!(rc, 0, "promtool check metrics on {what}: {msg}\n{text}");
+        assert!(text.contains("ktm_memory_direct_reclaim_begin_total") || !text.contains("ktm_memory_"), "{text}");
+    }
+}
+
+/// `ktm demo` ends on SIGINT and on SIGTERM as `run` does: it detaches, removes its cgroup
+/// `ktm-demo-PID` (and its memory cgroup) and exits 0.
+#[test]
+fn demo_stops_cleanly_on_sigint_and_sigterm() {
+    let _demo = demo_lock();
+    if !common::privileged("demo_stops_cleanly_on_sigint_and_sigterm") {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["demo", "--intervals", "1000", "--interval", "200ms"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let name = format!("ktm-demo-{pid}");
+        let v2 = common::cgroup2_mount().map(|m| m.join(&name));
+        let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+        // Wait until the demo runs its workload (its first interval's line on stdout).
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let t = Instant::now();
+        while !line.starts_with("# batch at") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "demo ended early");
+            assert!(t.elapsed() < Duration::from_secs(30));
+        }
+        if let Some(v2) = &v2 {
+            assert!(v2.exists(), "{} while the demo runs", v2.display());
+        }
+        unsafe { libc::kill(pid as i32, sig) };
+        let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut stdout, &mut Vec::new()));
+        let o = child.wait_with_output().unwrap();
+        let _ = drain.join();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "signal {sig}: {err}");
+        assert!(err.contains("stopped by a signal"), "{err}");
+        if let Some(v2) = &v2 {
+            assert!(!v2.exists(), "{} left behind after signal {sig}", v2.display());
+        }
+        assert!(!v1.exists(), "{} left behind after signal {sig}", v1.display());
+    }
 }
