@@ -522,3 +522,69 @@ fn demo_stops_cleanly_on_sigint_and_sigterm() {
         assert!(!v1.exists(), "{} left behind after signal {sig}", v1.display());
     }
 }
+
+/// `ktm dump` and `ktm probe` give the same reason for a mechanism the kernel refuses (on
+/// this host lockdown refuses fentry/fexit), not the loader's "must provide btf_id".
+#[test]
+fn dump_and_probe_give_the_same_reason_for_a_refused_mechanism() {
+    if !common::privileged("dump_and_probe_give_the_same_reason_for_a_refused_mechanism") {
+        return;
+    }
+    let probe = text(&ktm(&["probe"]).stdout);
+    let dump = text(&ktm(&["dump"]).stdout);
+    assert!(!dump.contains("must provide btf_id"), "{dump}");
+    let mut compared = 0;
+    for m in ["fentry", "fexit", "kprobe", "kretprobe", "raw_tracepoint", "tracepoint"] {
+        let Some(why) = probe.lines().find_map(|l| l.strip_prefix(&format!("{m:<15} unavailable: "))) else { continue };
+        for l in dump.lines().filter(|l| l.starts_with(&format!("-- {m}/"))) {
+            assert!(l.contains(&format!("not loadable here: {m} refused: {why}")), "dump: {l}\nprobe: {why}");
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} dump lines of refused mechanisms compared");
+}
+
+/// Unprivileged, a tracefs that is mounted but closed (mode 0700) is named as such, not as
+/// "not mounted".
+#[test]
+fn unprivileged_dump_says_tracefs_is_closed_not_missing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to switch to an unprivileged user");
+        return;
+    }
+    let tracefs = std::path::Path::new("/sys/kernel/tracing");
+    match std::fs::metadata(tracefs) {
+        Ok(m) if m.is_dir() && m.mode() & 0o077 == 0 && tracefs.join("events").is_dir() => {}
+        _ => {
+            eprintln!("SKIP: no tracefs mounted at {} with mode 0700", tracefs.display());
+            return;
+        }
+    }
+    // A copy of ktm the unprivileged user can reach (the checkout may sit under a 0700 directory).
+    let dir = common::scratch();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("ktm");
+    std::fs::copy(env!("CARGO_BIN_EXE_ktm"), &bin).unwrap();
+    let o = unsafe {
+        Command::new(&bin)
+            .arg("dump")
+            .pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .output()
+            .unwrap()
+    };
+    let out = text(&o.stdout);
+    assert!(!out.contains("tracefs is not mounted"), "{out}");
+    // The exit programs read their record's layout from tracefs.
+    let line =
+        out.lines().find(|l| l.starts_with("-- tracepoint/syscalls/sys_exit_read:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("tracefs is mounted at /sys/kernel/tracing but this process cannot read it (mode 0700"),
+        "{line}"
+    );
+}
