@@ -356,3 +356,39 @@ fn hostile_clients_neither_break_serving_nor_delay_collection() {
     assert_eq!(get(addr, "/readyz").0, 200);
     assert_eq!(ktm.stop(), Some(0));
 }
+
+/// With the kernel's BPF statistics on, each program's runs and run time are exported.
+#[test]
+fn bpf_program_statistics_are_exported_when_the_kernel_counts_them() {
+    if !common::privileged("bpf_program_statistics_are_exported_when_the_kernel_counts_them") {
+        return;
+    }
+    let (ktm, mut target) = counting("stat");
+    let body = ktm.metrics();
+    assert!(body.contains("# TYPE ktm_bpf_stats_enabled gauge\n"), "{body}");
+    // Statistics on for the length of this test only (an fd, not the sysctl).
+    let stats = ktm::sys::bpf::enable_stats().expect("BPF_ENABLE_STATS");
+    target.preads(1000);
+    let body = ktm.until("1000 preads", |b| preads(b) == Some(1000));
+    drop(stats);
+    let runs = |b: &str| -> u64 {
+        b.lines()
+            .filter(|l| l.starts_with("ktm_bpf_program_runs_total{") && l.contains("program=\"ktm_pread\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    // Every pread on the machine runs the program (it filters inside): at least the target's.
+    assert!(runs(&body) >= 1000, "{body}");
+    let time = body
+        .lines()
+        .find(|l| l.starts_with("ktm_bpf_program_run_time_seconds_total{") && l.contains("program=\"ktm_pread\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(time > 0.0, "{body}");
+    assert!(body.contains("# TYPE ktm_bpf_program_run_time_seconds_total counter\n"), "{body}");
+    assert!(body.contains("# TYPE ktm_collection_duration_seconds gauge\n"), "{body}");
+    assert!(value(&body, "ktm_collections_total").unwrap() >= 1, "{body}");
+    assert!(value(&body, "ktm_scrapes_total").unwrap() >= 2, "{body}");
+    assert_eq!(ktm.stop(), Some(0));
+}

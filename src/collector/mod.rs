@@ -277,6 +277,7 @@ fn run(
                 match &s.started {
                     Ok(()) => {
                         metrics.extend(s.module.collect());
+                        metrics.extend(s.module.self_metrics());
                         status.push(s.module.status());
                     }
                     Err(why) => status.push(ModuleStatus {

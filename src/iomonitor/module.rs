@@ -346,6 +346,10 @@ impl Module for IoMonitorModule {
     fn stop(&mut self) {
         self.monitor = None;
     }
+
+    fn self_metrics(&self) -> Vec<Metric> {
+        self.monitor.as_ref().map(super::stats::program_metrics).unwrap_or_default()
+    }
 }
 
 /// The snapshot as the design's metrics.
