@@ -588,3 +588,34 @@ fn unprivileged_dump_says_tracefs_is_closed_not_missing() {
         "{line}"
     );
 }
+
+/// What README says of `emit-elf`'s object, checked: llvm-objdump and readelf read it
+/// (tests/elf.rs), and bpftool (libbpf >= 1.0) refuses it for the reasons README quotes.
+#[test]
+fn bpftool_refuses_the_emitted_object_as_readme_says() {
+    let Ok(v) = Command::new("bpftool").arg("version").output() else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("bpftool is not installed (.ci/test installs it)");
+        }
+        eprintln!("SKIP: bpftool is not installed");
+        return;
+    };
+    let readme = include_str!("../README.md");
+    let dir = common::scratch();
+    let obj = dir.path().join("ktm.o");
+    let o = ktm(&["emit-elf", obj.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let linked = dir.path().join("linked.o");
+    let gen = Command::new("bpftool").args(["gen", "object"]).arg(&linked).arg(&obj).output().unwrap();
+    let skel = Command::new("bpftool").args(["gen", "skeleton"]).arg(&obj).output().unwrap();
+    let version = text(&v.stdout);
+    for (what, o, says) in [
+        ("gen object", gen, "failed to find BTF info for object"),
+        ("gen skeleton", skel, "legacy map definitions in 'maps' section are not supported by libbpf v1.0+"),
+    ] {
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "bpftool {what} accepted the object ({version}): README must change");
+        assert!(err.contains(says), "bpftool {what}: {err}");
+        assert!(readme.contains(says), "README does not quote `{says}`");
+    }
+}

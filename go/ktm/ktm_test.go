@@ -265,6 +265,16 @@ func TestStopDetachesEveryProgramAndModulesRestart(t *testing.T) {
 			t.Errorf("program %d still exists after the module's Stop", id)
 		}
 	}
+	// And after Close: nothing, false, and Start does nothing.
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.GetMetrics(); got != nil || k.IsDegraded() || k.Start(context.Background()) != nil {
+		t.Errorf("after Close: GetMetrics %v, IsDegraded %v", got, k.IsDegraded())
+	}
+	if len(progIDs(t)) != 0 {
+		t.Error("Start after Close loaded programs")
+	}
 }
 
 func TestContextCancelStops(t *testing.T) {
