@@ -101,7 +101,8 @@ fn main() -> ExitCode {
                 None => Err(Fail::Usage(format!("no command `{sub}`\n{USAGE}"))),
             },
         },
-        _ => Err(Fail::Usage(USAGE.into())),
+        Some(other) => Err(Fail::Usage(format!("unknown command `{other}`\n{USAGE}"))),
+        None => Err(Fail::Usage(USAGE.into())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
