@@ -428,3 +428,73 @@ fn server_metrics(scrapes: u64, counters: &Counters) -> String {
     ]
     .concat()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metric, ModuleState, ModuleStatus};
+
+    fn ask(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn serves_the_published_batch_and_health() {
+        let published = Published::new();
+        let server = Server::start("127.0.0.1:0".parse().unwrap(), published.clone(), Limits::default()).unwrap();
+        let addr = server.local_addr();
+        let r = ask(addr, "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
+        let r = ask(addr, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 ") && r.ends_with("ok\nno collection yet\n"), "{r}");
+        let status = ModuleStatus::new("iomonitor", ModuleState::Disabled).with_reason("bpf() is refused");
+        let mut rec = PublishRecorder::new(published, None);
+        rec.record(Batch::new(vec![Metric::counter("x_total", "X.", 7)], vec![status]));
+        let r = ask(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"), "{r}");
+        assert!(r.contains("\nx_total 7\n") && r.contains("\nktm_scrapes_total 1\n"), "{r}");
+        assert!(r.contains("ktm_module_state{module=\"iomonitor\",state=\"disabled\",reason=\"bpf() is refused\"} 1"));
+        let r = ask(addr, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(r.ends_with("ok\niomonitor disabled: bpf() is refused\n"), "{r}");
+        assert!(ask(addr, "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        assert!(ask(addr, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        assert!(ask(addr, "DELETE /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 405 "));
+        let two = ask(addr, "GET /readyz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert_eq!(two.matches("HTTP/1.1 200 ").count(), 2, "{two}");
+        server.stop();
+        assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+    }
+
+    #[test]
+    fn a_slow_head_is_cut_off_at_its_deadline() {
+        let limits = Limits { read_timeout: Duration::from_millis(300), ..Limits::default() };
+        let server = Server::start("127.0.0.1:0".parse().unwrap(), Published::new(), limits).unwrap();
+        let mut s = TcpStream::connect(server.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        for b in b"GET /metrics HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaa" {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen(":9090"), Ok("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(parse_listen("127.0.0.1:1"), Ok("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(parse_listen("[::1]:2"), Ok("[::1]:2".parse().unwrap()));
+        assert!(parse_listen("nohost").is_err());
+        assert!(parse_listen(":x").is_err());
+    }
+}
