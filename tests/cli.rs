@@ -365,6 +365,15 @@ fn cli_conventions() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
     }
     assert_eq!(ktm(&["dump", "--nosuch"]).status.code(), Some(2));
+    // A config `run` cannot run with exits 2 at once (never a retry loop of its own): a port in
+    // use, an --output directory that does not exist.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = ktm(&["run", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cannot listen"), "{}", text(&o.stderr));
+    let o = ktm(&["run", "--output", "/nonexistent-ktm/dir/m.prom"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
 
 #[test]
