@@ -107,6 +107,21 @@ fn run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm() {
     // SAFETY: deny_bpf only makes syscalls.
     unsafe { cmd.pre_exec(deny_bpf) };
     let mut child = cmd.spawn().unwrap();
+    // stderr read on a thread (the address is in a log line; the rest is checked at the end).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if let Some((_, a)) = line.split_once(" on http://") {
+                let _ = tx.send(a.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("ktm run says where it listens");
     let t = Instant::now();
     let mut batches = std::collections::BTreeSet::new();
     while batches.len() < 5 {
@@ -124,9 +139,28 @@ fn run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm() {
     assert!(state.contains("state=\"disabled\""), "{state}");
     assert!(state.contains("bpf() is blocked by a seccomp filter"), "{state}");
     assert!(text.contains("ktm_module_start_failures_total 1\n"), "one start, no retry yet: {text}");
+    // The same on /metrics, and /healthz stays 200 (a disabled monitor never fails a probe).
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let metrics = get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ktm_module_state{")
+            && l.contains("state=\"disabled\"")
+            && l.contains("bpf() is blocked by a seccomp filter")),
+        "{metrics}"
+    );
+    let health = get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 ") && health.contains("iomonitor disabled: "), "{health}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = reader.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("bpf() is blocked by a seccomp filter"), "{err}");
     assert!(err.contains("disabled"), "{err}");
