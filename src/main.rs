@@ -249,7 +249,12 @@ fn run(args: &[String]) -> Result<(), Fail> {
         }
         None => None,
     };
-    let recorder = Box::new(ktm::http::PublishRecorder::new(published, output));
+    // The batch is rendered for the server only when there is one.
+    let recorder: Box<dyn FlightRecorder> = match (&server, output) {
+        (Some(_), output) => Box::new(ktm::http::PublishRecorder::new(published, output)),
+        (None, Some(output)) => output,
+        (None, None) => Box::new(ktm::textfile::TextRecorder(std::io::stdout())),
+    };
     let options = Options { on_all_started: Some(Box::new(all_attached)), ..Options::default() };
     let collector = Collector::start_with_options(config.collector.interval, modules, recorder, options);
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
