@@ -58,8 +58,8 @@ typedef struct ktm_metric {
     uint32_t type;              /* KTM_COUNTER, KTM_GAUGE or KTM_HISTOGRAM */
     const ktm_label_t *labels;
     size_t n_labels;
-    uint64_t counter;           /* KTM_COUNTER: monotonic count */
-    double gauge;               /* KTM_GAUGE */
+    uint64_t counter;           /* KTM_COUNTER: monotonic count (whole part of a counter in seconds) */
+    double gauge;               /* KTM_GAUGE; KTM_COUNTER in seconds: the exact value, else 0 */
     const ktm_bucket_t *buckets; /* KTM_HISTOGRAM: finite buckets, increasing upper_bound */
     size_t n_buckets;
     double sum;                 /* KTM_HISTOGRAM: sum of observations */

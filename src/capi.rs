@@ -192,6 +192,12 @@ impl OwnedBatch {
             b.labels.push(labels);
             match &m.value {
                 MetricValue::Counter(v) => out.counter = *v,
+                MetricValue::FloatCounter(v) => {
+                    // Seconds of run time: the whole part where C hosts read a counter, the
+                    // exact value beside it.
+                    out.counter = *v as u64;
+                    out.gauge = *v;
+                }
                 MetricValue::Gauge(v) => {
                     out.r#type = KTM_GAUGE;
                     out.gauge = *v;

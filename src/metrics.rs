@@ -26,6 +26,10 @@ pub const LOG2_NS_SLOTS: usize = 37;
 pub enum MetricValue {
     /// A monotonic count since the counter's lifecycle began (sidecar start or re-target).
     Counter(u64),
+    /// A monotonic sum that is not a whole number: seconds of BPF program run time. Exported
+    /// as a Prometheus counter; the C ABI gives it as `counter` (whole part) and `gauge`
+    /// (exact).
+    FloatCounter(f64),
     /// A value that may go up and down.
     Gauge(f64),
     /// A cumulative histogram.
@@ -36,7 +40,7 @@ impl MetricValue {
     /// The Prometheus type name, which is also what a JSON consumer should switch on.
     pub fn type_name(&self) -> &'static str {
         match self {
-            MetricValue::Counter(_) => "counter",
+            MetricValue::Counter(_) | MetricValue::FloatCounter(_) => "counter",
             MetricValue::Gauge(_) => "gauge",
             MetricValue::Histogram(_) => "histogram",
         }

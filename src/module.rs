@@ -16,4 +16,9 @@ pub trait Module: Send {
     fn status(&self) -> ModuleStatus;
     /// Detaches everything.
     fn stop(&mut self);
+    /// The module's own cost (its BPF programs' runs and run time), exported with its
+    /// metrics; nothing by default.
+    fn self_metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
 }

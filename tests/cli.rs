@@ -6,6 +6,14 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Demos run one at a time: each one's workload has the comm `banyand-demo`, and two at once
+/// would each discover the other's.
+static DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+    DEMO.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn ktm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ktm")).args(args).output().unwrap()
 }
@@ -98,20 +106,54 @@ fn drop_every_capability() -> std::io::Result<()> {
 }
 
 #[test]
-fn without_privileges_names_the_capabilities_and_exits_1() {
+fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
+    let _demo = demo_lock();
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIP: needs root to drop its capabilities");
         return;
     }
-    for sub in [&["run"][..], &["demo", "--intervals", "1"][..]] {
-        let o = unsafe {
-            Command::new(env!("CARGO_BIN_EXE_ktm")).args(sub).pre_exec(drop_every_capability).output().unwrap()
-        };
-        let err = text(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{sub:?}: {err}");
-        assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
-        assert!(err.contains("securityContext.capabilities"), "{err}");
-    }
+    let o = unsafe {
+        Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["demo", "--intervals", "1"])
+            .pre_exec(drop_every_capability)
+            .output()
+            .unwrap()
+    };
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "demo: {err}");
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(err.contains("securityContext.capabilities"), "{err}");
+    // `run` is the sidecar: it must never exit (and crash-loop its pod) for want of
+    // privileges. It reports disabled with the reason and exits 0 on SIGTERM.
+    let dir = common::scratch();
+    let out = dir.path().join("m.prom");
+    let mut child = unsafe {
+        Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["run", "--interval", "100ms", "--output", out.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .pre_exec(drop_every_capability)
+            .spawn()
+            .unwrap()
+    };
+    let t = Instant::now();
+    let written = loop {
+        assert!(child.try_wait().unwrap().is_none(), "ktm run exited without capabilities");
+        assert!(t.elapsed() < Duration::from_secs(20), "no batch written");
+        if let Ok(s) = std::fs::read_to_string(&out) {
+            if s.contains("ktm_collections_total 3\n") {
+                break s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let state = written.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap();
+    assert!(state.contains("state=\"disabled\""), "{state}");
+    assert!(state.contains("CAP_BPF"), "the reason names the missing capability: {state}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("CAP_BPF") && err.contains("securityContext.capabilities"), "{err}");
 }
 
 /// Checks a Prometheus text exposition of real batches and returns its families.
@@ -123,6 +165,7 @@ fn parse_batches(out: &str) -> Vec<ktm::prometheus::Family> {
 
 #[test]
 fn demo_prints_every_metric_moving() {
+    let _demo = demo_lock();
     if !common::privileged("demo_prints_every_metric_moving") {
         return;
     }
@@ -149,6 +192,16 @@ fn demo_prints_every_metric_moving() {
     ] {
         assert!(value(m) > 0.0, "{m} did not move:\n{last}");
     }
+    // Reclaim moves where the demo could limit its workload's memory, and it says why not
+    // where it could not.
+    if err.contains("ktm demo: memory limited to") {
+        for m in ["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"] {
+            assert!(value(m) > 0.0, "{m} did not move under the demo's memory limit:\n{last}");
+        }
+    } else {
+        assert!(err.contains("ktm demo: no memory limit ("), "{err}");
+    }
+    assert!(err.contains("ktm_memory_direct_reclaim_begin_total counts global direct reclaim only"), "{err}");
     let advice = fams.iter().find(|f| f.name == "ktm_fadvise_advice_total").unwrap();
     for a in ["normal", "random", "sequential", "willneed", "dontneed", "noreuse"] {
         let s = advice.samples.iter().find(|s| s.labels.get("advice").map(String::as_str) == Some(a)).unwrap();
@@ -267,5 +320,342 @@ fn installed_as_banyand_it_is_the_stand_in() {
         assert_eq!(line.trim_end(), format!("banyand stand-in: burst 2: {preads} preads, {fadvises} fadvise"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(0), "SIGTERM: exit 0");
+    }
+}
+
+#[test]
+fn a_cgroup_path_that_does_not_exist_warns_at_start() {
+    if !common::privileged("a_cgroup_path_that_does_not_exist_warns_at_start") {
+        return;
+    }
+    let dir = common::scratch();
+    let cfg = dir.path().join("ktm.yaml");
+    std::fs::write(
+        &cfg,
+        "collector:\n  interval: 100ms\n  ebpf:\n    cgroup_path: no-such-cgroup-ktm\n    comm_prefix: ktmnocg\n",
+    )
+    .unwrap();
+    let out = dir.path().join("m.prom");
+    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !out.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let warn = err
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("no-such-cgroup-ktm"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(warn.contains("does not exist"), "{warn}");
+    // One line per event, each with a timestamp and level.
+    for l in err.lines() {
+        let mut f = l.splitn(3, ' ');
+        let (ts, level) = (f.next().unwrap(), f.next().unwrap_or(""));
+        assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{l}");
+        assert!(["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level), "{l}");
+    }
+}
+
+#[test]
+fn cli_conventions() {
+    let o = ktm(&["--version"]);
+    assert_eq!((o.status.code(), text(&o.stdout)), (Some(0), format!("ktm {}\n", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(text(&ktm(&["-V"]).stdout), text(&o.stdout));
+    // --help of each subcommand prints its help and runs nothing (no root needed, no output file).
+    for sub in ["run", "probe", "dump", "demo", "emit-elf"] {
+        for how in [vec![sub, "--help"], vec!["help", sub], vec![sub, "-h"]] {
+            let o = ktm(&how);
+            let out = text(&o.stdout);
+            assert_eq!(o.status.code(), Some(0), "{how:?}: {}", text(&o.stderr));
+            assert!(out.starts_with(&format!("usage: ktm {sub}")), "{how:?}: {out}");
+            assert!(!out.contains("== privileges") && !out.contains("== ktm_"), "{how:?} ran the command: {out}");
+        }
+    }
+    assert_eq!(ktm(&["help", "nosuch"]).status.code(), Some(2));
+    // A flag given twice is an error, not a silent first-wins.
+    for args in [
+        &["run", "--interval", "1s", "--interval", "2s"][..],
+        &["run", "--output", "a", "--output", "b"],
+        &["probe", "--json", "--json"],
+        &["demo", "--intervals", "1", "--intervals", "2"],
+    ] {
+        let o = ktm(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o.stderr).contains("given twice"), "{args:?}: {}", text(&o.stderr));
+    }
+    for args in [&["run", "--interval", "soon"][..], &["run", "--listen", "nohost"], &["run", "--log-level", "loud"]] {
+        let o = ktm(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o.stderr));
+    }
+    assert_eq!(ktm(&["dump", "--nosuch"]).status.code(), Some(2));
+    // A config `run` cannot run with exits 2 at once (never a retry loop of its own): a port in
+    // use, an --output directory that does not exist.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = ktm(&["run", "--listen", &addr]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("cannot listen"), "{}", text(&o.stderr));
+    let o = ktm(&["run", "--output", "/nonexistent-ktm/dir/m.prom"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}
+
+#[test]
+fn run_interval_overrides_the_config_and_probe_speaks_json() {
+    if !common::privileged("run_interval_overrides_the_config_and_probe_speaks_json") {
+        return;
+    }
+    let dir = common::scratch();
+    let cfg = dir.path().join("ktm.yaml");
+    std::fs::write(&cfg, "collector:\n  interval: 1h\n  ebpf:\n    comm_prefix: ktmival\n").unwrap();
+    let out = dir.path().join("m.prom");
+    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--interval", "50ms", "--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    // With the config's 1 h, only the first batch would come.
+    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("ktm_collections_total 5\n")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "--interval did not override collector.interval");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+
+    let o = ktm(&["probe", "--json"]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&out).expect("JSON (a YAML subset) parses");
+    assert_eq!(parsed["privileges"]["ok"], serde_yaml::Value::Bool(true), "{out}");
+    assert!(parsed["mechanisms"]["tracepoint"]["works"].as_bool().is_some(), "{out}");
+    let plans = parsed["plans"].as_sequence().unwrap();
+    assert!(plans.iter().any(|p| p["name"].as_str() == Some("ktm_pread")), "{out}");
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) on `text`: its exit code and output.
+fn promtool(text: &str) -> Option<(i32, String)> {
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("promtool: {e} (.ci/test installs prometheus)")
+        }
+        Err(e) => {
+            eprintln!("SKIP: promtool: {e} (apt-get install prometheus)");
+            return None;
+        }
+    };
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Some((o.status.code().unwrap_or(-1), format!("{}{}", text_of(&o.stdout), text_of(&o.stderr))))
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn promtool_accepts_every_output() {
+    let _demo = demo_lock();
+    if !common::privileged("promtool_accepts_every_output") {
+        return;
+    }
+    // The demo: each batch (they are separated by their `# batch at` comment).
+    let o = ktm(&["demo", "--intervals", "2", "--interval", "300ms"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let batches: Vec<&str> = out.split("# batch at").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(batches.len(), 2, "{out}");
+    for b in batches {
+        let Some((rc, msg)) = promtool(&format!("# batch at{b}")) else { return };
+        assert_eq!(rc, 0, "promtool check metrics on a demo batch: {msg}\n{b}");
+    }
+    // run --output (the textfile) and run --listen (/metrics).
+    let dir = common::scratch();
+    let file = dir.path().join("m.prom");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+        .args(["run", "--interval", "100ms", "--output", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok);
+    let addr = lines.find_map(|l| l.split_once(" on http://").map(|(_, a)| a.to_string())).unwrap();
+    // Keep reading stderr: a closed pipe would end ktm by SIGPIPE at its next log line.
+    std::thread::spawn(move || lines.for_each(drop));
+    let t = Instant::now();
+    while !file.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body = resp.split_once("\r\n\r\n").unwrap().1;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for (what, text) in [("--output", std::fs::read_to_string(&file).unwrap()), ("/metrics", body.to_string())] {
+        let (rc, msg) = promtool(&text).unwrap();
+        assert_eq!(rc, 0, "promtool check metrics on {what}: {msg}\n{text}");
+        assert!(text.contains("ktm_memory_direct_reclaim_begin_total") || !text.contains("ktm_memory_"), "{text}");
+    }
+}
+
+/// `ktm demo` ends on SIGINT and on SIGTERM as `run` does: it detaches, removes its cgroup
+/// `ktm-demo-PID` (and its memory cgroup) and exits 0.
+#[test]
+fn demo_stops_cleanly_on_sigint_and_sigterm() {
+    let _demo = demo_lock();
+    if !common::privileged("demo_stops_cleanly_on_sigint_and_sigterm") {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
+            .args(["demo", "--intervals", "1000", "--interval", "200ms"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let name = format!("ktm-demo-{pid}");
+        let v2 = common::cgroup2_mount().map(|m| m.join(&name));
+        let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+        // Wait until the demo runs its workload (its first interval's line on stdout).
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let t = Instant::now();
+        while !line.starts_with("# batch at") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0, "demo ended early");
+            assert!(t.elapsed() < Duration::from_secs(30));
+        }
+        if let Some(v2) = &v2 {
+            assert!(v2.exists(), "{} while the demo runs", v2.display());
+        }
+        unsafe { libc::kill(pid as i32, sig) };
+        let drain = std::thread::spawn(move || std::io::Read::read_to_end(&mut stdout, &mut Vec::new()));
+        let o = child.wait_with_output().unwrap();
+        let _ = drain.join();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "signal {sig}: {err}");
+        assert!(err.contains("stopped by a signal"), "{err}");
+        if let Some(v2) = &v2 {
+            assert!(!v2.exists(), "{} left behind after signal {sig}", v2.display());
+        }
+        assert!(!v1.exists(), "{} left behind after signal {sig}", v1.display());
+    }
+}
+
+/// `ktm dump` and `ktm probe` give the same reason for a mechanism the kernel refuses (on
+/// this host lockdown refuses fentry/fexit), not the loader's "must provide btf_id".
+#[test]
+fn dump_and_probe_give_the_same_reason_for_a_refused_mechanism() {
+    if !common::privileged("dump_and_probe_give_the_same_reason_for_a_refused_mechanism") {
+        return;
+    }
+    let probe = text(&ktm(&["probe"]).stdout);
+    let dump = text(&ktm(&["dump"]).stdout);
+    assert!(!dump.contains("must provide btf_id"), "{dump}");
+    let mut compared = 0;
+    for m in ["fentry", "fexit", "kprobe", "kretprobe", "raw_tracepoint", "tracepoint"] {
+        let Some(why) = probe.lines().find_map(|l| l.strip_prefix(&format!("{m:<15} unavailable: "))) else { continue };
+        for l in dump.lines().filter(|l| l.starts_with(&format!("-- {m}/"))) {
+            assert!(l.contains(&format!("not loadable here: {m} refused: {why}")), "dump: {l}\nprobe: {why}");
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} dump lines of refused mechanisms compared");
+}
+
+/// Unprivileged, a tracefs that is mounted but closed (mode 0700) is named as such, not as
+/// "not mounted".
+#[test]
+fn unprivileged_dump_says_tracefs_is_closed_not_missing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to switch to an unprivileged user");
+        return;
+    }
+    let tracefs = std::path::Path::new("/sys/kernel/tracing");
+    match std::fs::metadata(tracefs) {
+        Ok(m) if m.is_dir() && m.mode() & 0o077 == 0 && tracefs.join("events").is_dir() => {}
+        _ => {
+            eprintln!("SKIP: no tracefs mounted at {} with mode 0700", tracefs.display());
+            return;
+        }
+    }
+    // A copy of ktm the unprivileged user can reach (the checkout may sit under a 0700 directory).
+    let dir = common::scratch();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("ktm");
+    std::fs::copy(env!("CARGO_BIN_EXE_ktm"), &bin).unwrap();
+    let o = unsafe {
+        Command::new(&bin)
+            .arg("dump")
+            .pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .output()
+            .unwrap()
+    };
+    let out = text(&o.stdout);
+    assert!(!out.contains("tracefs is not mounted"), "{out}");
+    // The exit programs read their record's layout from tracefs.
+    let line =
+        out.lines().find(|l| l.starts_with("-- tracepoint/syscalls/sys_exit_read:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("tracefs is mounted at /sys/kernel/tracing but this process cannot read it (mode 0700"),
+        "{line}"
+    );
+}
+
+/// What README says of `emit-elf`'s object, checked: llvm-objdump and readelf read it
+/// (tests/elf.rs), and bpftool (libbpf >= 1.0) refuses it for the reasons README quotes.
+#[test]
+fn bpftool_refuses_the_emitted_object_as_readme_says() {
+    let Ok(v) = Command::new("bpftool").arg("version").output() else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("bpftool is not installed (.ci/test installs it)");
+        }
+        eprintln!("SKIP: bpftool is not installed");
+        return;
+    };
+    let readme = include_str!("../README.md");
+    let dir = common::scratch();
+    let obj = dir.path().join("ktm.o");
+    let o = ktm(&["emit-elf", obj.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let linked = dir.path().join("linked.o");
+    let gen = Command::new("bpftool").args(["gen", "object"]).arg(&linked).arg(&obj).output().unwrap();
+    let skel = Command::new("bpftool").args(["gen", "skeleton"]).arg(&obj).output().unwrap();
+    let version = text(&v.stdout);
+    for (what, o, says) in [
+        ("gen object", gen, "failed to find BTF info for object"),
+        ("gen skeleton", skel, "legacy map definitions in 'maps' section are not supported by libbpf v1.0+"),
+    ] {
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "bpftool {what} accepted the object ({version}): README must change");
+        assert!(err.contains(says), "bpftool {what}: {err}");
+        assert!(readme.contains(says), "README does not quote `{says}`");
     }
 }

@@ -480,7 +480,7 @@ fn memcg_reclaim_in_the_pod_counts_its_banyandb_only() {
     let metrics = [
         "ktm_memory_lru_pages_scanned_total",
         "ktm_memory_lru_pages_reclaimed_total",
-        "ktm_memory_direct_reclaim_processes",
+        "ktm_memory_direct_reclaim_begin_total",
     ];
     if reference.sources().iter().filter(|s| metrics.contains(&s.metric)).all(|s| s.mechanism.is_none()) {
         common::matrix("pod: memcg reclaim", "unavailable");

@@ -112,7 +112,7 @@ fn direct_reclaim_of_the_target_is_counted() {
     }
     no_huge_pages();
     let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
-    if switched_off(&monitor, &["ktm_memory_direct_reclaim_processes"]) {
+    if switched_off(&monitor, &["ktm_memory_direct_reclaim_begin_total"]) {
         return;
     }
     let tcg = TestCgroup::new("drc");
@@ -146,6 +146,9 @@ fn direct_reclaim_of_the_target_is_counted() {
     eprintln!("filler holds {hold} MiB; the target allocated 192 MiB: direct reclaim entries {entered}");
     drop(filler);
     assert!(entered > 0, "the target never entered direct reclaim");
-    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_direct_reclaim_processes").unwrap();
-    common::matrix("ktm_memory_direct_reclaim_processes", &format!("{} pass", src.mechanism.unwrap_or("unavailable")));
+    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_direct_reclaim_begin_total").unwrap();
+    common::matrix(
+        "ktm_memory_direct_reclaim_begin_total",
+        &format!("{} pass", src.mechanism.unwrap_or("unavailable")),
+    );
 }

@@ -70,9 +70,7 @@ fn seccomp_denying_bpf_is_named_not_blamed_on_capabilities() {
     if !common::privileged("seccomp_denying_bpf_is_named_not_blamed_on_capabilities") {
         return;
     }
-    let dir = common::scratch();
-    let out = dir.path().join("metrics.prom");
-    for args in [&["probe"][..], &["run", "--output", out.to_str().unwrap()][..], &["demo", "--intervals", "1"][..]] {
+    for args in [&["probe"][..], &["demo", "--intervals", "1"][..]] {
         let o = ktm_under_seccomp(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
@@ -88,7 +86,85 @@ fn seccomp_denying_bpf_is_named_not_blamed_on_capabilities() {
     assert!(text.contains("filter (Seccomp: 2"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("bpf()") && l.contains("BLOCKED")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("perf_event_open()") && l.contains("allowed")), "{text}");
-    assert!(!out.exists(), "nothing written when bpf() is blocked");
+}
+
+/// `ktm run` under a filter refusing `bpf()` (a runtime's default seccomp profile) must not
+/// exit: a sidecar that exits is restarted, and one restarted in a loop makes its pod
+/// unready. It stays up, publishes `disabled` with the reason in every batch (the file and
+/// /metrics), keeps collecting, and exits 0 on SIGTERM.
+#[test]
+fn run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm() {
+    if !common::privileged("run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm") {
+        return;
+    }
+    let dir = common::scratch();
+    let out = dir.path().join("metrics.prom");
+    let mut cmd = Command::new(common::ktm_bin());
+    cmd.args(["run", "--interval", "100ms", "--output", out.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: deny_bpf only makes syscalls.
+    unsafe { cmd.pre_exec(deny_bpf) };
+    let mut child = cmd.spawn().unwrap();
+    // stderr read on a thread (the address is in a log line; the rest is checked at the end).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if let Some((_, a)) = line.split_once(" on http://") {
+                let _ = tx.send(a.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("ktm run says where it listens");
+    let t = Instant::now();
+    let mut batches = std::collections::BTreeSet::new();
+    while batches.len() < 5 {
+        assert!(child.try_wait().unwrap().is_none(), "ktm run exited under the seccomp filter");
+        assert!(t.elapsed() < Duration::from_secs(20), "fewer than 5 batches in 20 s");
+        if let Ok(s) = std::fs::read_to_string(&out) {
+            batches.insert(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "ktm run exited under the seccomp filter");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let state = text.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap_or_else(|| panic!("{text}"));
+    assert!(state.contains("state=\"disabled\""), "{state}");
+    assert!(state.contains("bpf() is blocked by a seccomp filter"), "{state}");
+    assert!(text.contains("ktm_module_start_failures_total 1\n"), "one start, no retry yet: {text}");
+    // The same on /metrics, and /healthz stays 200 (a disabled monitor never fails a probe).
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let metrics = get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("ktm_module_state{")
+            && l.contains("state=\"disabled\"")
+            && l.contains("bpf() is blocked by a seccomp filter")),
+        "{metrics}"
+    );
+    let health = get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200 ") && health.contains("iomonitor disabled: "), "{health}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("bpf() is blocked by a seccomp filter"), "{err}");
+    assert!(err.contains("disabled"), "{err}");
+    assert!(err.contains("SIGTERM: detaching"), "{err}");
 }
 
 #[test]

@@ -23,7 +23,8 @@ type Batch struct {
 }
 
 // Metric is one typed series. Counter is set for "counter", Gauge for "gauge", Histogram
-// for "histogram".
+// for "histogram". A counter in seconds (ktm_bpf_program_run_time_seconds_total) has its
+// whole part in Counter and its exact value in Gauge.
 type Metric struct {
 	Name      string
 	Help      string
@@ -102,7 +103,7 @@ func convert(cb *C.ktm_batch_t) *Batch {
 			}
 			switch cm._type {
 			case C.KTM_COUNTER:
-				m.Type, m.Counter = "counter", uint64(cm.counter)
+				m.Type, m.Counter, m.Gauge = "counter", uint64(cm.counter), float64(cm.gauge)
 			case C.KTM_GAUGE:
 				m.Type, m.Gauge = "gauge", float64(cm.gauge)
 			case C.KTM_HISTOGRAM:
@@ -150,7 +151,11 @@ func (b *Batch) RawMetrics() []RawMetric {
 	for _, m := range b.Metrics {
 		switch m.Type {
 		case "counter":
-			out = append(out, RawMetric{Name: m.Name, Desc: m.Help, Type: m.Type, Labels: m.Labels, Value: float64(m.Counter)})
+			v := float64(m.Counter)
+			if m.Gauge != 0 { // a counter in seconds: the exact value
+				v = m.Gauge
+			}
+			out = append(out, RawMetric{Name: m.Name, Desc: m.Help, Type: m.Type, Labels: m.Labels, Value: v})
 		case "gauge":
 			out = append(out, RawMetric{Name: m.Name, Desc: m.Help, Type: m.Type, Labels: m.Labels, Value: m.Gauge})
 		case "histogram":

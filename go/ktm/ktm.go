@@ -281,7 +281,8 @@ func (k *KTM) disabled() bool {
 }
 
 // IsDegraded reports whether a module failed to start or was last seen degraded (some
-// metric unavailable on this kernel, a read failure) or disabled.
+// metric unavailable on this kernel, a read failure) or disabled. After Stop or Close it is
+// false: a stopped module is off, not degraded (GetMetrics then says so in its state gauge).
 func (k *KTM) IsDegraded() bool {
 	degraded := false
 	_ = k.call(func(h *C.ktm_t) error {
@@ -300,7 +301,8 @@ func (k *KTM) Interval() time.Duration {
 }
 
 // GetMetrics collects now and returns every series, the modules' state gauges included;
-// nil for a disabled KTM or when the collection failed (logged).
+// after Stop only the state gauges (state "disabled", reason "stopped"); nil for a disabled
+// or closed KTM or when the collection failed (logged).
 func (k *KTM) GetMetrics() []RawMetric {
 	if k.disabled() {
 		return nil

@@ -237,6 +237,18 @@ func TestStopDetachesEveryProgramAndModulesRestart(t *testing.T) {
 	if v, ok := value(ms, ktm.ModuleStateName, lbl("module", "iomonitor"), lbl("state", "disabled"), lbl("reason", "stopped")); !ok || v != 1 {
 		t.Errorf("no disabled state gauge after stop: %v", ms)
 	}
+	// What the README says GetMetrics and IsDegraded return after Stop: the state gauge
+	// alone (disabled, reason stopped), and false (a stopped module is off, not degraded).
+	after := k.GetMetrics()
+	if len(after) != 1 || after[0].Name != ktm.ModuleStateName {
+		t.Errorf("GetMetrics after Stop: %v", after)
+	}
+	if v, ok := value(after, ktm.ModuleStateName, lbl("module", "iomonitor"), lbl("state", "disabled"), lbl("reason", "stopped")); !ok || v != 1 {
+		t.Errorf("GetMetrics after Stop has no disabled state gauge: %v", after)
+	}
+	if k.IsDegraded() {
+		t.Error("IsDegraded after Stop")
+	}
 	// The module view starts and stops it again.
 	if err := mods[0].Start(); err != nil {
 		t.Fatal(err)
@@ -252,6 +264,16 @@ func TestStopDetachesEveryProgramAndModulesRestart(t *testing.T) {
 		if !progGone(id) {
 			t.Errorf("program %d still exists after the module's Stop", id)
 		}
+	}
+	// And after Close: nothing, false, and Start does nothing.
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.GetMetrics(); got != nil || k.IsDegraded() || k.Start(context.Background()) != nil {
+		t.Errorf("after Close: GetMetrics %v, IsDegraded %v", got, k.IsDegraded())
+	}
+	if len(progIDs(t)) != 0 {
+		t.Error("Start after Close loaded programs")
 	}
 }
 

@@ -26,6 +26,24 @@ fn find_or_mount() -> Result<PathBuf> {
     if let Some(d) = found("tracefs", None).or_else(|| found("debugfs", Some("tracing"))) {
         return Ok(d);
     }
+    // A tracefs that is mounted but closed to this process (mode 0700 owned by root, as the
+    // kernel mounts it, read by a process without CAP_DAC_OVERRIDE): mounting another one
+    // would not help, and "not mounted" would send the operator looking in the wrong place.
+    for m in mounts.iter().filter(|m| m.fstype == "tracefs") {
+        if let Err(e) = std::fs::metadata(m.mount_point.join("events")) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                use std::os::unix::fs::MetadataExt;
+                let how = std::fs::metadata(&m.mount_point)
+                    .map(|md| format!("mode {:04o}, owner uid {}", md.mode() & 0o7777, md.uid()))
+                    .unwrap_or_else(|_| "its mode".into());
+                return Err(Error::Other(format!(
+                    "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
+                    m.mount_point.display(),
+                    nix::unistd::geteuid()
+                )));
+            }
+        }
+    }
     let target = "/sys/kernel/tracing";
     let c = |s: &str| CString::new(s).map_err(|_| Error::Other("NUL in path".into()));
     let (src, dst, fs) = (c("tracefs")?, c(target)?, c("tracefs")?);

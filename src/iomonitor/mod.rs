@@ -8,6 +8,7 @@
 
 mod kernel;
 mod module;
+pub mod stats;
 
 pub use kernel::{IoMonitor, Latency, Scope, Snapshot, Source, ADVICE_LABELS};
 pub use module::IoMonitorModule;

@@ -346,6 +346,10 @@ impl Module for IoMonitorModule {
     fn stop(&mut self) {
         self.monitor = None;
     }
+
+    fn self_metrics(&self) -> Vec<Metric> {
+        self.monitor.as_ref().map(super::stats::program_metrics).unwrap_or_default()
+    }
 }
 
 /// The snapshot as the design's metrics.
@@ -378,7 +382,7 @@ pub fn metrics(s: &Snapshot) -> Vec<Metric> {
             "Inactive-LRU pages reclaimed by reclaim the target ran.",
             s.lru_reclaimed,
         ),
-        c("ktm_memory_direct_reclaim_processes", "Times a target thread entered direct reclaim.", s.direct_reclaim),
+        c("ktm_memory_direct_reclaim_begin_total", "Times a target thread entered direct reclaim.", s.direct_reclaim),
     ];
     for (label, v) in ADVICE_LABELS.iter().zip(s.fadvise_advice) {
         out.push(

@@ -573,7 +573,7 @@ pub fn probes() -> Vec<Probe> {
                 ],
                 exercise: None,
             },
-            metrics: &["ktm_memory_direct_reclaim_processes"],
+            metrics: &["ktm_memory_direct_reclaim_begin_total"],
         },
     ]
 }

@@ -75,7 +75,7 @@ fn render_inner(batch: &Batch, timestamp_ms: Option<u128>) -> String {
                 MetricValue::Counter(v) => {
                     let _ = writeln!(out, "{name}{} {v}{ts}", label_set(labels, None));
                 }
-                MetricValue::Gauge(v) => {
+                MetricValue::Gauge(v) | MetricValue::FloatCounter(v) => {
                     let _ = writeln!(out, "{name}{} {}{ts}", label_set(labels, None), format_value(*v));
                 }
                 MetricValue::Histogram(h) => {
@@ -226,6 +226,11 @@ fn series_problem(m: &Metric) -> Option<String> {
         }
         if !seen.insert(k.as_str()) {
             return Some(format!("label `{k}` given twice"));
+        }
+    }
+    if let MetricValue::FloatCounter(v) = m.value {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Some(format!("counter value {v} is negative or not finite"));
         }
     }
     if let MetricValue::Histogram(h) = &m.value {
