@@ -17,6 +17,7 @@ pub mod error;
 pub mod insn;
 pub mod iomonitor;
 pub mod load;
+pub mod lockdown;
 pub mod maps;
 pub mod metrics;
 pub mod module;
@@ -24,6 +25,7 @@ pub mod privileges;
 pub mod programs;
 pub mod prometheus;
 pub mod recorder;
+pub mod seccomp;
 pub mod sys;
 pub mod workload;
 

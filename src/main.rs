@@ -16,7 +16,10 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   ktm demo [--intervals N] [--interval DURATION]   KTM on a built-in workload, printing each batch
   ktm run [--config FILE] [--output FILE]          the real job: batches as Prometheus text, streamed to
-                                                   stdout, or FILE replaced atomically with the latest
+                                                   stdout, or FILE replaced atomically with the latest;
+                                                   once attached it drops every capability and installs
+                                                   its seccomp filter [--capabilities drop|keep]
+                                                   [--seccomp enforce|log|off] (README \"Lock-down\")
   ktm probe                                        what this kernel supports and why
   ktm dump [PROGRAM]                               the generated programs, disassembled
   ktm emit-elf OUT.o                               the programs as an eBPF ELF object (llvm-objdump, bpftool)
@@ -166,7 +169,12 @@ impl FlightRecorder for FileRecorder {
 }
 
 fn run(args: &[String]) -> Result<(), Fail> {
-    check_flags(args, &["--config", "--output"])?;
+    check_flags(args, &["--config", "--output", "--capabilities", "--seccomp"])?;
+    let lockdown = ktm::lockdown::LockDown::from_flags(
+        flag(args, "--capabilities").as_deref(),
+        flag(args, "--seccomp").as_deref(),
+    )
+    .map_err(Fail::Usage)?;
     let config = match flag(args, "--config") {
         Some(path) => Config::from_file(std::path::Path::new(&path)).map_err(|e| Fail::Usage(e.to_string()))?,
         None => Config::default(),
@@ -184,6 +192,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     signals.add(nix::sys::signal::Signal::SIGTERM);
     signals.thread_block().map_err(|e| Fail::Runtime(format!("cannot block signals: {e}")))?;
     let collector = Collector::start(&config, recorder).map_err(|e| Fail::Usage(e.to_string()))?;
+    ktm::lockdown::after_start(&collector, &lockdown);
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
     eprintln!("ktm: {sig:?}: detaching and exiting");
     collector.stop();

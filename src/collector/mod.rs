@@ -36,6 +36,8 @@ pub fn modules_from_config(config: &Config) -> Result<Vec<Box<dyn Module>>> {
 
 type StopFlag = Arc<(Mutex<bool>, Condvar)>;
 type Failure = Arc<Mutex<Option<String>>>;
+/// Set once every module's start has returned: whether all of them started.
+type Started = Arc<(Mutex<Option<bool>>, Condvar)>;
 
 /// The running collector thread. [`Collector::stop`] (or drop) stops the modules, detaching
 /// every program, and joins the thread.
@@ -44,6 +46,7 @@ type Failure = Arc<Mutex<Option<String>>>;
 pub struct Collector {
     stop: StopFlag,
     failure: Failure,
+    started: Started,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -64,15 +67,27 @@ impl Collector {
         let flag = Arc::clone(&stop);
         let failure: Failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
+        let started: Started = Arc::new((Mutex::new(None), Condvar::new()));
+        let starting = Arc::clone(&started);
         let thread = std::thread::Builder::new()
             .name("ktm-collector".into())
-            .spawn(move || run(interval, modules, recorder, flag, failed))
+            .spawn(move || run(interval, modules, recorder, flag, failed, starting))
             .map_err(|e| log::error!("cannot start the KTM collector thread: {e}"))
             .ok();
         if thread.is_none() {
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some("cannot start the collector thread".into());
         }
-        Collector { stop, failure, thread }
+        Collector { stop, failure, started, thread }
+    }
+
+    /// Waits up to `timeout` for every module's start (load, attach, self-test) to return:
+    /// Some(true) if all started, Some(false) if one is disabled, None if still starting or
+    /// the thread is gone. The point after which [`crate::lockdown::lock_down`] may run.
+    pub fn wait_started(&self, timeout: Duration) -> Option<bool> {
+        let (lock, cv) = &*self.started;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cv.wait_timeout_while(guard, timeout, |s| s.is_none()).unwrap_or_else(|p| p.into_inner());
+        *guard
     }
 
     /// Whether the collector is still collecting (false after a panic stopped it).
@@ -113,6 +128,7 @@ fn run(
     mut recorder: Box<dyn FlightRecorder>,
     stop: StopFlag,
     failure: Failure,
+    started_flag: Started,
 ) {
     let mut started = Vec::with_capacity(modules.len());
     for m in modules.iter_mut() {
@@ -122,6 +138,8 @@ fn run(
         }
         started.push(r.map_err(|e| e.to_string()));
     }
+    *started_flag.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(started.iter().all(Result::is_ok));
+    started_flag.1.notify_all();
     let mut next = Instant::now();
     loop {
         // AssertUnwindSafe: after a panic nothing of the modules or the recorder is used again
@@ -144,6 +162,7 @@ fn run(
                     }),
                 }
             }
+            metrics.extend(crate::privileges::Held::current().ok().map(|h| h.metric()));
             recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
         }));
         if let Err(panic) = collected {
