@@ -52,6 +52,8 @@ pub fn run(intervals: u64, interval: Duration) -> Result<()> {
         if !recorder.wait_for(1, Duration::from_secs(30)) {
             return Err(Error::Other("the collector pushed nothing within 30 s".into()));
         }
+        // Attached and self-tested: from here on the demo can no longer load anything.
+        crate::lockdown::after_start(&collector, &crate::lockdown::LockDown::default());
         let cached = dir.join("cached");
         std::fs::write(&cached, vec![7u8; 64 * 1024]).map_err(|e| Error::io("write demo file", e))?;
         for round in 1..=intervals {

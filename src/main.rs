@@ -232,6 +232,20 @@ fn probe() -> Result<(), Fail> {
             if p::blocked(call) { "BLOCKED (refused before its arguments are read)" } else { "allowed" }
         );
     }
+    match p::Held::current() {
+        Ok(h) => println!("{:<18} {h}", "this process"),
+        Err(e) => println!("{:<18} unknown: {e}", "this process"),
+    }
+    println!(
+        "{:<18} {}",
+        "after start",
+        match ktm::lockdown::map_reads_need_capability() {
+            Ok(false) => "ktm run drops every capability and installs its seccomp filter",
+            Ok(true) =>
+                "ktm run keeps CAP_BPF alone (this kernel refuses map reads without it) and installs its seccomp filter",
+            Err(_) => "ktm run drops capabilities and installs its seccomp filter (map-read probe failed)",
+        }
+    );
     println!("{:<18} {}", "lockdown", p::lockdown().unwrap_or_else(|why| why));
     match p::perf_event_paranoid() {
         Ok((level, meaning)) => println!("{:<18} {level}: {meaning}", "perf_event_paranoid"),

@@ -59,6 +59,7 @@ pub const STEADY_STATE_SYSCALLS: &[(&str, libc::c_long)] = calls![
     SYS_fchmodat,
     SYS_fstatfs,
     SYS_statfs,
+    SYS_fadvise64,
     // memory (mmap and mprotect without PROT_EXEC: see below)
     SYS_munmap,
     SYS_mremap,
@@ -87,6 +88,11 @@ pub const STEADY_STATE_SYSCALLS: &[(&str, libc::c_long)] = calls![
     SYS_sigaltstack,
     SYS_tgkill,
     SYS_restart_syscall,
+    // the demo's workload child, killed and reaped at its end (signals obey the uid, not
+    // a capability)
+    SYS_kill,
+    SYS_wait4,
+    SYS_waitid,
     // threads: the collector's, the HTTP server's per connection
     SYS_clone,
     SYS_set_robust_list,
@@ -137,6 +143,7 @@ const LEGACY: &[(&str, libc::c_long)] = calls![
     SYS_rename,
     SYS_unlink,
     SYS_mkdir,
+    SYS_rmdir,
     SYS_poll,
     SYS_select,
     SYS_epoll_wait,
