@@ -272,7 +272,7 @@ pub fn lock_down(opts: &LockDown) -> Result<LockDownReport> {
     if opts.keep_capabilities && opts.filter == Filter::Off {
         return Ok(LockDownReport {
             kept: before.effective,
-            kept_why: kept_why,
+            kept_why,
             bounding: Bounding::Kept(0),
             threads: 0,
             filter: Filter::Off,

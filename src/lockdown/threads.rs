@@ -47,14 +47,15 @@ fn drop_this_thread(keep: u64) -> i32 {
     unsafe {
         let errno = || *libc::__errno_location();
         for cap in 0..=CAP_MAX {
-            if keep & (1 << cap) == 0 && libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_READ, cap, 0, 0, 0) == 1 {
-                if libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
-                    // No CAP_SETPCAP (a container granted CAP_BPF and CAP_PERFMON only): the
-                    // bounding set stays; no_new_privs makes it moot, execve cannot raise
-                    // the permitted set above today's (empty) one.
-                    let _ = BOUNDING.compare_exchange(0, errno(), Ordering::SeqCst, Ordering::SeqCst);
-                    break;
-                }
+            if keep & (1 << cap) == 0
+                && libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_READ, cap, 0, 0, 0) == 1
+                && libc::syscall(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+            {
+                // No CAP_SETPCAP (a container granted CAP_BPF and CAP_PERFMON only): the
+                // bounding set stays; no_new_privs makes it moot, execve cannot raise
+                // the permitted set above today's (empty) one.
+                let _ = BOUNDING.compare_exchange(0, errno(), Ordering::SeqCst, Ordering::SeqCst);
+                break;
             }
         }
         // Ambient capabilities (4.3+); EINVAL on older kernels is no failure.

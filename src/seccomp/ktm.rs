@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(ask(libc::SYS_perf_event_open, &[]), Action::Errno(EPERM));
         const PERF_EVENT_IOC_SET_BPF: u64 = 0x4004_2408;
         assert_eq!(ask(libc::SYS_ioctl, &[3, PERF_EVENT_IOC_SET_BPF, 4]), Action::Errno(EPERM));
-        assert_eq!(ask(libc::SYS_ioctl, &[1, libc::TCGETS as u64]), Action::Allow);
+        assert_eq!(ask(libc::SYS_ioctl, &[1, libc::TCGETS]), Action::Allow);
         for (name, nr) in [
             ("init_module", libc::SYS_init_module),
             ("finit_module", libc::SYS_finit_module),
