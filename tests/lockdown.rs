@@ -149,7 +149,56 @@ fn child_main() {
     let s3 = monitor.snapshot().unwrap();
     assert_eq!(s3.pread.count - s2.pread.count, 5, "re-targeted back");
     let _ = std::fs::remove_file(&file);
+    http_like_server_works();
     println!("LOCKDOWN-CHILD ok {}", Held::current().unwrap());
+}
+
+/// What a `/metrics` server on std's `TcpListener` does, started after the lock-down: bind,
+/// a thread per connection (so thread creation: clone3 refused with ENOSYS, clone), socket
+/// options, reads with a timeout, writes, shutdown; clients that send a request, garbage, or
+/// nothing and hang up.
+fn http_like_server_works() {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::Builder::new()
+        .name("ktm-http".into())
+        .spawn(move || {
+            let mut handlers = Vec::new();
+            for _ in 0..3 {
+                let (mut conn, _) = listener.accept().unwrap();
+                handlers.push(std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    conn.set_nodelay(true).unwrap();
+                    let mut buf = [0u8; 1024];
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    if buf[..n].starts_with(b"GET /metrics") {
+                        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+                    } else if n > 0 {
+                        conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").unwrap();
+                    }
+                    let _ = conn.shutdown(Shutdown::Both);
+                }));
+            }
+            for h in handlers {
+                h.join().unwrap();
+            }
+        })
+        .expect("a thread starts after the lock-down");
+    let mut ok = TcpStream::connect(addr).unwrap();
+    ok.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    ok.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok"), "{reply}");
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(&[0xff; 100]).unwrap();
+    let mut reply = String::new();
+    garbage.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    drop(TcpStream::connect(addr).unwrap()); // connects and hangs up at once
+    server.join().unwrap();
+    println!("LOCKDOWN-CHILD http ok");
 }
 
 #[test]
@@ -171,6 +220,7 @@ fn after_lock_down_loads_and_perf_events_fail_with_eperm_and_counts_stay_exact()
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the locked-down child failed: {}", out.status);
     assert!(stdout.contains("LOCKDOWN-CHILD ok"), "{stdout}");
+    assert!(stdout.contains("LOCKDOWN-CHILD http ok"), "{stdout}");
     for what in ["BPF_PROG_LOAD", "BPF_MAP_CREATE", "BPF_LINK_CREATE", "BPF_RAW_TRACEPOINT_OPEN", "perf_event_open"] {
         assert!(stdout.contains(&format!("LOCKDOWN-CHILD after {what} {}", libc::EPERM)), "{what}: {stdout}");
     }
