@@ -249,6 +249,11 @@ fn contains(b: &Batch, label: &str, text: &str) -> bool {
     b.state_label(label).contains(text)
 }
 
+/// The workload's pid as its pod's pid namespace numbers it.
+fn pid_in_pod(w: &mut Workload) -> u32 {
+    w.run("ping").unwrap().parse().unwrap()
+}
+
 fn pread_count(b: &Batch) -> f64 {
     b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap_or(0.0)
 }
@@ -301,26 +306,31 @@ fn ktm_run_in_a_pod_is_locked_down_and_counts_exactly_through_restart_and_recrea
     }
 
     // Learned from the target's first event, then exact.
+    let pid = pid_in_pod(&mut tx);
+    sidecar.wait_for("learning", |b| contains(b, "scope", &format!("from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    sidecar.wait_for("learned", |b| contains(b, "scope", "learned from pid"));
+    sidecar.wait_for("learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
     window(&mut sidecar, &mut tx, &warm, 53, "locked down");
 
     // BanyanDB restarts in its container: same cgroup, the counters go on.
     drop(tx);
     let mut tx = x.workload("banyand-ctr", prefix);
+    let pid = pid_in_pod(&mut tx);
+    sidecar.wait_for("re-learning", |b| contains(b, "scope", &format!("from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    sidecar.wait_for("re-learned", |b| contains(b, "scope", "learned from pid") && pread_count(b) > 53.0);
+    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    assert!(pread_count(&b) > 53.0, "restart: the counters go on ({})", pread_count(&b));
     window(&mut sidecar, &mut tx, &warm, 29, "target restarted");
     drop(tx);
 
     // The container is recreated: another cgroup, learned afresh through the scope map.
     pod::remove_tree(&x.container("banyand-ctr"));
     let mut tx = x.workload("banyand-ctr2", prefix);
-    sidecar.wait_for("learning the new container", |b| contains(b, "scope", "/../banyand-ctr2"));
+    let pid = pid_in_pod(&mut tx);
+    sidecar
+        .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("learned the new container", |b| {
-        contains(b, "scope", "learned from pid") && contains(b, "scope", "banyand-ctr2")
-    });
+    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
     assert_eq!(pread_count(&b), 1.0, "recreation: counters from zero");
     window(&mut sidecar, &mut tx, &warm, 17, "container recreated");
     let (_, held) = status_of_cgroup(&x.container("sidecar-ctr"));
