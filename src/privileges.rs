@@ -415,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn held_parses_a_locked_down_status() {
+        let status = "Name:\tktm\nCapInh:\t0000000000000000\nCapPrm:\t0000008000000000\n\
+                      CapEff:\t0000008000000000\nCapBnd:\t000000c000000000\nCapAmb:\t0000000000000000\n\
+                      NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        let h = Held::parse(status).unwrap();
+        assert_eq!(h.effective, 1 << 39);
+        assert_eq!(h.permitted, 1 << 39);
+        assert_eq!(h.bounding, 3 << 38);
+        assert!(h.no_new_privs);
+        assert_eq!(h.seccomp, Some(Seccomp::Filter { filters: Some(1) }));
+        assert_eq!(h.capability_names(), "CAP_BPF");
+        let m = h.metric();
+        assert_eq!(m.label("cap_eff"), Some("0000008000000000"));
+        assert_eq!(m.label("seccomp"), Some("2"));
+        let none = Held { effective: 0, ..h.clone() };
+        assert_eq!(none.capability_names(), "none");
+        let many = Held { effective: 0x1ff_feff_ffff, ..h };
+        assert_eq!(many.capability_names(), "CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN+37 more");
+        assert!(Held::parse("Name:\tx\n").is_err());
+    }
+
+    #[test]
     fn seccomp_and_lockdown_parse() {
         assert_eq!(parse_seccomp("Name:\tx\nSeccomp:\t0\n"), Some(Seccomp::Disabled));
         assert_eq!(parse_seccomp("Seccomp:\t2\nSeccomp_filters:\t3\n"), Some(Seccomp::Filter { filters: Some(3) }));

@@ -309,3 +309,32 @@ pub fn lock_down(opts: &LockDown) -> Result<LockDownReport> {
     log::info!("KTM {report}");
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        assert_eq!(LockDown::from_flags(None, None), Ok(LockDown::default()));
+        assert_eq!(
+            LockDown::from_flags(Some("keep"), Some("log")),
+            Ok(LockDown { keep_capabilities: true, filter: Filter::Log })
+        );
+        assert_eq!(LockDown::from_flags(Some("drop"), Some("off")).map(|l| l.filter), Ok(Filter::Off));
+        assert!(LockDown::from_flags(Some("none"), None).is_err());
+        assert!(LockDown::from_flags(None, Some("kill")).is_err());
+    }
+
+    #[test]
+    fn the_capability_kept_for_map_reads() {
+        assert_eq!(map_read_capability(1 << CAP_BPF.bit | 1 << CAP_SYS_ADMIN.bit), (1 << CAP_BPF.bit, "CAP_BPF"));
+        assert_eq!(map_read_capability(1 << CAP_SYS_ADMIN.bit), (1 << CAP_SYS_ADMIN.bit, "CAP_SYS_ADMIN"));
+    }
+
+    #[test]
+    fn the_filter_assembles_for_every_mode() {
+        assert!(filter(Filter::Enforce).unwrap().len() > 100);
+        assert_eq!(filter(Filter::Enforce).unwrap().len(), filter(Filter::Log).unwrap().len());
+    }
+}
