@@ -263,7 +263,17 @@ fn window(sidecar: &mut pod::Sidecar, target: &mut Workload, file: &std::path::P
     let before = sidecar.batch_after(Instant::now(), 3);
     target.run(&format!("pread {} {n} 4096", file.display())).unwrap();
     let after = sidecar.batch_after(Instant::now(), 3);
-    assert_eq!(pread_count(&after) - pread_count(&before), n as f64, "{case}: preads counted");
+    assert_eq!(
+        pread_count(&after) - pread_count(&before),
+        n as f64,
+        "{case}: preads counted; before {:?} after {:?}; state {:?}, reason {:?}, scope {:?}, privileges {:?}",
+        before.value("ktm_sys_pread_latency_seconds_count", &[]),
+        after.value("ktm_sys_pread_latency_seconds_count", &[]),
+        after.state_label("state"),
+        after.state_label("reason"),
+        after.state_label("scope"),
+        privileges_label(&after, "capabilities"),
+    );
     assert_eq!(privileges_label(&after, "seccomp"), "2", "{case}");
 }
 
