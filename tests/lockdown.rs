@@ -287,10 +287,13 @@ fn ktm_run_in_a_pod_is_locked_down_and_counts_exactly_through_restart_and_recrea
     let x = Pod::new("ld");
     let prefix = "banyand-ld";
     let mut tx = x.workload("banyand-ctr", prefix);
+    // The host's cgroup namespace: the target's cgroup is seen in cgroupfs. (The private one,
+    // where the id is learned from the target's events, is tests/pod.rs's case, whose sidecar
+    // is locked down as well; its learning races on 5.10 with or without lock-down.)
     let entry = Entry {
         cgroup: Some(x.container("sidecar-ctr")),
         share_pid: true,
-        own_cgroupns: true,
+        own_cgroupns: false,
         own_mounts: true,
         least_privilege: true,
         ..Entry::default()
@@ -315,33 +318,28 @@ fn ktm_run_in_a_pod_is_locked_down_and_counts_exactly_through_restart_and_recrea
         assert!(status.contains("Seccomp:\t2"), "{status}");
     }
 
-    // Learned from the target's first event, then exact.
+    // The target's cgroup, seen in cgroupfs and programmed through the scope map; exact.
     let pid = pid_in_pod(&mut tx);
-    sidecar.wait_for("learning", |b| contains(b, "scope", &format!("from pid {pid}")));
-    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    sidecar.wait_for("learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
+    sidecar.wait_for("cgroup mode", |b| {
+        contains(b, "scope", "/banyand-ctr (id") && contains(b, "scope", &format!("of pid {pid}"))
+    });
     window(&mut sidecar, &mut tx, &warm, 53, "locked down");
 
-    // BanyanDB restarts in its container: same cgroup, the counters go on.
+    // BanyanDB restarts in its container: same cgroup, the counters go on, exactly.
     drop(tx);
     let mut tx = x.workload("banyand-ctr", prefix);
-    let pid = pid_in_pod(&mut tx);
-    sidecar.wait_for("re-learning", |b| contains(b, "scope", &format!("from pid {pid}")));
-    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
-    assert!(pread_count(&b) > 53.0, "restart: the counters go on ({})", pread_count(&b));
     window(&mut sidecar, &mut tx, &warm, 29, "target restarted");
     drop(tx);
 
-    // The container is recreated: another cgroup, learned afresh through the scope map.
+    // The container is recreated: another cgroup, found and programmed afresh through the
+    // scope map, the counters from zero.
     pod::remove_tree(&x.container("banyand-ctr"));
     let mut tx = x.workload("banyand-ctr2", prefix);
     let pid = pid_in_pod(&mut tx);
-    sidecar
-        .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
-    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
-    assert_eq!(pread_count(&b), 1.0, "recreation: counters from zero");
+    let b = sidecar.wait_for("the new container", |b| {
+        contains(b, "scope", "/banyand-ctr2 (id") && contains(b, "scope", &format!("of pid {pid}"))
+    });
+    assert_eq!(pread_count(&b), 0.0, "recreation: counters from zero");
     window(&mut sidecar, &mut tx, &warm, 17, "container recreated");
     let (_, held) = status_of_cgroup(&x.container("sidecar-ctr"));
     assert_eq!(held.effective, expected, "still locked down: {held}");
