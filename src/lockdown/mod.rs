@@ -82,10 +82,19 @@ pub fn after_start(collector: &crate::collector::Collector, opts: &LockDown) -> 
     if !opts.keep_capabilities && opts.filter == Filter::Off {
         log::warn!("KTM lock-down off: the sidecar keeps its capabilities and has no filter of its own");
     }
-    match collector.wait_started(std::time::Duration::from_secs(900)) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let started = loop {
+        match collector.wait_started(std::time::Duration::from_secs(1)) {
+            Some(all) => break Some(all),
+            // The collector thread is gone (it could not start): nothing to lock down after.
+            None if !collector.is_running() || std::time::Instant::now() > deadline => break None,
+            None => {}
+        }
+    };
+    match started {
         None => {
-            log::error!("KTM not locked down: its modules did not finish starting within 900 s");
-            eprintln!("ktm: not locked down: the modules did not finish starting within 900 s");
+            log::error!("KTM not locked down: its modules did not finish starting");
+            eprintln!("ktm: not locked down: the modules did not finish starting");
             None
         }
         Some(all) => {
