@@ -2,9 +2,11 @@
 //! nothing that loads, attaches or opens perf events.
 //!
 //! The list was measured, not guessed: `ktm run` (textfile and stdout recorders) and
-//! `ktm demo` under `strace -f` through target restarts and container recreation, and under
-//! this filter with [`Action::Log`] as the default, which logs every call the list misses
-//! (README "Lock-down" says how to redo it). It covers the collector (discovery in `/proc`
+//! `ktm demo` under `strace -f`, every call after the filter's installation that answered
+//! EPERM added (fchmod for the textfile; fadvise64, rmdir, kill, wait4 for the demo), and
+//! `tests/lockdown.rs` runs the steady state under it. `ktm run --seccomp log` (default
+//! [`Action::Log`]) redoes it on a new libc or kernel: the kernel logs each call the list
+//! misses. It covers the collector (discovery in `/proc`
 //! and cgroupfs, map reads and the scope map's updates through `bpf()`, the textfile's
 //! write, fsync and rename), logging to stderr, signal waiting, thread creation and the
 //! calls a std `TcpListener` HTTP server makes per connection.
