@@ -20,6 +20,14 @@
  * - Strings from ktm_take_log are owned by the caller (ktm_string_free).
  * - ktm_module_name's string is owned by the handle and valid until ktm_free.
  * Functions returning int return 0 on success and -1 on error.
+ *
+ * Privileges: ktm_start needs CAP_BPF and CAP_PERFMON; after it, collections need none
+ * (except CAP_BPF on kernels before 6.5 with kernel.unprivileged_bpf_disabled set, where
+ * every bpf() command needs it). KTM does not drop the host's capabilities or install a
+ * seccomp filter in the host's process (that would confine the host's own threads and
+ * calls); the host should drop them on every thread after ktm_start, set no_new_privs, and,
+ * if it has a filter of its own, allow bpf() commands 1-4 and 15 (map lookup, update,
+ * delete, next key, object info) for KTM. `ktm run` does all of this by itself.
  */
 #ifndef KTM_H
 #define KTM_H

@@ -22,6 +22,18 @@
 //! - **Logs without callbacks.** Rust `log` records go to a bounded queue the host drains
 //!   with `ktm_take_log` after its calls, so no foreign code runs inside the crate and no
 //!   Rust code runs on a thread the host does not know about.
+//! - **No lock-down of the host.** `ktm run` drops its capabilities and installs its own
+//!   seccomp filter once attached ([`crate::lockdown`]); through this ABI KTM is a library
+//!   inside the host's process, and that is the host's to do, not KTM's. Capabilities are per
+//!   thread and a filter installed with TSYNC confines every thread of the host: a list that
+//!   knows KTM's calls but not the host's (a Go runtime's, the agent's HTTP servers and gRPC
+//!   client, whatever it forks) would turn the host's own calls into EPERM. So no filter is
+//!   offered here. The host should, after `ktm_start` succeeded: drop `CAP_BPF`,
+//!   `CAP_PERFMON` (and `CAP_SYS_ADMIN`) from every thread (Go with cgo: libcap's `cap` package
+//!   with psx, since `syscall.AllThreadsSyscall` refuses under cgo) and set no_new_privs;
+//!   keep `CAP_BPF` where `kernel.unprivileged_bpf_disabled` is set on a kernel before 6.5
+//!   (map reads need it there; `ktm probe` says which); and, for a filter, allow `bpf()` with
+//!   commands 1-4 and 15 (map lookup, update, delete, next key, object info) in its own.
 
 use crate::collector::modules_from_config;
 use crate::config::Config;

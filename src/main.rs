@@ -19,9 +19,12 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   ktm demo [--intervals N] [--interval DURATION]   KTM on a built-in workload, printing each batch
   ktm run [--config FILE] [--output FILE] [--listen ADDR] [--interval DURATION]
+          [--capabilities drop|keep] [--seccomp enforce|log|off]
                                                    the real job: batches as Prometheus text, on stdout,
                                                    in FILE (the latest, replaced atomically), or served
-                                                   on ADDR (host:port or :port) at /metrics
+                                                   on ADDR (host:port or :port) at /metrics; once
+                                                   attached it drops every capability and installs its
+                                                   seccomp filter (README \"Lock-down after start\")
   ktm probe [--json]                               what this kernel supports and why
   ktm dump [PROGRAM]                               the generated programs, disassembled
   ktm emit-elf OUT.o                               the programs as an eBPF ELF object (llvm-objdump, readelf)
@@ -37,10 +40,14 @@ SIGINT/SIGTERM detach everything, remove the cgroup and exit 0.";
 
 const RUN_HELP: &str =
     "usage: ktm run [--config FILE] [--output FILE] [--listen ADDR] [--interval DURATION] [--log-level LEVEL]
+               [--capabilities drop|keep] [--seccomp enforce|log|off]
   --config FILE      the YAML config (default: built-in defaults)
   --interval D       the collection interval, overriding collector.interval (e.g. 10s, 500ms)
   --output FILE      FILE holds the latest batch, replaced atomically (node-exporter textfile)
   --listen ADDR      serve GET /metrics, /healthz, /readyz on ADDR (host:port or :port)
+  --capabilities drop|keep   once attached, drop every capability (default) or keep them
+  --seccomp enforce|log|off  once attached, KTM's own seccomp filter refuses every load
+                             (default enforce; log only logs what it would refuse)
 Without --output and --listen every batch streams to stdout. When the kernel or the sandbox
 refuses KTM (seccomp, capabilities, lockdown), run stays up with state `disabled` and the
 reason, and tries again every minute. SIGINT/SIGTERM detach everything and exit 0.
@@ -207,15 +214,28 @@ fn block_signals() -> Result<nix::sys::signal::SigSet, Fail> {
     Ok(signals)
 }
 
-/// Every module is loaded and attached: the one place where that is known, on the
-/// collector's thread, before its first batch with every module running. Work that must
-/// follow attachment (giving up privileges) belongs here.
-fn all_attached() {
+/// Every module is loaded, attached and self-tested: the one place where that is known, on
+/// the collector's thread, before its first batch with every module running. From here on
+/// KTM can no longer load anything (README "Lock-down after start").
+fn all_attached(lockdown: &ktm::lockdown::LockDown) {
     log::info!("every module is loaded and attached");
+    ktm::lockdown::after_all_started(lockdown);
+}
+
+/// The demo's [`all_attached`], with the default lock-down.
+fn demo_attached() {
+    all_attached(&ktm::lockdown::LockDown::default());
 }
 
 fn run(args: &[String]) -> Result<(), Fail> {
-    let flags = Flags::parse(args, &["--config", "--output", "--listen", "--interval", "--log-level"], &[], "run")?;
+    let flags = Flags::parse(
+        args,
+        &["--config", "--output", "--listen", "--interval", "--log-level", "--capabilities", "--seccomp"],
+        &[],
+        "run",
+    )?;
+    let lockdown = ktm::lockdown::LockDown::from_flags(flags.get("--capabilities"), flags.get("--seccomp"))
+        .map_err(Fail::Usage)?;
     let mut config = match flags.get("--config") {
         Some(path) => Config::from_file(std::path::Path::new(path)).map_err(|e| Fail::Usage(e.to_string()))?,
         None => Config::default(),
@@ -262,7 +282,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
         (None, Some(output)) => output,
         (None, None) => Box::new(ktm::textfile::TextRecorder(std::io::stdout())),
     };
-    let options = Options { on_all_started: Some(Box::new(all_attached)), ..Options::default() };
+    let options = Options { on_all_started: Some(Box::new(move || all_attached(&lockdown))), ..Options::default() };
     let collector = Collector::start_with_options(config.collector.interval, modules, recorder, options);
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
     log::info!("{sig:?}: detaching and exiting");
@@ -297,7 +317,7 @@ fn demo(args: &[String]) -> Result<(), Fail> {
             }
         })
         .map_err(|e| Fail::Runtime(format!("cannot start the signal thread: {e}")))?;
-    match ktm::demo::run(intervals, interval, &stop, all_attached) {
+    match ktm::demo::run(intervals, interval, &stop, demo_attached) {
         Ok(()) if stop.load(Ordering::SeqCst) => {
             eprintln!("ktm demo: stopped by a signal: detached, workload and cgroup removed");
             Ok(())
@@ -381,6 +401,20 @@ fn probe(args: &[String]) -> Result<(), Fail> {
         }
         println!("{:<18} {lockdown}", "lockdown");
         println!("{:<18} {}", "perf_event_paranoid", paranoid.clone().unwrap_or_else(|why| why));
+        match p::Held::current() {
+            Ok(h) => println!("{:<18} {h}", "this process"),
+            Err(e) => println!("{:<18} unknown: {e}", "this process"),
+        }
+        println!(
+            "{:<18} {}",
+            "after start",
+            match ktm::lockdown::map_reads_need_capability() {
+                Ok(false) => "ktm run drops every capability and installs its seccomp filter",
+                Ok(true) =>
+                    "ktm run keeps CAP_BPF alone (this kernel refuses map reads without it) and installs its seccomp filter",
+                Err(_) => "ktm run drops capabilities and installs its seccomp filter (map-read probe failed)",
+            }
+        );
     }
     if let Err(e) = &privileged {
         if as_json {

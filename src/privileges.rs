@@ -131,6 +131,100 @@ pub fn seccomp() -> Option<Seccomp> {
     parse_seccomp(&std::fs::read_to_string("/proc/self/status").ok()?)
 }
 
+/// What a process holds, from its `/proc/PID/status`: the capability sets, no_new_privs and
+/// the seccomp mode. `ktm probe` and the status show it; after [`crate::lockdown`] a sidecar
+/// reads `CapEff: 0000000000000000`, `NoNewPrivs: 1`, `Seccomp: 2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub effective: u64,
+    pub permitted: u64,
+    pub bounding: u64,
+    pub no_new_privs: bool,
+    pub seccomp: Option<Seccomp>,
+}
+
+impl Held {
+    /// Parses `/proc/PID/status` (or `/proc/PID/task/TID/status`) text.
+    pub fn parse(status: &str) -> Result<Held> {
+        let mask = |name: &str| -> Result<u64> {
+            let hex = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .ok_or_else(|| Error::Parse { what: "/proc status".into(), detail: format!("no {name} line") })?;
+            u64::from_str_radix(hex.trim(), 16)
+                .map_err(|_| Error::Parse { what: format!("/proc status {name}"), detail: hex.trim().into() })
+        };
+        Ok(Held {
+            effective: mask("CapEff:")?,
+            permitted: mask("CapPrm:")?,
+            bounding: mask("CapBnd:")?,
+            no_new_privs: status.lines().find_map(|l| l.strip_prefix("NoNewPrivs:")).map(str::trim) == Some("1"),
+            seccomp: parse_seccomp(status),
+        })
+    }
+
+    /// This process's (its main thread's).
+    pub fn current() -> Result<Held> {
+        let text = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::io("read /proc/self/status", e))?;
+        Held::parse(&text)
+    }
+
+    /// The effective capabilities KTM cares about, by name, or `none`; any other bit is
+    /// shown as `+N more`.
+    pub fn capability_names(&self) -> String {
+        if self.effective == 0 {
+            return "none".into();
+        }
+        let named: Vec<&str> = [CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN]
+            .iter()
+            .filter(|c| self.effective & (1 << c.bit) != 0)
+            .map(|c| c.name)
+            .collect();
+        let others =
+            (self.effective & !((1 << CAP_BPF.bit) | (1 << CAP_PERFMON.bit) | (1 << CAP_SYS_ADMIN.bit))).count_ones();
+        let mut s = named.join("+");
+        if others > 0 {
+            s += &format!("{}{others} more", if s.is_empty() { "" } else { "+" });
+        }
+        s
+    }
+}
+
+impl Held {
+    /// `ktm_privileges{capabilities, cap_eff, no_new_privs, seccomp} 1`: what the running
+    /// sidecar holds, in every batch, so a dashboard sees a lock-down that did not happen.
+    pub fn metric(&self) -> crate::metrics::Metric {
+        let seccomp = match self.seccomp {
+            Some(Seccomp::Disabled) => "0",
+            Some(Seccomp::Strict) => "1",
+            Some(Seccomp::Filter { .. }) => "2",
+            None => "unknown",
+        };
+        crate::metrics::Metric::gauge(
+            "ktm_privileges",
+            "What the KTM process holds: effective capabilities, no_new_privs, seccomp mode (2: filtered)",
+            1.0,
+        )
+        .with_label("capabilities", self.capability_names())
+        .with_label("cap_eff", format!("{:016x}", self.effective))
+        .with_label("no_new_privs", if self.no_new_privs { "1" } else { "0" })
+        .with_label("seccomp", seccomp)
+    }
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "capabilities {} (CapEff {:016x}), no_new_privs {}, seccomp {}",
+            self.capability_names(),
+            self.effective,
+            u8::from(self.no_new_privs),
+            self.seccomp.map_or_else(|| "unknown".to_string(), |s| s.to_string())
+        )
+    }
+}
+
 /// A system call KTM needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Syscall {
@@ -318,6 +412,28 @@ mod tests {
         assert_eq!(missing(1 << 21), vec![]);
         assert_eq!(missing(1 << 39), vec![CAP_PERFMON]);
         assert_eq!(missing((1 << 39) | (1 << 38)), vec![]);
+    }
+
+    #[test]
+    fn held_parses_a_locked_down_status() {
+        let status = "Name:\tktm\nCapInh:\t0000000000000000\nCapPrm:\t0000008000000000\n\
+                      CapEff:\t0000008000000000\nCapBnd:\t000000c000000000\nCapAmb:\t0000000000000000\n\
+                      NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        let h = Held::parse(status).unwrap();
+        assert_eq!(h.effective, 1 << 39);
+        assert_eq!(h.permitted, 1 << 39);
+        assert_eq!(h.bounding, 3 << 38);
+        assert!(h.no_new_privs);
+        assert_eq!(h.seccomp, Some(Seccomp::Filter { filters: Some(1) }));
+        assert_eq!(h.capability_names(), "CAP_BPF");
+        let m = h.metric();
+        assert_eq!(m.label("cap_eff"), Some("0000008000000000"));
+        assert_eq!(m.label("seccomp"), Some("2"));
+        let none = Held { effective: 0, ..h.clone() };
+        assert_eq!(none.capability_names(), "none");
+        let many = Held { effective: 0x1ff_feff_ffff, ..h };
+        assert_eq!(many.capability_names(), "CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN+37 more");
+        assert!(Held::parse("Name:\tx\n").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 #                        Without any, the crate's are built with build-tests.sh (arm64: cross-
 #                        built in a cached chroot, cross-arm64.sh), for each architecture a
 #                        run needs: the test targets named in $KTM_QEMU_TESTS (default:
-#                        toolkit iomonitor collector reclaim pod). When a build fails, the
+#                        toolkit iomonitor collector reclaim pod lockdown). When a build fails, the
 #                        runs of its architecture count every one of those binaries failed.
 # options (environment variable in brackets):
 #   --kernels L,L        kernel labels, from 5.10,6.1,6.12,sid (sid: Debian's newest, the
@@ -172,7 +172,7 @@ add_binary() { # arch path
 }
 if [ $# -eq 0 ]; then
   # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
-  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod}"
+  export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod lockdown}"
   for arch in "${archs[@]}"; do
     echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) for $arch with build-tests.sh" >&2
     start=$SECONDS

@@ -291,6 +291,7 @@ fn run(
             }
             collections += 1;
             metrics.extend(self_metrics(collections, began.elapsed(), failures));
+            metrics.extend(crate::privileges::Held::current().ok().map(|h| h.metric()));
             recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
         }));
         if let Err(panic) = collected {
