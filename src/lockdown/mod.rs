@@ -86,10 +86,7 @@ pub fn after_all_started(opts: &LockDown) -> Option<LockDownReport> {
         log::warn!("KTM lock-down off: the sidecar keeps its capabilities and has no filter of its own");
     }
     match lock_down(opts) {
-        Ok(r) => {
-            log::info!("{r}");
-            Some(r)
-        }
+        Ok(r) => Some(r),
         Err(e) => {
             log::error!("KTM lock-down failed, the sidecar keeps running: {e}");
             None
