@@ -308,8 +308,8 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     check_exact(&w, "private cgroupns");
     common::matrix(row, &cell(&paranoid));
 
-    // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (its
-    // dynamic loader's preads included: they are the container's).
+    // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (what
+    // it did as `ktm` before taking BanyanDB's name is a stranger's and not counted).
     let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     drop(tx);
     let mut tx = x.workload("banyand-ctr", prefix);
@@ -326,17 +326,18 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     drop(tx);
     drop(reference);
 
-    // The container is recreated: another cgroup; learned afresh, counters from zero.
+    // The container is recreated: another cgroup, whose id the rename hook learns as its
+    // process takes BanyanDB's name; the counters go on.
+    let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     pod::remove_tree(&x.container("banyand-ctr"));
     let reference = reference_on(&x, "banyand-ctr2");
     let mut tx = x.workload("banyand-ctr2", prefix);
     let pid = pid_in_pod(&mut tx);
-    sidecar
-        .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("learned the new container", |b| contains(b, "scope", &format!("learned from pid {pid}")));
-    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(1.0), "recreation: counters from zero");
-    assert_eq!(b.value("ktm_fadvise_calls_total", &[]).unwrap_or(0.0), 0.0, "recreation: counters from zero");
+    let b = sidecar.wait_for("learned the new container", |b| {
+        contains(b, "scope", "/../banyand-ctr2 (id") && contains(b, "scope", &format!("learned from pid {pid}"))
+    });
+    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(kept + 1.0), "recreation: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "pod recreated");
     common::matrix("pod: container recreated", &cell(&paranoid));
@@ -549,4 +550,291 @@ fn shared_cgroup_in_the_pod_falls_back_to_comm_narrowed_to_the_pod() {
         assert_eq!(d(name, &labels), Some(exact), "shared cgroup: {name}{labels:?}");
     }
     common::matrix(row, &cell(&paranoid));
+}
+
+/// The helper test that [`pod::ManualSidecar`] runs inside a pod: does nothing unless the
+/// manual sidecar's environment is set (it is not in an ordinary test run).
+#[test]
+fn manual_sidecar_helper() {
+    pod::manual_sidecar_main();
+}
+
+const MANUAL_HELPER: &str = "manual_sidecar_helper";
+
+/// The window's series that count calls and bytes, with the exact value `io` at scale 1
+/// makes them (`readall`: the read(2) calls of its whole-file read).
+type Labels = Vec<(&'static str, &'static str)>;
+
+fn exact_calls(readall: u64) -> Vec<(&'static str, Labels, u64)> {
+    vec![
+        ("ktm_sys_pread_latency_seconds_count", vec![], PREAD_X),
+        ("ktm_sys_read_latency_seconds_count", vec![], READ_X + readall),
+        ("ktm_fadvise_calls_total", vec![], ADVICE.len() as u64 + FAILING_FADVISE),
+        ("ktm_fadvise_success_total", vec![], ADVICE.len() as u64),
+        ("ktm_fadvise_advice_total", vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
+        ("ktm_fadvise_advice_total", vec![("advice", "willneed")], 1),
+        ("ktm_sys_pread_bytes_total", vec![], PREAD_X * 4096),
+        ("ktm_sys_read_bytes_total", vec![], (FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
+    ]
+}
+
+/// Each exact series' increase from `before` to `after`, or None where the metric is
+/// unavailable on this kernel.
+fn increases(before: &Batch, after: &Batch, readall: u64) -> Vec<(String, Option<u64>, u64)> {
+    exact_calls(readall)
+        .into_iter()
+        .map(|(name, labels, exact)| {
+            let got = if after.source(metric_of(name)) == "unavailable" {
+                None
+            } else {
+                let (a, b) = (after.value(name, &labels), before.value(name, &labels).unwrap_or(0.0));
+                Some(a.map_or(0, |a| (a - b) as u64))
+            };
+            (format!("{name}{labels:?}"), got, exact)
+        })
+        .collect()
+}
+
+/// The counters moved from `before` to `after` by exactly the target's known I/O.
+fn assert_exact_calls(before: &Batch, after: &Batch, readall: u64, case: &str) {
+    for (series, got, exact) in increases(before, after, readall) {
+        if let Some(got) = got {
+            assert_eq!(got, exact, "{case}: {series}");
+        }
+    }
+}
+
+/// How BanyanDB comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    /// A new process in the same container cgroup directory (same inode: runc keeps it).
+    SameCgroup,
+    /// The container's cgroup directory removed and made again under the same path: a new
+    /// inode, so a new cgroup id (what `podman restart` does).
+    SamePathNewCgroup,
+    /// Another container (new container id and cgroup path), as the kubelet recreates one.
+    Recreated,
+    /// No restart: a shell exec'd into BanyanDB's container beside it.
+    ShellExecd,
+}
+
+/// The I/O of the other pod's BanyanDB (same comm, x5) and the decoy, around `target`'s.
+fn io_among(target: &mut Workload, others: &mut [&mut Workload], dir: &std::path::Path, tag: &str) -> u64 {
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("{tag}-other{i}"), 5);
+    }
+    let readall = io(target, dir, &format!("{tag}-target"), 1);
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("{tag}-other{i}-after"), 5);
+    }
+    readall
+}
+
+/// Whether the batch's scope names pid `pid` in cgroup mode (programmed or learned).
+fn cgroup_mode_of(b: &Batch, pid: u32) -> bool {
+    let scope = b.state_label("scope");
+    scope.starts_with("cgroup ") && scope.contains(&format!(" of pid {pid}"))
+}
+
+/// BanyanDB restarts as `how` while a sidecar (collections driven by the test) counts it,
+/// and does its I/O at once, before any collection: returns the sidecar's batches before and
+/// after that I/O, the new target's pid and its whole-file read's calls. The other pod's
+/// BanyanDB restarts at the same moment and, with the decoy, does five times the I/O.
+struct Restarted {
+    before: Batch,
+    after: Batch,
+    pid: u32,
+    readall: u64,
+    /// The steady state after it: one more window, exact too.
+    steady: Option<(Batch, Batch, u64)>,
+}
+
+fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Option<Restarted> {
+    let dir = common::scratch();
+    let (x, y) = (Pod::new(&format!("{tag}-x")), Pod::new(&format!("{tag}-y")));
+    let prefix = format!("banyand-{tag}");
+    let mut tx = x.workload("banyand-ctr", &prefix);
+    let mut ty = y.workload("banyand-ctr", &prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let mut sidecar = pod::ManualSidecar::start(&x, &sidecar_entry(&x, own_cgroupns), MANUAL_HELPER, &prefix, hook);
+    let b = sidecar.collect();
+    if b.state_label("state") == "disabled" {
+        let reason = b.state_label("reason");
+        assert!(reason.contains(PARANOID_3), "{tag}: sidecar disabled: {reason}");
+        return None;
+    }
+    // Programmed (or learned from its first event) before the restart.
+    let pid = pid_in_pod(&mut tx);
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let b = sidecar.collect();
+    let b = if cgroup_mode_of(&b, pid) { b } else { sidecar.collect() };
+    assert!(cgroup_mode_of(&b, pid), "{tag}: not in cgroup mode on pid {pid}: {:?}", b.state_label("scope"));
+    if hook {
+        assert!(!contains(&b, "reason", "rename hook could not attach"), "{tag}: {}", b.state_label("reason"));
+    }
+    let before = sidecar.collect();
+
+    let mut shell = None;
+    let mut target = match how {
+        Restart::ShellExecd => {
+            shell = Some(x.workload("banyand-ctr", "sh"));
+            tx
+        }
+        _ => {
+            drop(tx);
+            drop(ty);
+            ty = y.workload("banyand-ctr", &prefix);
+            let container = match how {
+                Restart::SameCgroup => "banyand-ctr",
+                Restart::SamePathNewCgroup => {
+                    pod::remove_tree(&x.container("banyand-ctr"));
+                    "banyand-ctr"
+                }
+                _ => {
+                    pod::remove_tree(&x.container("banyand-ctr"));
+                    "banyand-ctr2"
+                }
+            };
+            x.workload(container, &prefix)
+        }
+    };
+    let pid = pid_in_pod(&mut target);
+    let readall = match shell.as_mut() {
+        Some(sh) => io_among(&mut target, &mut [&mut ty, &mut decoy, sh], dir.path(), "restart"),
+        None => io_among(&mut target, &mut [&mut ty, &mut decoy], dir.path(), "restart"),
+    };
+    let after = sidecar.collect();
+    let steady = hook.then(|| {
+        let b = sidecar.collect();
+        let readall = match shell.as_mut() {
+            Some(sh) => io_among(&mut target, &mut [&mut ty, &mut decoy, sh], dir.path(), "steady"),
+            None => io_among(&mut target, &mut [&mut ty, &mut decoy], dir.path(), "steady"),
+        };
+        (b, sidecar.collect(), readall)
+    });
+    Some(Restarted { before, after, pid, readall, steady })
+}
+
+/// Runs `how` with the rename hook and checks: exact counts from the restarted process's
+/// first call, counters going on (never reset), and a scope that names the new process.
+fn restart_counts_exactly(tag: &str, how: Restart, own_cgroupns: bool, row: &str) {
+    let Some(r) = restart_case(tag, how, own_cgroupns, true) else {
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    };
+    let case = format!("{row} ({how:?})");
+    assert_exact_calls(&r.before, &r.after, r.readall, &case);
+    // Counters go on: the first collection after the restart already shows every call.
+    let state = r.after.state_label("state");
+    assert!(state == "active" || state == "degraded", "{case}: state {state}: {}", r.after.state_label("reason"));
+    let (b, a, readall) = r.steady.unwrap();
+    assert_exact_calls(&b, &a, readall, &format!("{case}, steady"));
+    if how == Restart::ShellExecd {
+        assert!(contains(&a, "reason", "(sh)"), "{case}: {}", a.state_label("reason"));
+        assert!(contains(&a, "scope", &format!("comm prefix `banyand-{tag}` for pid {}", r.pid)), "{case}");
+    } else {
+        assert!(cgroup_mode_of(&r.after, r.pid), "{case}: scope {:?}", r.after.state_label("scope"));
+    }
+    common::matrix(row, "pass");
+}
+
+#[test]
+fn restart_in_the_same_cgroup_counts_every_call() {
+    if !common::privileged("pod_restart_same_cgroup") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rs", Restart::SameCgroup, true, "pod restart: same cgroup, I/O at once");
+}
+
+#[test]
+fn restart_in_a_new_cgroup_of_the_same_path_counts_every_call() {
+    if !common::privileged("pod_restart_new_inode") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rn", Restart::SamePathNewCgroup, true, "pod restart: same path, new cgroup, I/O at once");
+}
+
+#[test]
+fn recreated_container_counts_every_call() {
+    if !common::privileged("pod_restart_recreated") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rc", Restart::Recreated, true, "pod restart: container recreated, I/O at once");
+    restart_counts_exactly(
+        "rh",
+        Restart::Recreated,
+        false,
+        "pod restart: container recreated, host cgroupns, I/O at once",
+    );
+}
+
+#[test]
+fn shell_execd_into_banyandbs_container_is_never_counted() {
+    if !common::privileged("pod_shell_exec") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("se", Restart::ShellExecd, true, "pod: shell exec'd into BanyanDB's container");
+}
+
+/// Without the rename hook (the behaviour before it), the same restart loses the new
+/// process's calls until the next collection: every one of them here, since all come first.
+#[test]
+fn without_the_rename_hook_a_restart_loses_calls() {
+    if !common::privileged("pod_restart_without_hook") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod restart without the rename hook loses calls";
+    let Some(r) = restart_case("rw", Restart::SamePathNewCgroup, true, false) else {
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    };
+    for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
+        if let Some(got) = got {
+            assert_eq!(got, 0, "without the hook: {series} counted the restarted process ({exact} calls made)");
+        }
+    }
+    common::matrix(row, "pass (all lost, as expected)");
+}
+
+/// A new pod: its sidecar starts before BanyanDB, which does its I/O at once.
+#[test]
+fn sidecar_started_first_counts_from_banyandbs_first_call() {
+    if !common::privileged("pod_sidecar_first") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod recreated: sidecar first, I/O at once";
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("sf-x"), Pod::new("sf-y"));
+    let prefix = "banyand-sf";
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let mut sidecar = pod::ManualSidecar::start(&x, &sidecar_entry(&x, true), MANUAL_HELPER, prefix, true);
+    let before = sidecar.collect();
+    if before.state_label("state") == "disabled" {
+        assert!(contains(&before, "reason", PARANOID_3), "{}", before.state_label("reason"));
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    }
+    assert_eq!(before.state_label("state"), "waiting_for_target");
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let pid = pid_in_pod(&mut tx);
+    let readall = io_among(&mut tx, &mut [&mut ty, &mut decoy], dir.path(), "first");
+    let after = sidecar.collect();
+    assert_exact_calls(&before, &after, readall, row);
+    assert!(cgroup_mode_of(&after, pid), "{row}: scope {:?}", after.state_label("scope"));
+    // BanyanDB exits: waiting at the next collection, its counts kept.
+    drop(tx);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let gone = sidecar.collect();
+    assert_eq!(gone.state_label("state"), "waiting_for_target", "{row}: {:?}", gone.state_label("scope"));
+    assert_exact_calls(&before, &gone, readall, row);
+    common::matrix(row, "pass");
 }

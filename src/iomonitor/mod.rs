@@ -9,5 +9,5 @@
 mod kernel;
 mod module;
 
-pub use kernel::{IoMonitor, Latency, Scope, Snapshot, Source, ADVICE_LABELS};
+pub use kernel::{IoMonitor, Latency, Renames, Scope, Snapshot, Source, ADVICE_LABELS};
 pub use module::IoMonitorModule;

@@ -471,6 +471,29 @@ fn lru_shrink(
     }
 }
 
+/// The name of the rename hook's plan ([`super::follow`]): it feeds no metric, it keeps
+/// the scope on BanyanDB across restarts.
+pub const RENAME_HOOK: &str = "ktm_follow";
+
+/// The rename hook's plan: the raw tracepoint (no tracefs, no BTF), fentry on the function
+/// it sits in, then a kprobe there; every one gives the task and the new name as the first
+/// two arguments. `__set_task_comm` is exported and never inlined, so no self-test.
+fn follow() -> Plan {
+    const FUNC: &str = "__set_task_comm";
+    Plan {
+        name: RENAME_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("task_rename"), || super::follow::rename_hook(0, 8)),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || super::follow::rename_hook(0, 8)),
+            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
+                let (args, _) = kprobe_regs()?;
+                super::follow::rename_hook(args[0], args[1])
+            }),
+        ],
+        exercise: None,
+    }
+}
+
 /// The iomonitor's probes.
 pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
@@ -558,5 +581,6 @@ pub fn probes() -> Vec<Probe> {
             },
             metrics: &["ktm_memory_direct_reclaim_processes"],
         },
+        Probe { plan: follow(), metrics: &[] },
     ]
 }

@@ -385,3 +385,94 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
     }
 }
+
+/// Marks the lines of a [`ManualSidecar`]'s answers among the test harness's output.
+const MANUAL_BEGIN: &str = "KTM-MANUAL-BEGIN";
+const MANUAL_END: &str = "KTM-MANUAL-END";
+/// The environment that makes this test binary's helper test a [`ManualSidecar`]: the comm
+/// prefix; and `0` in [`MANUAL_HOOK`] to leave the rename hook out.
+pub const MANUAL_PREFIX: &str = "KTM_MANUAL_SIDECAR";
+pub const MANUAL_HOOK: &str = "KTM_MANUAL_HOOK";
+
+/// The iomonitor module in a pod's sidecar container, whose collections the test drives
+/// (one per `collect()`), so that what happens between two collections is known exactly.
+/// It is this test binary run again inside the pod, its helper test ([`manual_sidecar_main`])
+/// reading commands on stdin.
+pub struct ManualSidecar {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl ManualSidecar {
+    /// Starts the helper test `helper` of this binary as the sidecar `entry` in `pod`.
+    pub fn start(pod: &Pod, entry: &Entry, helper: &str, prefix: &str, hook: bool) -> ManualSidecar {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+        cmd.args([helper, "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .env(MANUAL_PREFIX, prefix)
+            .env(MANUAL_HOOK, if hook { "1" } else { "0" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        pod.enter(&mut cmd, entry);
+        let mut child = cmd.spawn().expect("spawn the manual sidecar");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ManualSidecar { child, stdin, lines }
+    }
+
+    /// One collection: refresh, counters and status, as a batch.
+    pub fn collect(&mut self) -> Batch {
+        use std::io::Write;
+        writeln!(self.stdin, "collect").expect("send to the manual sidecar");
+        let mut text = String::new();
+        let mut inside = false;
+        loop {
+            let line = self.lines.next().expect("the manual sidecar died").expect("read the manual sidecar");
+            match line.as_str() {
+                MANUAL_BEGIN => inside = true,
+                MANUAL_END => break,
+                _ if inside => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                _ => {}
+            }
+        }
+        let samples = ktm::prometheus::parse_samples(&text).expect("valid exposition text");
+        Batch { at: Instant::now(), samples }
+    }
+}
+
+impl Drop for ManualSidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The helper test's body: the iomonitor module, started at once, collecting on command.
+/// Returns without doing anything unless [`MANUAL_PREFIX`] is set.
+pub fn manual_sidecar_main() {
+    use ktm::module::Module;
+    let Some(prefix) = std::env::var_os(MANUAL_PREFIX) else { return };
+    let cfg = ktm::config::EbpfConfig { comm_prefix: prefix.into_string().unwrap(), ..Default::default() };
+    let mut module = ktm::iomonitor::IoMonitorModule::new(cfg);
+    if std::env::var(MANUAL_HOOK).as_deref() == Ok("0") {
+        module = module.with_probes(|| {
+            ktm::programs::probes().into_iter().filter(|p| p.plan.name != ktm::programs::RENAME_HOOK).collect()
+        });
+    }
+    if let Err(e) = module.start() {
+        eprintln!("manual sidecar: cannot start: {e}");
+    }
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() != "collect" {
+            break;
+        }
+        let metrics = module.collect();
+        let text = ktm::prometheus::render(&ktm::metrics::Batch::new(metrics, vec![module.status()]));
+        println!("{MANUAL_BEGIN}\n{text}{MANUAL_END}");
+    }
+}
