@@ -671,8 +671,15 @@ fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Opti
     let b = sidecar.collect();
     let b = if cgroup_mode_of(&b, pid) { b } else { sidecar.collect() };
     assert!(cgroup_mode_of(&b, pid), "{tag}: not in cgroup mode on pid {pid}: {:?}", b.state_label("scope"));
-    if hook {
-        assert!(!contains(&b, "reason", "rename hook could not attach"), "{tag}: {}", b.state_label("reason"));
+    if hook && contains(&b, "reason", "rename hook could not attach") {
+        // Only where the kernel offers no mechanism for it to this sidecar (never on the
+        // host): the status says so, and restarts are caught at the next collection.
+        assert!(
+            std::env::var_os("KTM_IN_QEMU").is_some() || std::env::var_os("KTM_DISABLE_TRACEPOINT").is_some(),
+            "{tag}: {}",
+            b.state_label("reason")
+        );
+        return None;
     }
     let before = sidecar.collect();
 
@@ -721,7 +728,7 @@ fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Opti
 /// first call, counters going on (never reset), and a scope that names the new process.
 fn restart_counts_exactly(tag: &str, how: Restart, own_cgroupns: bool, row: &str) {
     let Some(r) = restart_case(tag, how, own_cgroupns, true) else {
-        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        common::matrix(row, "no rename hook or disabled here (status says why)");
         return;
     };
     let case = format!("{row} ({how:?})");
