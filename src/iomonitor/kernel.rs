@@ -329,3 +329,28 @@ fn sources_of(reports: &[(PlanReport, &'static [&'static str])]) -> Vec<Source> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_cgroup_mode_carries_what_the_rename_hook_switches_to() {
+        let pidns = PidNs { dev: 4, ino: 4026532000 };
+        let g = Scope::Guarded { id: 77, target: 12, prefix: "banyand".into(), pidns }.record();
+        let c = Scope::CommInPidNs { prefix: "banyand".into(), pidns, narrow: true, learn: None }.record();
+        assert_eq!((g[config::MODE], g[config::CGROUP_ID], g[config::TARGET_TGID]), (config::MODE_CGROUP, 77, 12));
+        assert_eq!(g[config::WATCH], 1);
+        // Switching MODE alone turns it into narrowed comm mode.
+        let mut switched = g;
+        switched[config::MODE] = config::MODE_COMM;
+        for w in [config::PREFIX_LO, config::PREFIX_HI, config::MASK_LO, config::MASK_HI, config::NARROW] {
+            assert_eq!(switched[w], c[w], "word {w}");
+        }
+        assert_eq!((switched[config::PIDNS_DEV], switched[config::PIDNS_INO]), (4, 4026532000));
+        // The hook never acts where comm mode is not narrowed (hostPID), nor in plain cgroup mode.
+        let wide = Scope::CommInPidNs { prefix: "banyand".into(), pidns, narrow: false, learn: None }.record();
+        assert_eq!(wide[config::WATCH], 0);
+        assert_eq!(Scope::Cgroup(77).record()[config::WATCH], 0);
+    }
+}
