@@ -857,3 +857,44 @@ fn sidecar_started_first_counts_from_banyandbs_first_call() {
     assert_exact_calls(&before, &gone, readall, row);
     common::matrix(row, "pass");
 }
+
+/// A sidecar container without a cgroup2 mount (a runtime on a host with cgroup v1
+/// controllers mounts only the v1 hierarchies): the status says that is what is missing,
+/// and the id is learned in the kernel all the same.
+#[test]
+fn sidecar_without_a_cgroup2_mount_says_so_and_learns_the_id() {
+    if !common::privileged("pod_no_cgroup2_mount") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod: no cgroup2 mount in the sidecar";
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("nm-x"), Pod::new("nm-y"));
+    let prefix = "banyand-nm";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let entry = Entry { no_cgroup2: true, ..sidecar_entry(&x, true) };
+    let mut sidecar = pod::ManualSidecar::start(&x, &entry, MANUAL_HELPER, prefix, true);
+    let b = sidecar.collect();
+    if b.state_label("state") == "disabled" {
+        assert!(contains(&b, "reason", PARANOID_3), "{}", b.state_label("reason"));
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    }
+    let reason = b.state_label("reason");
+    eprintln!("{row}: reason: {reason}");
+    assert!(reason.contains("cgroup v2 is not mounted"), "{reason}");
+    assert!(reason.contains("has no cgroup2 mount"), "{reason}");
+    assert!(!reason.contains("outside the sidecar's cgroup namespace"), "{reason}");
+    let pid = pid_in_pod(&mut tx);
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let before = sidecar.collect();
+    assert!(cgroup_mode_of(&before, pid), "{row}: scope {:?}", before.state_label("scope"));
+    let readall = io_among(&mut tx, &mut [&mut ty, &mut decoy], dir.path(), "nomount");
+    let after = sidecar.collect();
+    assert_exact_calls(&before, &after, readall, row);
+    common::matrix(row, "pass");
+}

@@ -41,6 +41,9 @@ pub struct Entry {
     /// A mount namespace of its own: `/proc` for its pid namespace, cgroup2 mounted afresh,
     /// tracefs and debugfs absent.
     pub own_mounts: bool,
+    /// With `own_mounts`: cgroup2 unmounted and not mounted again, as a runtime on a host
+    /// with cgroup v1 controllers leaves a container (only the v1 hierarchies mounted).
+    pub no_cgroup2: bool,
     /// Only CAP_BPF and CAP_PERFMON (and RLIMIT_MEMLOCK raised first, as a runtime
     /// configured for eBPF does: kernels before 5.11 charge maps to it).
     pub least_privilege: bool,
@@ -203,7 +206,9 @@ impl Pod {
                     if let Some(at) = &cgroup2 {
                         // Mounted afresh, it shows the cgroup namespace's root.
                         libc::umount2(at.as_ptr(), libc::MNT_DETACH);
-                        if libc::mount(cgroup2_fs.as_ptr(), at.as_ptr(), cgroup2_fs.as_ptr(), 0, null.cast()) != 0 {
+                        if !e.no_cgroup2
+                            && libc::mount(cgroup2_fs.as_ptr(), at.as_ptr(), cgroup2_fs.as_ptr(), 0, null.cast()) != 0
+                        {
                             return fail(7);
                         }
                     }
