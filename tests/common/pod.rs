@@ -468,16 +468,24 @@ pub fn manual_sidecar_main() {
             ktm::programs::probes().into_iter().filter(|p| p.plan.name != ktm::programs::RENAME_HOOK).collect()
         });
     }
-    if let Err(e) = module.start() {
-        eprintln!("manual sidecar: cannot start: {e}");
-    }
+    // As the collector reports a module that could not start.
+    let failed = module.start().err().map(|e| ktm::metrics::ModuleStatus {
+        module: "iomonitor".into(),
+        state: ktm::metrics::ModuleState::Disabled,
+        reason: Some(e.to_string()),
+        sources: Vec::new(),
+        scope: String::new(),
+    });
     for line in std::io::stdin().lines() {
         let Ok(line) = line else { break };
         if line.trim() != "collect" {
             break;
         }
-        let metrics = module.collect();
-        let text = ktm::prometheus::render(&ktm::metrics::Batch::new(metrics, vec![module.status()]));
+        let batch = match &failed {
+            Some(status) => ktm::metrics::Batch::new(Vec::new(), vec![status.clone()]),
+            None => ktm::metrics::Batch::new(module.collect(), vec![module.status()]),
+        };
+        let text = ktm::prometheus::render(&batch);
         println!("{MANUAL_BEGIN}\n{text}{MANUAL_END}");
     }
 }
