@@ -616,6 +616,16 @@ enum Restart {
     Recreated,
     /// No restart: a shell exec'd into BanyanDB's container beside it.
     ShellExecd,
+    /// No restart: a running process of another container moved into BanyanDB's cgroup by
+    /// another process (as `runc exec` moves its init before the exec), doing I/O at once.
+    StrangerJoins,
+}
+
+/// The host pid of a pod workload's process (its `Workload` is the process that stayed
+/// outside the pod's pid namespace; the workload is its one child).
+fn host_pid(w: &Workload) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid())).unwrap();
+    children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the workload's process")
 }
 
 /// The I/O of the other pod's BanyanDB (same comm, x5) and the decoy, around `target`'s.
@@ -671,7 +681,10 @@ fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Opti
     let b = sidecar.collect();
     let b = if cgroup_mode_of(&b, pid) { b } else { sidecar.collect() };
     assert!(cgroup_mode_of(&b, pid), "{tag}: not in cgroup mode on pid {pid}: {:?}", b.state_label("scope"));
-    if hook && contains(&b, "reason", "rename hook could not attach") {
+    if hook
+        && (contains(&b, "reason", "rename hook could not attach")
+            || contains(&b, "reason", "join hook could not attach"))
+    {
         // Only where the kernel offers no mechanism for it to this sidecar (never on the
         // host): the status says so, and restarts are caught at the next collection.
         assert!(
@@ -687,6 +700,13 @@ fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Opti
     let mut target = match how {
         Restart::ShellExecd => {
             shell = Some(x.workload("banyand-ctr", "sh"));
+            tx
+        }
+        Restart::StrangerJoins => {
+            let joiner = x.workload("joiner-ctr", "joiner");
+            let procs = x.container("banyand-ctr").join("cgroup.procs");
+            std::fs::write(&procs, host_pid(&joiner).to_string()).unwrap();
+            shell = Some(joiner);
             tx
         }
         _ => {
@@ -741,7 +761,9 @@ fn restart_counts_exactly(tag: &str, how: Restart, own_cgroupns: bool, row: &str
     assert!(state == "active" || state == "degraded", "{case}: state {state}: {}", r.after.state_label("reason"));
     let (b, a, readall) = r.steady.unwrap();
     assert_exact_calls(&b, &a, readall, &format!("{case}, steady"));
-    if how == Restart::ShellExecd {
+    if how == Restart::StrangerJoins {
+        assert!(contains(&a, "reason", "(joiner)"), "{case}: {}", a.state_label("reason"));
+    } else if how == Restart::ShellExecd {
         assert!(contains(&a, "reason", "(sh)"), "{case}: {}", a.state_label("reason"));
         assert!(contains(&a, "scope", &format!("comm prefix `banyand-{tag}` for pid {}", r.pid)), "{case}");
     } else {
@@ -792,6 +814,15 @@ fn shell_execd_into_banyandbs_container_is_never_counted() {
     restart_counts_exactly("se", Restart::ShellExecd, true, "pod: shell exec'd into BanyanDB's container");
 }
 
+#[test]
+fn process_moved_into_banyandbs_cgroup_is_never_counted() {
+    if !common::privileged("pod_stranger_joins") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("sj", Restart::StrangerJoins, true, "pod: a process moved into BanyanDB's cgroup");
+}
+
 /// Without the rename hook (the behaviour before it), the same restart loses the new
 /// process's calls until the next collection: every one of them here, since all come first;
 /// and a shell exec'd into BanyanDB's container is counted as BanyanDB until then.
@@ -812,11 +843,16 @@ fn without_the_rename_hook_a_restart_loses_calls() {
             assert_eq!(got, 0, "without the hook: {series} counted the restarted process ({exact} calls made)");
         }
     }
-    let Some(r) = restart_case("sw", Restart::ShellExecd, true, false) else { return };
-    for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
-        if let Some(got) = got {
-            eprintln!("without the hook, shell: {series}: {got} counted, BanyanDB made {exact}");
-            assert!(got > exact, "without the hook: {series}: the shell's I/O was not counted ({got} of {exact})");
+    for (tag, how) in [("sw", Restart::ShellExecd), ("jw", Restart::StrangerJoins)] {
+        let Some(r) = restart_case(tag, how, true, false) else { return };
+        for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
+            if let Some(got) = got {
+                eprintln!("without the hooks, {how:?}: {series}: {got} counted, BanyanDB made {exact}");
+                assert!(
+                    got > exact,
+                    "without the hooks: {how:?}: {series}: the stranger was not counted ({got} of {exact})"
+                );
+            }
         }
     }
     common::matrix(row, "pass (lost, and the shell counted, as expected)");

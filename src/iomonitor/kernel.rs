@@ -263,11 +263,6 @@ impl IoMonitor {
         Ok(Renames { generation: r[renamed::GENERATION], last })
     }
 
-    /// The rename hook's attach report (`None` when the probe list has no hook).
-    pub fn rename_hook(&self) -> Option<&PlanReport> {
-        self.reports().find(|r| r.name == crate::programs::RENAME_HOOK)
-    }
-
     /// Reads every counter, summed over CPUs. Never clears anything.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::from_lanes(&self.counters.get(0)?.sum_u64_lanes()))

@@ -329,11 +329,20 @@ impl Module for IoMonitorModule {
         if let Some(e) = &self.last_error {
             reasons.push(e.clone());
         }
-        if let Some(r) = monitor.rename_hook().filter(|r| r.attached.is_none()) {
-            let why: Vec<String> = r.failures.iter().map(|(p, why)| format!("{p}: {why}")).collect();
+        let missing = |name: &str| {
+            monitor
+                .reports()
+                .find(|r| r.name == name && r.attached.is_none())
+                .map(|r| r.failures.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; "))
+        };
+        if let Some(why) = missing(crate::programs::RENAME_HOOK) {
             reasons.push(format!(
-                "a restarted BanyanDB is found at the next collection, not in the kernel (its I/O until then is lost): the rename hook could not attach ({})",
-                why.join("; ")
+                "a restarted BanyanDB is found at the next collection, not in the kernel (its I/O until then is lost): the rename hook could not attach ({why})"
+            ));
+        }
+        if let Some(why) = missing(crate::programs::JOIN_HOOK) {
+            reasons.push(format!(
+                "a process moved into BanyanDB's cgroup counts as BanyanDB until its exec or the next collection: the join hook could not attach ({why})"
             ));
         }
         for r in monitor.reports().filter(|r| !r.silent.is_empty()) {

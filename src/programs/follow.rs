@@ -125,5 +125,80 @@ mod tests {
     #[test]
     fn assembles() {
         super::rename_hook(0, 8).unwrap();
+        super::join_hook(0, super::CgroupIdLayout { kn: 256, id: 96 }).unwrap();
     }
+}
+
+/// Where the join hook finds a cgroup's id: `cgroup->kn` and `kernfs_node->id`, from the
+/// running kernel's BTF (`cgroup_id()` is an inline function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CgroupIdLayout {
+    pub kn: u32,
+    pub id: u32,
+}
+
+impl CgroupIdLayout {
+    pub(crate) fn from_kernel() -> Result<CgroupIdLayout> {
+        use crate::btf::Kind;
+        use crate::Error;
+        let btf = crate::btf::vmlinux()
+            .map_err(|e| Error::Other(format!("a cgroup's id is read at offsets from kernel BTF: {e}")))?;
+        let member = |ty: &str, m: &str| {
+            btf.find_type(Kind::Struct, ty)
+                .and_then(|t| btf.member_offset_bits(t, m))
+                .filter(|bits| bits % 8 == 0)
+                .map(|bits| bits / 8)
+                .ok_or_else(|| Error::Other(format!("kernel BTF has no {ty}.{m}: a cgroup's id cannot be read")))
+        };
+        Ok(CgroupIdLayout { kn: member("cgroup", "kn")?, id: member("kernfs_node", "id")? })
+    }
+}
+
+/// The join hook: a task moved into the programmed cgroup (`cgroup_attach_task(struct
+/// cgroup *dst_cgrp, ...)`; the cgroup pointer at `cgroup_at` of the context) is a stranger
+/// until it execs under BanyanDB's name: `runc exec`'s init joins the container's cgroup and
+/// reads its bootstrap data before it execs the shell, and a restarted BanyanDB joins before
+/// its exec too. Comm mode, at once; the rename hook takes over at the exec.
+///
+/// ```c
+/// if (!cfg->watch || cfg->mode != CGROUP) return 0;
+/// struct kernfs_node *kn; u64 id;
+/// bpf_probe_read_kernel(&kn, 8, &dst_cgrp->kn);
+/// bpf_probe_read_kernel(&id, 8, &kn->id);
+/// if (id != cfg->cgroup_id) return 0;          // (another hierarchy's equal id: a harmless switch)
+/// __sync_fetch_and_add(&renamed->generation, 1);
+/// cfg->mode = COMM;
+/// ```
+pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Program> {
+    let mut a = Asm::new();
+    let out = a.label("out");
+    a.mov64(R6, R1);
+    a.ld_map_value(R7, CONFIG, 0);
+    a.ldx_dw(R1, R7, off(config::WATCH));
+    a.jeq(R1, 0, out);
+    a.ldx_dw(R1, R7, off(config::MODE));
+    a.jne(R1, config::MODE_CGROUP as i32, out);
+    for (base, at) in [(None, layout.kn), (Some(()), layout.id)] {
+        match base {
+            None => a.ldx_dw(R3, R6, cgroup_at),
+            Some(()) => a.ldx_dw(R3, R10, stack::READ_BUF),
+        };
+        a.add64(R3, at as i32);
+        a.mov64(R1, R10);
+        a.add64(R1, stack::READ_BUF as i32);
+        a.mov64(R2, 8);
+        a.call(Helper::ProbeReadKernel);
+        a.jne(R0, 0, out);
+    }
+    a.ldx_dw(R1, R10, stack::READ_BUF);
+    a.ldx_dw(R2, R7, off(config::CGROUP_ID));
+    a.jne(R1, R2, out);
+    a.ld_map_value(R8, RENAMED, 0);
+    a.mov64(R1, 1);
+    a.atomic_add64(R8, off(renamed::GENERATION), R1);
+    a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
+    a.bind(out);
+    a.mov64(R0, 0);
+    a.exit();
+    Ok(a.finish()?)
 }

@@ -10,4 +10,4 @@ mod follow;
 pub mod layout;
 mod probes;
 
-pub use probes::{probes, syscall_fn, Probe, RENAME_HOOK};
+pub use probes::{probes, syscall_fn, Probe, JOIN_HOOK, RENAME_HOOK};

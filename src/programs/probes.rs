@@ -494,6 +494,30 @@ fn follow() -> Plan {
     }
 }
 
+/// The name of the join hook's plan ([`super::follow::join_hook`]).
+pub const JOIN_HOOK: &str = "ktm_follow_join";
+
+/// The join hook's plan: the raw tracepoint `cgroup_attach_task` (after the move), else
+/// fentry or a kprobe on `cgroup_attach_task` (before it); the destination cgroup is the
+/// first argument of each.
+fn follow_join() -> Plan {
+    use super::follow::{join_hook, CgroupIdLayout};
+    const FUNC: &str = "cgroup_attach_task";
+    Plan {
+        name: JOIN_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("cgroup_attach_task"), || {
+                join_hook(0, CgroupIdLayout::from_kernel()?)
+            }),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || join_hook(0, CgroupIdLayout::from_kernel()?)),
+            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
+                join_hook(kprobe_regs()?.0[0], CgroupIdLayout::from_kernel()?)
+            }),
+        ],
+        exercise: None,
+    }
+}
+
 /// The iomonitor's probes.
 pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
@@ -582,5 +606,6 @@ pub fn probes() -> Vec<Probe> {
             metrics: &["ktm_memory_direct_reclaim_processes"],
         },
         Probe { plan: follow(), metrics: &[] },
+        Probe { plan: follow_join(), metrics: &[] },
     ]
 }

@@ -395,7 +395,7 @@ impl Drop for Sidecar {
 const MANUAL_BEGIN: &str = "KTM-MANUAL-BEGIN";
 const MANUAL_END: &str = "KTM-MANUAL-END";
 /// The environment that makes this test binary's helper test a [`ManualSidecar`]: the comm
-/// prefix; and `0` in [`MANUAL_HOOK`] to leave the rename hook out.
+/// prefix; and `0` in [`MANUAL_HOOK`] to leave the rename and join hooks out.
 pub const MANUAL_PREFIX: &str = "KTM_MANUAL_SIDECAR";
 pub const MANUAL_HOOK: &str = "KTM_MANUAL_HOOK";
 
@@ -465,7 +465,8 @@ pub fn manual_sidecar_main() {
     let mut module = ktm::iomonitor::IoMonitorModule::new(cfg);
     if std::env::var(MANUAL_HOOK).as_deref() == Ok("0") {
         module = module.with_probes(|| {
-            ktm::programs::probes().into_iter().filter(|p| p.plan.name != ktm::programs::RENAME_HOOK).collect()
+            let hooks = [ktm::programs::RENAME_HOOK, ktm::programs::JOIN_HOOK];
+            ktm::programs::probes().into_iter().filter(|p| !hooks.contains(&p.plan.name.as_str())).collect()
         });
     }
     // As the collector reports a module that could not start.
