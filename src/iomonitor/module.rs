@@ -147,6 +147,7 @@ impl IoMonitorModule {
                         Ok(Some(id)) => {
                             let next = Programmed::Learned { cgroup: cgroup.clone(), id, pid: *pid };
                             self.program(&self.cgroup_scope(id, *pid), next);
+                            self.unless_renamed_since(self.generation);
                         }
                         Ok(None) => {}
                         Err(e) => self.last_error = Some(format!("cannot read the learned cgroup id: {e}")),
@@ -198,13 +199,17 @@ impl IoMonitorModule {
             self.program(&scope, next);
         }
         self.generation = seen;
-        // A rename the hook acted on while discovery ran may have been overwritten by the
-        // scope just written: count by comm (narrowed) until the next collection decides.
-        if let Some(monitor) = &self.monitor {
-            if monitor.renamed().is_ok_and(|r| r.generation != seen) {
-                if let Err(e) = monitor.set_scope(&self.comm_scope(None)) {
-                    self.last_error = Some(format!("cannot program the scope filter: {e}"));
-                }
+        self.unless_renamed_since(seen);
+    }
+
+    /// A hook that acted after generation `seen` was read may have had its switch
+    /// overwritten by the scope just written: count by comm (narrowed) until the next
+    /// collection, which sees the generation moved and decides again.
+    fn unless_renamed_since(&mut self, seen: u64) {
+        let Some(monitor) = &self.monitor else { return };
+        if monitor.renamed().is_ok_and(|r| r.generation != seen) {
+            if let Err(e) = monitor.set_scope(&self.comm_scope(None)) {
+                self.last_error = Some(format!("cannot program the scope filter: {e}"));
             }
         }
     }
