@@ -318,8 +318,11 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     assert!(before >= kept, "restart: counters go on ({before} after {kept})");
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    let b = sidecar.wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")));
-    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(before + 1.0), "restart: counters go on");
+    // (A batch collected just before that pread may arrive after it: wait for the count.)
+    let preads = |b: &Batch| b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap_or(0.0);
+    let b = sidecar
+        .wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")) && preads(b) > before);
+    assert_eq!(preads(&b), before + 1.0, "restart: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "restart in the pod");
     common::matrix("pod: BanyanDB restarted in its container", &cell(&paranoid));
@@ -335,9 +338,11 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     let pid = pid_in_pod(&mut tx);
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
     let b = sidecar.wait_for("learned the new container", |b| {
-        contains(b, "scope", "/../banyand-ctr2 (id") && contains(b, "scope", &format!("learned from pid {pid}"))
+        contains(b, "scope", "/../banyand-ctr2 (id")
+            && contains(b, "scope", &format!("learned from pid {pid}"))
+            && preads(b) > kept
     });
-    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(kept + 1.0), "recreation: counters go on");
+    assert_eq!(preads(&b), kept + 1.0, "recreation: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "pod recreated");
     common::matrix("pod: container recreated", &cell(&paranoid));
