@@ -318,8 +318,8 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     check_exact(&w, "private cgroupns");
     common::matrix(row, &cell(&paranoid));
 
-    // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (its
-    // dynamic loader's preads included: they are the container's).
+    // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (what
+    // it did as `ktm` before taking BanyanDB's name is a stranger's and not counted).
     let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     drop(tx);
     let mut tx = x.workload("banyand-ctr", prefix);
@@ -328,32 +328,31 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
     let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     assert!(before >= kept, "restart: counters go on ({before} after {kept})");
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
-    // A batch may have been collected before the pread and pushed after it: wait for the count
-    // (a count that never comes fails the wait), then require it exact.
-    let counted = |b: &Batch, n: f64| b.value("ktm_sys_pread_latency_seconds_count", &[]).is_some_and(|v| v >= n);
-    let b = sidecar.wait_for("re-learned", |b| {
-        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, before + 1.0)
-    });
-    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(before + 1.0), "restart: counters go on");
+    // (A batch collected just before that pread may arrive after it: wait for the count.)
+    let preads = |b: &Batch| b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap_or(0.0);
+    let b = sidecar
+        .wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")) && preads(b) > before);
+    assert_eq!(preads(&b), before + 1.0, "restart: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "restart in the pod");
     common::matrix("pod: BanyanDB restarted in its container", &cell(&paranoid));
     drop(tx);
     drop(reference);
 
-    // The container is recreated: another cgroup; learned afresh, counters from zero.
+    // The container is recreated: another cgroup, whose id the rename hook learns as its
+    // process takes BanyanDB's name; the counters go on.
+    let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
     pod::remove_tree(&x.container("banyand-ctr"));
     let reference = reference_on(&x, "banyand-ctr2");
     let mut tx = x.workload("banyand-ctr2", prefix);
     let pid = pid_in_pod(&mut tx);
-    sidecar
-        .wait_for("learning the new container", |b| contains(b, "scope", &format!("/../banyand-ctr2 from pid {pid}")));
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
     let b = sidecar.wait_for("learned the new container", |b| {
-        contains(b, "scope", &format!("learned from pid {pid}")) && counted(b, 1.0)
+        contains(b, "scope", "/../banyand-ctr2 (id")
+            && contains(b, "scope", &format!("learned from pid {pid}"))
+            && preads(b) > kept
     });
-    assert_eq!(b.value("ktm_sys_pread_latency_seconds_count", &[]), Some(1.0), "recreation: counters from zero");
-    assert_eq!(b.value("ktm_fadvise_calls_total", &[]).unwrap_or(0.0), 0.0, "recreation: counters from zero");
+    assert_eq!(preads(&b), kept + 1.0, "recreation: counters go on");
     let w = window(&mut sidecar, &reference, &mut tx, &mut [&mut ty, &mut decoy], dir.path());
     check_exact(&w, "pod recreated");
     common::matrix("pod: container recreated", &cell(&paranoid));
@@ -566,4 +565,387 @@ fn shared_cgroup_in_the_pod_falls_back_to_comm_narrowed_to_the_pod() {
         assert_eq!(d(name, &labels), Some(exact), "shared cgroup: {name}{labels:?}");
     }
     common::matrix(row, &cell(&paranoid));
+}
+
+/// The helper test that [`pod::ManualSidecar`] runs inside a pod: does nothing unless the
+/// manual sidecar's environment is set (it is not in an ordinary test run).
+#[test]
+fn manual_sidecar_helper() {
+    pod::manual_sidecar_main();
+}
+
+const MANUAL_HELPER: &str = "manual_sidecar_helper";
+
+/// The window's series that count calls and bytes, with the exact value `io` at scale 1
+/// makes them (`readall`: the read(2) calls of its whole-file read).
+type Labels = Vec<(&'static str, &'static str)>;
+
+fn exact_calls(readall: u64) -> Vec<(&'static str, Labels, u64)> {
+    vec![
+        ("ktm_sys_pread_latency_seconds_count", vec![], PREAD_X),
+        ("ktm_sys_read_latency_seconds_count", vec![], READ_X + readall),
+        ("ktm_fadvise_calls_total", vec![], ADVICE.len() as u64 + FAILING_FADVISE),
+        ("ktm_fadvise_success_total", vec![], ADVICE.len() as u64),
+        ("ktm_fadvise_advice_total", vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
+        ("ktm_fadvise_advice_total", vec![("advice", "willneed")], 1),
+        ("ktm_sys_pread_bytes_total", vec![], PREAD_X * 4096),
+        ("ktm_sys_read_bytes_total", vec![], (FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
+    ]
+}
+
+/// Each exact series' increase from `before` to `after`, or None where the metric is
+/// unavailable on this kernel.
+fn increases(before: &Batch, after: &Batch, readall: u64) -> Vec<(String, Option<u64>, u64)> {
+    exact_calls(readall)
+        .into_iter()
+        .map(|(name, labels, exact)| {
+            let got = if after.source(metric_of(name)) == "unavailable" {
+                None
+            } else {
+                let (a, b) = (after.value(name, &labels), before.value(name, &labels).unwrap_or(0.0));
+                Some(a.map_or(0, |a| (a - b) as u64))
+            };
+            (format!("{name}{labels:?}"), got, exact)
+        })
+        .collect()
+}
+
+/// The counters moved from `before` to `after` by exactly the target's known I/O.
+fn assert_exact_calls(before: &Batch, after: &Batch, readall: u64, case: &str) {
+    for (series, got, exact) in increases(before, after, readall) {
+        if let Some(got) = got {
+            assert_eq!(got, exact, "{case}: {series}");
+        }
+    }
+}
+
+/// How BanyanDB comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    /// A new process in the same container cgroup directory (same inode: runc keeps it).
+    SameCgroup,
+    /// The container's cgroup directory removed and made again under the same path: a new
+    /// inode, so a new cgroup id (what `podman restart` does).
+    SamePathNewCgroup,
+    /// Another container (new container id and cgroup path), as the kubelet recreates one.
+    Recreated,
+    /// No restart: a shell exec'd into BanyanDB's container beside it.
+    ShellExecd,
+    /// No restart: a running process of another container moved into BanyanDB's cgroup by
+    /// another process (as `runc exec` moves its init before the exec), doing I/O at once.
+    StrangerJoins,
+}
+
+/// The host pid of a pod workload's process (its `Workload` is the process that stayed
+/// outside the pod's pid namespace; the workload is its one child).
+fn host_pid(w: &Workload) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", w.pid())).unwrap();
+    children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the workload's process")
+}
+
+/// The I/O of the other pod's BanyanDB (same comm, x5) and the decoy, around `target`'s.
+fn io_among(target: &mut Workload, others: &mut [&mut Workload], dir: &std::path::Path, tag: &str) -> u64 {
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("{tag}-other{i}"), 5);
+    }
+    let readall = io(target, dir, &format!("{tag}-target"), 1);
+    for (i, o) in others.iter_mut().enumerate() {
+        io(o, dir, &format!("{tag}-other{i}-after"), 5);
+    }
+    readall
+}
+
+/// Whether the batch's scope names pid `pid` in cgroup mode (programmed or learned).
+fn cgroup_mode_of(b: &Batch, pid: u32) -> bool {
+    let scope = b.state_label("scope");
+    scope.starts_with("cgroup ") && scope.contains(&format!(" of pid {pid}"))
+}
+
+/// BanyanDB restarts as `how` while a sidecar (collections driven by the test) counts it,
+/// and does its I/O at once, before any collection: returns the sidecar's batches before and
+/// after that I/O, the new target's pid and its whole-file read's calls. The other pod's
+/// BanyanDB restarts at the same moment and, with the decoy, does five times the I/O.
+struct Restarted {
+    before: Batch,
+    after: Batch,
+    pid: u32,
+    readall: u64,
+    /// The steady state after it: one more window, exact too.
+    steady: Option<(Batch, Batch, u64)>,
+}
+
+fn restart_case(tag: &str, how: Restart, own_cgroupns: bool, hook: bool) -> Option<Restarted> {
+    let dir = common::scratch();
+    let (x, y) = (Pod::new(&format!("{tag}-x")), Pod::new(&format!("{tag}-y")));
+    let prefix = format!("banyand-{tag}");
+    let mut tx = x.workload("banyand-ctr", &prefix);
+    let mut ty = y.workload("banyand-ctr", &prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let mut sidecar = pod::ManualSidecar::start(&x, &sidecar_entry(&x, own_cgroupns), MANUAL_HELPER, &prefix, hook);
+    let b = sidecar.collect();
+    if b.state_label("state") == "disabled" {
+        let reason = b.state_label("reason");
+        assert!(reason.contains(PARANOID_3), "{tag}: sidecar disabled: {reason}");
+        return None;
+    }
+    // Programmed (or learned from its first event) before the restart.
+    let pid = pid_in_pod(&mut tx);
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let b = sidecar.collect();
+    let b = if cgroup_mode_of(&b, pid) { b } else { sidecar.collect() };
+    assert!(cgroup_mode_of(&b, pid), "{tag}: not in cgroup mode on pid {pid}: {:?}", b.state_label("scope"));
+    if hook
+        && (contains(&b, "reason", "rename hook could not attach")
+            || contains(&b, "reason", "join hook could not attach"))
+    {
+        // Only where the kernel offers no mechanism for it to this sidecar (never on the
+        // host): the status says so, and restarts are caught at the next collection.
+        assert!(
+            std::env::var_os("KTM_IN_QEMU").is_some() || std::env::var_os("KTM_DISABLE_TRACEPOINT").is_some(),
+            "{tag}: {}",
+            b.state_label("reason")
+        );
+        return None;
+    }
+    let before = sidecar.collect();
+
+    let mut shell = None;
+    let mut target = match how {
+        Restart::ShellExecd => {
+            shell = Some(x.workload("banyand-ctr", "sh"));
+            tx
+        }
+        Restart::StrangerJoins => {
+            let joiner = x.workload("joiner-ctr", "joiner");
+            let procs = x.container("banyand-ctr").join("cgroup.procs");
+            std::fs::write(&procs, host_pid(&joiner).to_string()).unwrap();
+            shell = Some(joiner);
+            tx
+        }
+        _ => {
+            drop(tx);
+            drop(ty);
+            ty = y.workload("banyand-ctr", &prefix);
+            let container = match how {
+                Restart::SameCgroup => "banyand-ctr",
+                Restart::SamePathNewCgroup => {
+                    pod::remove_tree(&x.container("banyand-ctr"));
+                    "banyand-ctr"
+                }
+                _ => {
+                    pod::remove_tree(&x.container("banyand-ctr"));
+                    "banyand-ctr2"
+                }
+            };
+            x.workload(container, &prefix)
+        }
+    };
+    let pid = pid_in_pod(&mut target);
+    let readall = match shell.as_mut() {
+        Some(sh) => io_among(&mut target, &mut [&mut ty, &mut decoy, sh], dir.path(), "restart"),
+        None => io_among(&mut target, &mut [&mut ty, &mut decoy], dir.path(), "restart"),
+    };
+    let after = sidecar.collect();
+    let steady = hook.then(|| {
+        let b = sidecar.collect();
+        let readall = match shell.as_mut() {
+            Some(sh) => io_among(&mut target, &mut [&mut ty, &mut decoy, sh], dir.path(), "steady"),
+            None => io_among(&mut target, &mut [&mut ty, &mut decoy], dir.path(), "steady"),
+        };
+        (b, sidecar.collect(), readall)
+    });
+    Some(Restarted { before, after, pid, readall, steady })
+}
+
+/// Runs `how` with the rename hook and checks: exact counts from the restarted process's
+/// first call, counters going on (never reset), and a scope that names the new process.
+fn restart_counts_exactly(tag: &str, how: Restart, own_cgroupns: bool, row: &str) {
+    let Some(r) = restart_case(tag, how, own_cgroupns, true) else {
+        common::matrix(row, "no rename hook or disabled here (status says why)");
+        return;
+    };
+    let case = format!("{row} ({how:?})");
+    for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
+        eprintln!("{case}: {series}: {got:?} counted, {exact} made");
+    }
+    assert_exact_calls(&r.before, &r.after, r.readall, &case);
+    // Counters go on: the first collection after the restart already shows every call.
+    let state = r.after.state_label("state");
+    assert!(state == "active" || state == "degraded", "{case}: state {state}: {}", r.after.state_label("reason"));
+    let (b, a, readall) = r.steady.unwrap();
+    assert_exact_calls(&b, &a, readall, &format!("{case}, steady"));
+    if how == Restart::StrangerJoins {
+        assert!(contains(&a, "reason", "(joiner)"), "{case}: {}", a.state_label("reason"));
+    } else if how == Restart::ShellExecd {
+        assert!(contains(&a, "reason", "(sh)"), "{case}: {}", a.state_label("reason"));
+        assert!(contains(&a, "scope", &format!("comm prefix `banyand-{tag}` for pid {}", r.pid)), "{case}");
+    } else {
+        assert!(cgroup_mode_of(&r.after, r.pid), "{case}: scope {:?}", r.after.state_label("scope"));
+    }
+    common::matrix(row, "pass");
+}
+
+#[test]
+fn restart_in_the_same_cgroup_counts_every_call() {
+    if !common::privileged("pod_restart_same_cgroup") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rs", Restart::SameCgroup, true, "pod restart: same cgroup, I/O at once");
+}
+
+#[test]
+fn restart_in_a_new_cgroup_of_the_same_path_counts_every_call() {
+    if !common::privileged("pod_restart_new_inode") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rn", Restart::SamePathNewCgroup, true, "pod restart: same path, new cgroup, I/O at once");
+}
+
+#[test]
+fn recreated_container_counts_every_call() {
+    if !common::privileged("pod_restart_recreated") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("rc", Restart::Recreated, true, "pod restart: container recreated, I/O at once");
+    restart_counts_exactly(
+        "rh",
+        Restart::Recreated,
+        false,
+        "pod restart: container recreated, host cgroupns, I/O at once",
+    );
+}
+
+#[test]
+fn shell_execd_into_banyandbs_container_is_never_counted() {
+    if !common::privileged("pod_shell_exec") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("se", Restart::ShellExecd, true, "pod: shell exec'd into BanyanDB's container");
+}
+
+#[test]
+fn process_moved_into_banyandbs_cgroup_is_never_counted() {
+    if !common::privileged("pod_stranger_joins") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    restart_counts_exactly("sj", Restart::StrangerJoins, true, "pod: a process moved into BanyanDB's cgroup");
+}
+
+/// Without the rename hook (the behaviour before it), the same restart loses the new
+/// process's calls until the next collection: every one of them here, since all come first;
+/// and a shell exec'd into BanyanDB's container is counted as BanyanDB until then.
+#[test]
+fn without_the_rename_hook_a_restart_loses_calls() {
+    if !common::privileged("pod_restart_without_hook") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod restart without the rename hook loses calls";
+    let Some(r) = restart_case("rw", Restart::SamePathNewCgroup, true, false) else {
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    };
+    for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
+        if let Some(got) = got {
+            eprintln!("without the hook, restart: {series}: {got} of {exact} counted");
+            assert_eq!(got, 0, "without the hook: {series} counted the restarted process ({exact} calls made)");
+        }
+    }
+    for (tag, how) in [("sw", Restart::ShellExecd), ("jw", Restart::StrangerJoins)] {
+        let Some(r) = restart_case(tag, how, true, false) else { return };
+        for (series, got, exact) in increases(&r.before, &r.after, r.readall) {
+            if let Some(got) = got {
+                eprintln!("without the hooks, {how:?}: {series}: {got} counted, BanyanDB made {exact}");
+                assert!(
+                    got > exact,
+                    "without the hooks: {how:?}: {series}: the stranger was not counted ({got} of {exact})"
+                );
+            }
+        }
+    }
+    common::matrix(row, "pass (lost, and the shell counted, as expected)");
+}
+
+/// A new pod: its sidecar starts before BanyanDB, which does its I/O at once.
+#[test]
+fn sidecar_started_first_counts_from_banyandbs_first_call() {
+    if !common::privileged("pod_sidecar_first") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod recreated: sidecar first, I/O at once";
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("sf-x"), Pod::new("sf-y"));
+    let prefix = "banyand-sf";
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let mut sidecar = pod::ManualSidecar::start(&x, &sidecar_entry(&x, true), MANUAL_HELPER, prefix, true);
+    let before = sidecar.collect();
+    if before.state_label("state") == "disabled" {
+        assert!(contains(&before, "reason", PARANOID_3), "{}", before.state_label("reason"));
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    }
+    assert_eq!(before.state_label("state"), "waiting_for_target");
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let pid = pid_in_pod(&mut tx);
+    let readall = io_among(&mut tx, &mut [&mut ty, &mut decoy], dir.path(), "first");
+    let after = sidecar.collect();
+    assert_exact_calls(&before, &after, readall, row);
+    assert!(cgroup_mode_of(&after, pid), "{row}: scope {:?}", after.state_label("scope"));
+    // BanyanDB exits: waiting at the next collection, its counts kept.
+    drop(tx);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let gone = sidecar.collect();
+    assert_eq!(gone.state_label("state"), "waiting_for_target", "{row}: {:?}", gone.state_label("scope"));
+    assert_exact_calls(&before, &gone, readall, row);
+    common::matrix(row, "pass");
+}
+
+/// A sidecar container without a cgroup2 mount (a runtime on a host with cgroup v1
+/// controllers mounts only the v1 hierarchies): the status says that is what is missing,
+/// and the id is learned in the kernel all the same.
+#[test]
+fn sidecar_without_a_cgroup2_mount_says_so_and_learns_the_id() {
+    if !common::privileged("pod_no_cgroup2_mount") {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let row = "pod: no cgroup2 mount in the sidecar";
+    let dir = common::scratch();
+    let (x, y) = (Pod::new("nm-x"), Pod::new("nm-y"));
+    let prefix = "banyand-nm";
+    let mut tx = x.workload("banyand-ctr", prefix);
+    let mut ty = y.workload("banyand-ctr", prefix);
+    let mut decoy = x.workload("other-ctr", "decoy");
+    let entry = Entry { no_cgroup2: true, ..sidecar_entry(&x, true) };
+    let mut sidecar = pod::ManualSidecar::start(&x, &entry, MANUAL_HELPER, prefix, true);
+    let b = sidecar.collect();
+    if b.state_label("state") == "disabled" {
+        assert!(contains(&b, "reason", PARANOID_3), "{}", b.state_label("reason"));
+        common::matrix(row, "disabled: perf_event_paranoid 3 needs CAP_SYS_ADMIN");
+        return;
+    }
+    let reason = b.state_label("reason");
+    eprintln!("{row}: reason: {reason}");
+    assert!(reason.contains("cgroup v2 is not mounted"), "{reason}");
+    assert!(reason.contains("has no cgroup2 mount"), "{reason}");
+    assert!(!reason.contains("outside the sidecar's cgroup namespace"), "{reason}");
+    let pid = pid_in_pod(&mut tx);
+    let warm = dir.path().join("warm");
+    std::fs::write(&warm, [7u8; 4096]).unwrap();
+    tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
+    let before = sidecar.collect();
+    assert!(cgroup_mode_of(&before, pid), "{row}: scope {:?}", before.state_label("scope"));
+    let readall = io_among(&mut tx, &mut [&mut ty, &mut decoy], dir.path(), "nomount");
+    let after = sidecar.collect();
+    assert_exact_calls(&before, &after, readall, row);
+    common::matrix(row, "pass");
 }

@@ -23,8 +23,9 @@ pub enum CgroupVerdict {
     /// The cgroup holds only the target, but its directory cannot be reached from here
     /// (it lies outside the sidecar's cgroup namespace, the default for a container on
     /// cgroup v2, or no cgroup v2 is mounted): its id is learned in the kernel from the
-    /// target's first event. `cgroup` is the path `/proc/<pid>/cgroup` shows.
-    Learn { cgroup: PathBuf },
+    /// target's first event. `cgroup` is the path `/proc/<pid>/cgroup` shows; `why` says
+    /// what keeps its directory out of reach, for the status.
+    Learn { cgroup: PathBuf, why: String },
     /// Comm mode must be used; `reason` is for the status.
     Unusable { reason: String },
 }
@@ -133,13 +134,13 @@ pub fn judge(roots: &Roots, mount: &Cgroup2Mount, cgroup: &Path, prefix: &str) -
 pub const NOT_LEARNABLE: &str =
     "the target's cgroup id cannot be learned in the kernel either (this /proc belongs to another pid namespace)";
 
-/// Judges a cgroup whose directory cannot be reached, from `/proc` alone: usable when no
+/// Judges a cgroup whose directory cannot be reached (`why`), from `/proc` alone: usable when no
 /// process but the target and others with its comm prefix shows the same cgroup path. In a
 /// pod every container's processes share the pod's pid namespace, so `/proc` lists every
 /// process that could be in the target's container. `None` when its id could not be
 /// learned: the programs name the target by its pid in the sidecar's pid namespace, which
 /// needs `/proc` to be that namespace's.
-pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32) -> Option<CgroupVerdict> {
+pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32, why: &str) -> Option<CgroupVerdict> {
     if !super::pidns::proc_is_own(&roots.proc) || PidNs::of_self(&roots.proc).is_none() {
         return None;
     }
@@ -174,7 +175,7 @@ pub fn judge_by_proc(roots: &Roots, cgroup: &Path, prefix: &str, target: u32) ->
     }
     Some(match shared(cgroup, &offenders) {
         Some(reason) => CgroupVerdict::Unusable { reason },
-        None => CgroupVerdict::Learn { cgroup: cgroup.to_path_buf() },
+        None => CgroupVerdict::Learn { cgroup: cgroup.to_path_buf(), why: why.to_string() },
     })
 }
 

@@ -73,8 +73,8 @@ pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, Disco
             (Some(p), _) => unusable(format!("collector.ebpf.cgroup_path {} cannot be used: {e}", p.display())),
             // No cgroup v2 mount, but /proc names the target's cgroup: the kernel can still
             // tell us its id.
-            (None, Ok(own)) => cgroup::judge_by_proc(roots, own, prefix, chosen.pid)
-                .unwrap_or_else(|| unusable(format!("{e}, and {}", cgroup::NOT_LEARNABLE))),
+            (None, Ok(own)) => cgroup::judge_by_proc(roots, own, prefix, chosen.pid, &no_cgroup2(e))
+                .unwrap_or_else(|| unusable(format!("{}, and {}", no_cgroup2(e), cgroup::NOT_LEARNABLE))),
             (None, Err(_)) => unusable(e.to_string()),
         },
         (Ok(m), _, Some(w)) => {
@@ -95,7 +95,7 @@ pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, Disco
             }
         }
         (Ok(m), Ok(own), None) => match cgroup::directory(m, own) {
-            Err(why) if own != Path::new("/") => cgroup::judge_by_proc(roots, own, prefix, chosen.pid)
+            Err(why) if own != Path::new("/") => cgroup::judge_by_proc(roots, own, prefix, chosen.pid, &why)
                 .unwrap_or_else(|| unusable(format!("{why}, and {}", cgroup::NOT_LEARNABLE))),
             _ => cgroup::judge(roots, m, own, prefix),
         },
@@ -108,6 +108,15 @@ pub fn discover(cfg: &EbpfConfig, roots: &Roots) -> Result<Option<Target>, Disco
         matched: candidates.iter().map(|c| c.pid).collect(),
         note,
     }))
+}
+
+/// What is missing where no cgroup v2 mount is visible: a container runtime on a hybrid
+/// host (cgroup v1 controllers, v2 only at `/sys/fs/cgroup/unified`) mounts only the v1
+/// hierarchies into the container.
+fn no_cgroup2(e: &DiscoveryError) -> String {
+    format!(
+        "{e} (the sidecar's container has no cgroup2 mount; on a host with cgroup v1 controllers a runtime mounts only the v1 hierarchies), so the target's cgroup directory cannot be reached"
+    )
 }
 
 fn configured_missing(cfg: &EbpfConfig, wanted: &Path, mount: &Cgroup2Mount) -> String {

@@ -72,6 +72,19 @@ pub fn parse_stat(text: &[u8]) -> Option<(u32, u64)> {
     Some((ppid, start))
 }
 
+/// Whether a `/proc/<pid>/stat` says the process has exited (state `Z` zombie or `X`
+/// dead): a BanyanDB that exited is no target, though its zombie keeps its comm until its
+/// parent reaps it (a pod whose pause does not reap, or a slow runtime).
+pub fn stat_exited(text: &[u8]) -> bool {
+    let Some(close) = text.iter().rposition(|&b| b == b')') else { return false };
+    matches!(text.get(close + 1..).and_then(|r| r.iter().find(|b| !b.is_ascii_whitespace())), Some(b'Z' | b'X'))
+}
+
+/// Whether `pid` is a process that has not exited.
+pub fn running(roots: &Roots, pid: u32) -> bool {
+    std::fs::read(roots.proc.join(pid.to_string()).join("stat")).is_ok_and(|s| !stat_exited(&s))
+}
+
 /// The path of the `0::<path>` line of `/proc/<pid>/cgroup` (cgroup v2), ignoring v1
 /// lines; `None` when there is no such line.
 pub fn parse_cgroup_v2(text: &[u8]) -> Option<PathBuf> {
@@ -109,6 +122,7 @@ pub fn matching(roots: &Roots, prefix: &str) -> Result<Vec<Candidate>, Discovery
         }
         let stat_path = roots.proc.join(pid.to_string()).join("stat");
         let stat = match std::fs::read(&stat_path) {
+            Ok(s) if stat_exited(&s) => continue,
             Ok(s) => parse_stat(&s),
             Err(e) if vanished(&e) => continue,
             Err(e) => {
@@ -145,6 +159,15 @@ mod tests {
         assert_eq!(parse_stat(b"1 (x) S"), None);
         assert_eq!(parse_stat(b""), None);
         assert_eq!(parse_stat(b"1 (x) S notanumber 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 5"), None);
+    }
+
+    #[test]
+    fn exited_processes() {
+        assert!(stat_exited(b"4242 (banyand) Z 1 4242"));
+        assert!(stat_exited(b"4242 (a) Z) X 1"));
+        assert!(!stat_exited(b"4242 (a) Z) S 1"));
+        assert!(!stat_exited(b"4242 (banyand) S 1"));
+        assert!(!stat_exited(b""));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::attach::{attach_plan, Attached, PlanReport, Policy};
 use crate::discovery::PidNs;
 use crate::insn::MapRef;
 use crate::maps::{Array, HashMap, Map, PerCpuArray, Pod};
-use crate::programs::layout::{self, config, lane, ConfigRecord, Counters, HIST_SLOTS};
+use crate::programs::layout::{self, config, lane, renamed, ConfigRecord, Counters, Renamed, HIST_SLOTS};
 use crate::programs::{probes, Probe};
 use crate::sys::AsRawFd;
 use crate::Result;
@@ -23,6 +23,13 @@ pub enum Scope {
     /// only that pod's tasks with the prefix (`narrow`), and learns the cgroup id of thread
     /// group `learn` (as numbered in `pidns`) from its first event ([`IoMonitor::learned_cgroup`]).
     CommInPidNs { prefix: String, pidns: PidNs, narrow: bool, learn: Option<u32> },
+    /// Cgroup mode on `id`, whose one process is thread group `target` (as numbered in
+    /// `pidns`, the pod's), guarded by the rename hook: when a task of the pod takes a name
+    /// with `prefix` in another cgroup (BanyanDB restarted or recreated), or a task of
+    /// another name execs in this cgroup (a shell exec'd into BanyanDB's container), the
+    /// hook switches to comm mode narrowed to the pod at once, and the collector
+    /// re-discovers ([`IoMonitor::renamed`]).
+    Guarded { id: u64, target: u32, prefix: String, pidns: PidNs },
 }
 
 impl Scope {
@@ -41,6 +48,18 @@ impl Scope {
                 r[config::PIDNS_INO] = pidns.ino;
                 r[config::NARROW] = u64::from(*narrow);
                 r[config::LEARN_TGID] = learn.map_or(0, u64::from);
+                // Narrowed comm mode is what the hook switches to: it may act.
+                r[config::WATCH] = u64::from(*narrow);
+            }
+            Scope::Guarded { id, target, prefix, pidns } => {
+                comm(&mut r, prefix);
+                r[config::PIDNS_DEV] = pidns.dev;
+                r[config::PIDNS_INO] = pidns.ino;
+                r[config::NARROW] = 1;
+                r[config::WATCH] = 1;
+                r[config::TARGET_TGID] = u64::from(*target);
+                r[config::MODE] = config::MODE_CGROUP;
+                r[config::CGROUP_ID] = *id;
             }
         }
         return r;
@@ -134,6 +153,7 @@ const _: fn() = || {
     fn is_pod<T: Pod>() {}
     is_pod::<Counters>();
     is_pod::<ConfigRecord>();
+    is_pod::<Renamed>();
 };
 
 /// The running iomonitor. Dropping it detaches every program and frees the maps.
@@ -150,6 +170,18 @@ pub struct IoMonitor {
     _start: HashMap<u64, u64>,
     start_spilled: Array<u64>,
     learned: Array<u64>,
+    renamed: Array<Renamed>,
+}
+
+/// What the rename hook last saw ([`IoMonitor::renamed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renames {
+    /// Moves each time the hook acts (a BanyanDB appeared in the pod, or a stranger exec'd in
+    /// the target's cgroup and the hook switched to comm mode).
+    pub generation: u64,
+    /// The cgroup id and thread-group id (in the pod's pid namespace) of the last task that
+    /// took a name with the prefix, if any did.
+    pub last: Option<(u64, u32)>,
 }
 
 impl IoMonitor {
@@ -163,13 +195,14 @@ impl IoMonitor {
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
-        let [config, counters, start_slots, start, spilled, learned] = layout::map_defs().map(Map::create);
+        let [config, counters, start_slots, start, spilled, learned, renamed] = layout::map_defs().map(Map::create);
         let config = Array::<ConfigRecord>::from_map(config?)?;
         let counters = PerCpuArray::<Counters>::from_map(counters?)?;
         let start_slots = start_slots?;
         let start = HashMap::<u64, u64>::from_map(start?)?;
         let start_spilled = Array::<u64>::from_map(spilled?)?;
         let learned = Array::<u64>::from_map(learned?)?;
+        let renamed = Array::<Renamed>::from_map(renamed?)?;
         let fds = [
             (layout::CONFIG, config.map().as_raw_fd()),
             (layout::COUNTERS, counters.map().as_raw_fd()),
@@ -177,6 +210,7 @@ impl IoMonitor {
             (layout::START, start.map().as_raw_fd()),
             (layout::START_SPILLED, start_spilled.map().as_raw_fd()),
             (layout::LEARNED, learned.map().as_raw_fd()),
+            (layout::RENAMED, renamed.map().as_raw_fd()),
         ];
         let fd_of = |m: MapRef| fds.iter().find(|(n, _)| *n == m).map(|(_, fd)| *fd);
         let mut attached = Vec::new();
@@ -203,6 +237,7 @@ impl IoMonitor {
             _start: start,
             start_spilled,
             learned,
+            renamed,
         })
     }
 
@@ -221,15 +256,16 @@ impl IoMonitor {
         Ok(Some(self.learned.get(0)?).filter(|&id| id != 0))
     }
 
+    /// What the rename hook last saw.
+    pub fn renamed(&self) -> Result<Renames> {
+        let r = self.renamed.get(0)?;
+        let last = (r[renamed::TGID] != 0).then(|| (r[renamed::CGROUP_ID], r[renamed::TGID] as u32));
+        Ok(Renames { generation: r[renamed::GENERATION], last })
+    }
+
     /// Reads every counter, summed over CPUs. Never clears anything.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::from_lanes(&self.counters.get(0)?.sum_u64_lanes()))
-    }
-
-    /// Zeroes the counters: for a new target cgroup, whose counters start again from zero.
-    pub fn reset(&self) -> Result<()> {
-        let cpus = self.counters.map().cpus();
-        self.counters.set(0, &crate::maps::PerCpu(vec![[0u64; lane::LANES]; cpus]))
     }
 
     /// The start-time slots, for tests that occupy a slot to drive the hash path.
@@ -287,4 +323,29 @@ fn sources_of(reports: &[(PlanReport, &'static [&'static str])]) -> Vec<Source> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_cgroup_mode_carries_what_the_rename_hook_switches_to() {
+        let pidns = PidNs { dev: 4, ino: 4026532000 };
+        let g = Scope::Guarded { id: 77, target: 12, prefix: "banyand".into(), pidns }.record();
+        let c = Scope::CommInPidNs { prefix: "banyand".into(), pidns, narrow: true, learn: None }.record();
+        assert_eq!((g[config::MODE], g[config::CGROUP_ID], g[config::TARGET_TGID]), (config::MODE_CGROUP, 77, 12));
+        assert_eq!(g[config::WATCH], 1);
+        // Switching MODE alone turns it into narrowed comm mode.
+        let mut switched = g;
+        switched[config::MODE] = config::MODE_COMM;
+        for w in [config::PREFIX_LO, config::PREFIX_HI, config::MASK_LO, config::MASK_HI, config::NARROW] {
+            assert_eq!(switched[w], c[w], "word {w}");
+        }
+        assert_eq!((switched[config::PIDNS_DEV], switched[config::PIDNS_INO]), (4, 4026532000));
+        // The hook never acts where comm mode is not narrowed (hostPID), nor in plain cgroup mode.
+        let wide = Scope::CommInPidNs { prefix: "banyand".into(), pidns, narrow: false, learn: None }.record();
+        assert_eq!(wide[config::WATCH], 0);
+        assert_eq!(Scope::Cgroup(77).record()[config::WATCH], 0);
+    }
 }

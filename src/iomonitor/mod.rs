@@ -10,5 +10,5 @@ mod kernel;
 mod module;
 pub mod stats;
 
-pub use kernel::{IoMonitor, Latency, Scope, Snapshot, Source, ADVICE_LABELS};
+pub use kernel::{IoMonitor, Latency, Renames, Scope, Snapshot, Source, ADVICE_LABELS};
 pub use module::IoMonitorModule;

@@ -17,9 +17,8 @@ enum Programmed {
     /// Cgroup mode on this cgroup, whose directory the sidecar sees.
     Cgroup { path: PathBuf, id: u64, pid: u32 },
     /// Comm mode in the sidecar's pid namespace while the programs learn the id of `cgroup`
-    /// (a path outside the sidecar's cgroup namespace) from pid `pid`'s first event.
-    /// `previous` is the id this cgroup path had before the target restarted.
-    Learning { cgroup: PathBuf, pid: u32, previous: Option<u64> },
+    /// from pid `pid`'s first event; `why` says what keeps its directory out of reach.
+    Learning { cgroup: PathBuf, why: String, pid: u32 },
     /// Cgroup mode on an id the programs learned.
     Learned { cgroup: PathBuf, id: u64, pid: u32 },
     /// Comm mode, with why the cgroup cannot be used.
@@ -27,6 +26,12 @@ enum Programmed {
 }
 
 /// The iomonitor module.
+///
+/// Its counters never restart while it runs: a restarted BanyanDB goes on counting into
+/// the same series (its restarts are the moments an operator reads them most), whether it
+/// comes back in the same cgroup or another. The rename hook ([`crate::programs`]'s
+/// `ktm_follow`) switches the kernel's scope at the restart itself; the collections here
+/// only put cgroup mode back once the new process is known.
 pub struct IoMonitorModule {
     cfg: EbpfConfig,
     roots: Roots,
@@ -35,9 +40,8 @@ pub struct IoMonitorModule {
     pidns: Option<PidNs>,
     monitor: Option<IoMonitor>,
     programmed: Programmed,
-    /// The last cgroup learned and its id: a target that comes back in the same cgroup path
-    /// keeps its counters (unless the id turns out new), one in another path starts over.
-    learned_before: Option<(PathBuf, u64)>,
+    /// The rename hook's generation that the programmed scope has taken into account.
+    generation: u64,
     warned_missing: bool,
     last_error: Option<String>,
     probes: fn() -> Vec<crate::programs::Probe>,
@@ -59,14 +63,15 @@ impl IoMonitorModule {
             pidns,
             monitor: None,
             programmed: Programmed::Waiting,
-            learned_before: None,
+            generation: 0,
             warned_missing: false,
             last_error: None,
             probes: crate::programs::probes,
         }
     }
 
-    /// Replaces the probe list (tests use it to force a program the verifier rejects).
+    /// Replaces the probe list (tests use it to force a program the verifier rejects, or
+    /// to leave the rename hook out).
     pub fn with_probes(mut self, probes: fn() -> Vec<crate::programs::Probe>) -> Self {
         self.probes = probes;
         self
@@ -93,60 +98,77 @@ impl IoMonitorModule {
         }
     }
 
+    /// Cgroup mode on `id` for target `pid`: guarded by the rename hook where comm mode is
+    /// narrowed to the pod (what the hook switches to must count no other pod).
+    fn cgroup_scope(&self, id: u64, pid: u32) -> Scope {
+        match self.pidns.filter(|_| self.narrowed()) {
+            Some(pidns) => Scope::Guarded { id, target: pid, prefix: self.cfg.comm_prefix.clone(), pidns },
+            None => Scope::Cgroup(id),
+        }
+    }
+
+    /// Whether `pid` is still a process with the prefix (the target has not exited).
+    fn alive(&self, pid: u32) -> bool {
+        discovery::procfs::read_comm(&self.roots, pid).is_ok_and(|c| c.starts_with(self.cfg.comm_prefix.as_bytes()))
+            && discovery::procfs::running(&self.roots, pid)
+    }
+
     /// Whether `pid` is still the target, in `cgroup`: the health check of a learned
     /// cgroup, whose directory cannot be stat'ed from here.
     fn still_in(&self, pid: u32, cgroup: &std::path::Path) -> bool {
-        let comm_ok = discovery::procfs::read_comm(&self.roots, pid)
-            .is_ok_and(|c| c.starts_with(self.cfg.comm_prefix.as_bytes()));
-        comm_ok && discovery::procfs::read_cgroup_v2(&self.roots, pid).ok().flatten().as_deref() == Some(cgroup)
+        self.alive(pid) && discovery::procfs::read_cgroup_v2(&self.roots, pid).ok().flatten().as_deref() == Some(cgroup)
     }
 
     /// The health check and discovery, run at start and every collection.
+    ///
+    /// The programmed target is kept while it lives and the rename hook saw nothing; a
+    /// target that exited, or a hook that acted (a new BanyanDB, a stranger in its cgroup),
+    /// makes it re-discover at once.
     fn refresh(&mut self) {
         let Some(monitor) = &self.monitor else { return };
-        match &self.programmed {
-            Programmed::Cgroup { path, id, .. } => {
-                if discovery::cgroup_still_matches(path, *id) {
-                    return; // The target may have restarted; its cgroup is the same: keep counting.
-                }
-                log::warn!(
-                    "target cgroup {} is gone or was recreated: re-discovering, counters restart from zero",
-                    path.display()
-                );
-                if let Err(e) = monitor.reset() {
-                    log::error!("cannot reset the counters: {e}");
-                }
-                self.programmed = Programmed::Waiting;
+        let renames = match monitor.renamed() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.last_error = Some(format!("cannot read the rename hook's record: {e}"));
+                None
             }
-            Programmed::Learned { cgroup, pid, .. } if self.still_in(*pid, cgroup) => return,
-            Programmed::Learning { cgroup, pid, previous } if self.still_in(*pid, cgroup) => {
-                match monitor.learned_cgroup() {
-                    Ok(Some(id)) => {
-                        if previous.is_some_and(|p| p != id) {
-                            log::warn!(
-                                "cgroup {} was recreated (id {} -> {id}): counters restart from zero",
-                                cgroup.display(),
-                                previous.unwrap_or(0)
-                            );
-                            if let Err(e) = monitor.reset() {
-                                log::error!("cannot reset the counters: {e}");
-                            }
+        };
+        let moved = renames.is_some_and(|r| r.generation != self.generation);
+        if !moved {
+            match &self.programmed {
+                Programmed::Cgroup { path, id, pid }
+                    if discovery::cgroup_still_matches(path, *id) && self.alive(*pid) =>
+                {
+                    return
+                }
+                Programmed::Learned { cgroup, pid, .. } if self.still_in(*pid, cgroup) => return,
+                Programmed::Learning { cgroup, pid, .. } if self.still_in(*pid, cgroup) => {
+                    match monitor.learned_cgroup() {
+                        Ok(Some(id)) => {
+                            let next = Programmed::Learned { cgroup: cgroup.clone(), id, pid: *pid };
+                            self.program(&self.cgroup_scope(id, *pid), next);
+                            self.unless_renamed_since(self.generation);
                         }
-                        let next = Programmed::Learned { cgroup: cgroup.clone(), id, pid: *pid };
-                        self.learned_before = Some((cgroup.clone(), id));
-                        self.program(&Scope::Cgroup(id), next);
+                        Ok(None) => {}
+                        Err(e) => self.last_error = Some(format!("cannot read the learned cgroup id: {e}")),
                     }
-                    Ok(None) => {}
-                    Err(e) => self.last_error = Some(format!("cannot read the learned cgroup id: {e}")),
+                    return;
                 }
-                return;
+                _ => {}
             }
-            _ => {}
         }
+        let seen = renames.map_or(self.generation, |r| r.generation);
         let next = match discovery::discover(&self.cfg, &self.roots) {
             Ok(Some(t)) => match t.cgroup {
                 CgroupVerdict::Usable { path, id } => Programmed::Cgroup { path, id, pid: t.pid },
-                CgroupVerdict::Learn { cgroup } => self.learning(cgroup, t.pid),
+                // The hook saw this very process take its name: its cgroup id is known now.
+                CgroupVerdict::Learn { cgroup, .. }
+                    if self.narrowed() && renames.and_then(|r| r.last).is_some_and(|(_, tgid)| tgid == t.pid) =>
+                {
+                    let id = renames.and_then(|r| r.last).map_or(0, |(id, _)| id);
+                    Programmed::Learned { cgroup, id, pid: t.pid }
+                }
+                CgroupVerdict::Learn { cgroup, why } => Programmed::Learning { cgroup, why, pid: t.pid },
                 CgroupVerdict::Unusable { reason } => Programmed::Comm { pid: t.pid, why: reason },
             },
             Ok(None) => {
@@ -164,47 +186,41 @@ impl IoMonitorModule {
                 Programmed::Waiting
             }
         };
-        if next != self.programmed {
+        // The hook may have switched the kernel's mode: program again even when the
+        // target is the same.
+        if next != self.programmed || moved {
             let scope = match &next {
-                Programmed::Cgroup { id, .. } | Programmed::Learned { id, .. } => Scope::Cgroup(*id),
+                Programmed::Cgroup { id, pid, .. } | Programmed::Learned { id, pid, .. } => {
+                    self.cgroup_scope(*id, *pid)
+                }
                 Programmed::Learning { pid, .. } => self.comm_scope(Some(*pid)),
                 Programmed::Waiting | Programmed::Comm { .. } => self.comm_scope(None),
             };
             self.program(&scope, next);
         }
+        self.generation = seen;
+        self.unless_renamed_since(seen);
     }
 
-    /// The next state for a target whose cgroup `cgroup` must be learned. The same cgroup
-    /// path as before (BanyanDB restarted in its container) keeps the counters unless the
-    /// learned id turns out new; another path is another container: counters restart now,
-    /// before its first event is counted.
-    fn learning(&mut self, cgroup: PathBuf, pid: u32) -> Programmed {
-        let previous = match self.learned_before.take() {
-            Some((old, id)) if old == cgroup => {
-                self.learned_before = Some((old, id));
-                Some(id)
+    /// A hook that acted after generation `seen` was read may have had its switch
+    /// overwritten by the scope just written: count by comm (narrowed) until the next
+    /// collection, which sees the generation moved and decides again.
+    fn unless_renamed_since(&mut self, seen: u64) {
+        let Some(monitor) = &self.monitor else { return };
+        if monitor.renamed().is_ok_and(|r| r.generation != seen) {
+            if let Err(e) = monitor.set_scope(&self.comm_scope(None)) {
+                self.last_error = Some(format!("cannot program the scope filter: {e}"));
             }
-            Some((old, _)) => {
-                log::warn!(
-                    "target moved from cgroup {} to {}: counters restart from zero",
-                    old.display(),
-                    cgroup.display()
-                );
-                if let Some(Err(e)) = self.monitor.as_ref().map(IoMonitor::reset) {
-                    log::error!("cannot reset the counters: {e}");
-                }
-                None
-            }
-            None => None,
-        };
-        Programmed::Learning { cgroup, pid, previous }
+        }
     }
 
     fn program(&mut self, scope: &Scope, next: Programmed) {
         let Some(monitor) = &self.monitor else { return };
         match monitor.set_scope(scope) {
             Ok(()) => {
-                log::info!("iomonitor scope: {}", describe(&next, &self.cfg.comm_prefix));
+                if next != self.programmed {
+                    log::info!("iomonitor scope: {}", describe(&next, &self.cfg.comm_prefix));
+                }
                 self.programmed = next;
             }
             Err(e) => self.last_error = Some(format!("cannot program the scope filter: {e}")),
@@ -234,6 +250,7 @@ impl Module for IoMonitorModule {
     fn start(&mut self) -> Result<()> {
         let monitor = IoMonitor::start_with((self.probes)(), &self.policy)?;
         monitor.set_scope(&self.comm_scope(None))?;
+        self.generation = monitor.renamed()?.generation;
         if monitor.attached_programs() == 0 {
             let why: Vec<String> = monitor.reports().map(|r| r.to_string()).collect();
             return Err(crate::Error::Other(format!("no probe could attach: {}", why.join(" | "))));
@@ -305,10 +322,9 @@ impl Module for IoMonitorModule {
                 reasons.push(format!("comm filtering only: {why}"));
                 reasons.extend(node_wide);
             }
-            Programmed::Learning { cgroup, pid, .. } => {
+            Programmed::Learning { why, pid, .. } => {
                 reasons.push(format!(
-                    "cgroup {} lies outside the sidecar's cgroup namespace: its id is learned from pid {pid}'s first event; until then comm filtering{}",
-                    cgroup.display(),
+                    "{why}: its id is learned from pid {pid}'s first event; until then comm filtering{}",
                     if self.narrowed() { " in the sidecar's pid namespace" } else { "" }
                 ));
                 reasons.extend(node_wide);
@@ -317,6 +333,22 @@ impl Module for IoMonitorModule {
         }
         if let Some(e) = &self.last_error {
             reasons.push(e.clone());
+        }
+        let missing = |name: &str| {
+            monitor
+                .reports()
+                .find(|r| r.name == name && r.attached.is_none())
+                .map(|r| r.failures.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; "))
+        };
+        if let Some(why) = missing(crate::programs::RENAME_HOOK) {
+            reasons.push(format!(
+                "a restarted BanyanDB is found at the next collection, not in the kernel (its I/O until then is lost): the rename hook could not attach ({why})"
+            ));
+        }
+        if let Some(why) = missing(crate::programs::JOIN_HOOK) {
+            reasons.push(format!(
+                "a process moved into BanyanDB's cgroup counts as BanyanDB until its exec or the next collection: the join hook could not attach ({why})"
+            ));
         }
         for r in monitor.reports().filter(|r| !r.silent.is_empty()) {
             let silent: Vec<String> = r.silent.iter().map(|p| p.to_string()).collect();

@@ -49,6 +49,23 @@ pub const START_SPILLED: MapRef = MapRef("ktm_io_spilled");
 /// kernel tells it the id instead (see `config::LEARN_TGID`).
 pub const LEARNED: MapRef = MapRef("ktm_learned");
 
+/// What the rename hook saw (an array of one [`Renamed`] record, written only by the
+/// kernel): a BanyanDB that appeared in the pod, or a stranger that exec'd in the target's
+/// cgroup. The collector re-discovers whenever the generation moved.
+pub const RENAMED: MapRef = MapRef("ktm_renamed");
+/// Words of the [`RENAMED`] record.
+pub mod renamed {
+    /// Bumped by every rename the hook acted on (before it switches the mode).
+    pub const GENERATION: usize = 0;
+    /// The cgroup id of the last task with the prefix that the hook saw.
+    pub const CGROUP_ID: usize = 1;
+    /// Its thread-group id in the config's pid namespace.
+    pub const TGID: usize = 2;
+    pub const WORDS: usize = 3;
+}
+/// The [`RENAMED`] record.
+pub type Renamed = [u64; renamed::WORDS];
+
 /// Config words (u64 each).
 pub mod config {
     pub const MODE: usize = 0;
@@ -68,7 +85,14 @@ pub mod config {
     /// Non-zero: the comm-mode event of this thread group (as numbered in `PIDNS_*`) stores
     /// its cgroup id in [`super::LEARNED`].
     pub const LEARN_TGID: usize = 9;
-    pub const WORDS: usize = 10;
+    /// Non-zero: the rename hook may act (comm mode is narrowed to the pod, so switching to
+    /// it at once counts no other pod's BanyanDB). Its `PREFIX_*`, `MASK_*` and `PIDNS_*`
+    /// are filled in cgroup mode too, for the switch.
+    pub const WATCH: usize = 10;
+    /// In cgroup mode: the target's thread-group id in `PIDNS_*`. Another task that execs
+    /// in the programmed cgroup is a stranger (a shell exec'd into the container).
+    pub const TARGET_TGID: usize = 11;
+    pub const WORDS: usize = 12;
 
     /// Count nothing (no target known yet).
     pub const MODE_OFF: u64 = 0;
@@ -129,7 +153,7 @@ pub mod lane {
 pub type Counters = [u64; lane::LANES];
 
 /// The module's maps: the one definition both the loader and the ELF writer use.
-pub fn map_defs() -> [crate::maps::MapDef; 6] {
+pub fn map_defs() -> [crate::maps::MapDef; 7] {
     use crate::maps::MapDef;
     use crate::sys::bpf::MapType;
     use std::mem::size_of;
@@ -148,6 +172,7 @@ pub fn map_defs() -> [crate::maps::MapDef; 6] {
         def(START, MapType::Hash, size_of::<u64>(), START_ENTRIES),
         def(START_SPILLED, MapType::Array, size_of::<u64>(), 1),
         def(LEARNED, MapType::Array, size_of::<u64>(), 1),
+        def(RENAMED, MapType::Array, size_of::<Renamed>(), 1),
     ]
 }
 

@@ -6,7 +6,8 @@
 mod emit;
 mod exercise;
 pub mod folio;
+mod follow;
 pub mod layout;
 mod probes;
 
-pub use probes::{probes, syscall_fn, Probe};
+pub use probes::{probes, syscall_fn, Probe, JOIN_HOOK, RENAME_HOOK};

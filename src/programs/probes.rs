@@ -488,6 +488,53 @@ fn lru_shrink(
     }
 }
 
+/// The name of the rename hook's plan ([`super::follow`]): it feeds no metric, it keeps
+/// the scope on BanyanDB across restarts.
+pub const RENAME_HOOK: &str = "ktm_follow";
+
+/// The rename hook's plan: the raw tracepoint (no tracefs, no BTF), fentry on the function
+/// it sits in, then a kprobe there; every one gives the task and the new name as the first
+/// two arguments. `__set_task_comm` is exported and never inlined, so no self-test.
+fn follow() -> Plan {
+    const FUNC: &str = "__set_task_comm";
+    Plan {
+        name: RENAME_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("task_rename"), || super::follow::rename_hook(0, 8)),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || super::follow::rename_hook(0, 8)),
+            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
+                let (args, _) = kprobe_regs()?;
+                super::follow::rename_hook(args[0], args[1])
+            }),
+        ],
+        exercise: None,
+    }
+}
+
+/// The name of the join hook's plan ([`super::follow::join_hook`]).
+pub const JOIN_HOOK: &str = "ktm_follow_join";
+
+/// The join hook's plan: the raw tracepoint `cgroup_attach_task` (after the move), else
+/// fentry or a kprobe on `cgroup_attach_task` (before it); the destination cgroup is the
+/// first argument of each.
+fn follow_join() -> Plan {
+    use super::follow::{join_hook, CgroupIdLayout};
+    const FUNC: &str = "cgroup_attach_task";
+    Plan {
+        name: JOIN_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("cgroup_attach_task"), || {
+                join_hook(0, CgroupIdLayout::from_kernel()?)
+            }),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || join_hook(0, CgroupIdLayout::from_kernel()?)),
+            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
+                join_hook(kprobe_regs()?.0[0], CgroupIdLayout::from_kernel()?)
+            }),
+        ],
+        exercise: None,
+    }
+}
+
 /// The iomonitor's probes.
 pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
@@ -575,5 +622,7 @@ pub fn probes() -> Vec<Probe> {
             },
             metrics: &["ktm_memory_direct_reclaim_begin_total"],
         },
+        Probe { plan: follow(), metrics: &[] },
+        Probe { plan: follow_join(), metrics: &[] },
     ]
 }

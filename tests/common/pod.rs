@@ -41,6 +41,9 @@ pub struct Entry {
     /// A mount namespace of its own: `/proc` for its pid namespace, cgroup2 mounted afresh,
     /// tracefs and debugfs absent.
     pub own_mounts: bool,
+    /// With `own_mounts`: cgroup2 unmounted and not mounted again, as a runtime on a host
+    /// with cgroup v1 controllers leaves a container (only the v1 hierarchies mounted).
+    pub no_cgroup2: bool,
     /// Only CAP_BPF and CAP_PERFMON (and RLIMIT_MEMLOCK raised first, as a runtime
     /// configured for eBPF does: kernels before 5.11 charge maps to it).
     pub least_privilege: bool,
@@ -203,7 +206,9 @@ impl Pod {
                     if let Some(at) = &cgroup2 {
                         // Mounted afresh, it shows the cgroup namespace's root.
                         libc::umount2(at.as_ptr(), libc::MNT_DETACH);
-                        if libc::mount(cgroup2_fs.as_ptr(), at.as_ptr(), cgroup2_fs.as_ptr(), 0, null.cast()) != 0 {
+                        if !e.no_cgroup2
+                            && libc::mount(cgroup2_fs.as_ptr(), at.as_ptr(), cgroup2_fs.as_ptr(), 0, null.cast()) != 0
+                        {
                             return fail(7);
                         }
                     }
@@ -383,5 +388,105 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Marks the lines of a [`ManualSidecar`]'s answers among the test harness's output.
+const MANUAL_BEGIN: &str = "KTM-MANUAL-BEGIN";
+const MANUAL_END: &str = "KTM-MANUAL-END";
+/// The environment that makes this test binary's helper test a [`ManualSidecar`]: the comm
+/// prefix; and `0` in [`MANUAL_HOOK`] to leave the rename and join hooks out.
+pub const MANUAL_PREFIX: &str = "KTM_MANUAL_SIDECAR";
+pub const MANUAL_HOOK: &str = "KTM_MANUAL_HOOK";
+
+/// The iomonitor module in a pod's sidecar container, whose collections the test drives
+/// (one per `collect()`), so that what happens between two collections is known exactly.
+/// It is this test binary run again inside the pod, its helper test ([`manual_sidecar_main`])
+/// reading commands on stdin.
+pub struct ManualSidecar {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl ManualSidecar {
+    /// Starts the helper test `helper` of this binary as the sidecar `entry` in `pod`.
+    pub fn start(pod: &Pod, entry: &Entry, helper: &str, prefix: &str, hook: bool) -> ManualSidecar {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+        cmd.args([helper, "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .env(MANUAL_PREFIX, prefix)
+            .env(MANUAL_HOOK, if hook { "1" } else { "0" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        pod.enter(&mut cmd, entry);
+        let mut child = cmd.spawn().expect("spawn the manual sidecar");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ManualSidecar { child, stdin, lines }
+    }
+
+    /// One collection: refresh, counters and status, as a batch.
+    pub fn collect(&mut self) -> Batch {
+        use std::io::Write;
+        writeln!(self.stdin, "collect").expect("send to the manual sidecar");
+        let mut text = String::new();
+        let mut inside = false;
+        loop {
+            let line = self.lines.next().expect("the manual sidecar died").expect("read the manual sidecar");
+            match line.as_str() {
+                MANUAL_BEGIN => inside = true,
+                MANUAL_END => break,
+                _ if inside => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                _ => {}
+            }
+        }
+        let samples = ktm::prometheus::parse_samples(&text).expect("valid exposition text");
+        Batch { at: Instant::now(), samples }
+    }
+}
+
+impl Drop for ManualSidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The helper test's body: the iomonitor module, started at once, collecting on command.
+/// Returns without doing anything unless [`MANUAL_PREFIX`] is set.
+pub fn manual_sidecar_main() {
+    use ktm::module::Module;
+    let Some(prefix) = std::env::var_os(MANUAL_PREFIX) else { return };
+    let cfg = ktm::config::EbpfConfig { comm_prefix: prefix.into_string().unwrap(), ..Default::default() };
+    let mut module = ktm::iomonitor::IoMonitorModule::new(cfg);
+    if std::env::var(MANUAL_HOOK).as_deref() == Ok("0") {
+        module = module.with_probes(|| {
+            let hooks = [ktm::programs::RENAME_HOOK, ktm::programs::JOIN_HOOK];
+            ktm::programs::probes().into_iter().filter(|p| !hooks.contains(&p.plan.name.as_str())).collect()
+        });
+    }
+    // As the collector reports a module that could not start.
+    let failed = module.start().err().map(|e| ktm::metrics::ModuleStatus {
+        module: "iomonitor".into(),
+        state: ktm::metrics::ModuleState::Disabled,
+        reason: Some(e.to_string()),
+        sources: Vec::new(),
+        scope: String::new(),
+    });
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() != "collect" {
+            break;
+        }
+        let batch = match &failed {
+            Some(status) => ktm::metrics::Batch::new(Vec::new(), vec![status.clone()]),
+            None => ktm::metrics::Batch::new(module.collect(), vec![module.status()]),
+        };
+        let text = ktm::prometheus::render(&batch);
+        println!("{MANUAL_BEGIN}\n{text}{MANUAL_END}");
     }
 }
