@@ -523,7 +523,11 @@ fn dump(args: &[String]) -> Result<(), Fail> {
         if only.is_some_and(|n| n != probe.plan.name) {
             continue;
         }
-        println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
+        if probe.metrics.is_empty() {
+            println!("== {} (feeds no metric: it keeps the scope on BanyanDB)", probe.plan.name);
+        } else {
+            println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
+        }
         for alt in &probe.plan.alternatives {
             for (point, build) in alt.parts() {
                 shown += 1;

@@ -24,7 +24,7 @@ pub const LOG2_NS_SLOTS: usize = 37;
 /// A metric's value, typed so counters stay counters downstream.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum MetricValue {
-    /// A monotonic count since the counter's lifecycle began (sidecar start or re-target).
+    /// A monotonic count since the counter's lifecycle began (the sidecar's start: re-targeting never resets it).
     Counter(u64),
     /// A monotonic sum that is not a whole number: seconds of BPF program run time. Exported
     /// as a Prometheus counter; the C ABI gives it as `counter` (whole part) and `gauge`

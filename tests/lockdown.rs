@@ -351,16 +351,17 @@ fn ktm_run_in_a_pod_is_locked_down_and_counts_exactly_through_restart_and_recrea
     let mut tx = x.workload("banyand-ctr", prefix);
     window(&mut sidecar, &mut tx, &warm, 29, "target restarted");
     drop(tx);
+    let kept = pread_count(&sidecar.batch_after(Instant::now(), 1));
 
     // The container is recreated: another cgroup, found and programmed afresh through the
-    // scope map, the counters from zero.
+    // scope map; the counters go on (they never reset while the sidecar lives).
     pod::remove_tree(&x.container("banyand-ctr"));
     let mut tx = x.workload("banyand-ctr2", prefix);
     let pid = pid_in_pod(&mut tx);
     let b = sidecar.wait_for("the new container", |b| {
         contains(b, "scope", "/banyand-ctr2 (id") && contains(b, "scope", &format!("of pid {pid}"))
     });
-    assert_eq!(pread_count(&b), 0.0, "recreation: counters from zero");
+    assert_eq!(pread_count(&b), kept, "recreation: the counters go on");
     window(&mut sidecar, &mut tx, &warm, 17, "container recreated");
     let (_, held) = status_of_cgroup(&x.container("sidecar-ctr"));
     assert_eq!(held.effective, expected, "still locked down: {held}");
