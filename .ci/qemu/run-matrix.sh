@@ -33,6 +33,14 @@
 #   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]; every guest
 #                        already has transparent_hugepage=never (README.md)
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
+#   --podman L,L         amd64 kernel labels that also get a podman column "L podman": the
+#                        kernel booted on a cached Debian root with podman and runc, pure
+#                        cgroup v2, running the podman test scripts (run-podman.sh); default
+#                        6.12, "none" for none [KTM_QEMU_PODMAN]
+#   --no-podman          no podman columns
+#   --podman-test N=S    a podman test script (path in the repository) for those columns,
+#                        repeatable; the first one replaces the default list
+#                        [KTM_PODMAN_TESTS, space separated]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
 #   --refresh            resolve the kernels' metapackages again
@@ -52,6 +60,10 @@ repo="$(cd "$here/../.." && pwd)"
 wall_start=$SECONDS
 
 kernels="${KTM_KERNELS:-5.10,6.1,6.12,sid,arm64-6.1,arm64-6.12}"
+podman_kernels="${KTM_QEMU_PODMAN-6.12}"
+# The podman guests' test scripts, NAME=PATH (PATH in this repository).
+read -r -a podman_tests <<<"${KTM_PODMAN_TESTS-podman-standin=.ci/qemu/podman-standin.sh}"
+podman_tests_given=0
 default_variants=(
   6.1:KTM_DISABLE_FENTRY=1
   6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
@@ -106,6 +118,11 @@ while [ $# -gt 0 ]; do
     --tcg-thread) tcg_thread="$2"; shift 2 ;;
     --append) kernel_append="$2"; shift 2 ;;
     --host) host=1; shift ;;
+    --podman) podman_kernels="$2"; shift 2 ;;
+    --no-podman) podman_kernels=""; shift ;;
+    --podman-test)
+      [ "$podman_tests_given" = 1 ] || podman_tests=()
+      podman_tests_given=1; podman_tests+=("$2"); shift 2 ;;
     --no-host) host=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --cache) KTM_QEMU_CACHE="$2"; shift 2 ;;
@@ -120,6 +137,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$kernels" = none ] && kernels=""
+[ "$podman_kernels" = none ] && podman_kernels=""
+[ -n "$podman_kernels" ] && read -r -a podman_labels <<<"${podman_kernels//,/ }" || podman_labels=()
+for l in "${podman_labels[@]}"; do
+  case "$l" in arm64-*) die "--podman $l: the podman guests are amd64 only" ;; esac
+done
+[ ${#podman_labels[@]} = 0 ] || [ ${#podman_tests[@]} -gt 0 ] || die "podman columns without test scripts"
+for t in "${podman_tests[@]}"; do
+  [[ "$t" =~ ^[A-Za-z0-9_.-]+=.+$ ]] || die "--podman-test $t: want NAME=PATH"
+  [ -f "$repo/${t#*=}" ] || die "--podman-test $t: no such file in $repo"
+done
 for v in "${variants[@]}"; do
   [[ "$v" =~ ^[^:]+:.+$ ]] || die "variant $v: want LABEL:ITEMS"
   for item in $(tr '+,' '  ' <<<"${v#*:}"); do
@@ -133,12 +160,12 @@ case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esa
 arch_of() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
 # Architectures with a run: amd64 for its guests and the host run, arm64 for its guests.
 archs=()
-for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
+for label in "${labels[@]}" "${podman_labels[@]}" $([ "$host" = 1 ] && echo host); do
   a="$(arch_of "$label")"
   [[ " ${archs[*]} " == *" $a "* ]] || archs+=("$a")
 done
 [ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
-"$here/ensure-tools.sh" "${archs[@]}"
+"$here/ensure-tools.sh" "${archs[@]}" $([ ${#podman_labels[@]} = 0 ] || echo podman)
 
 elf_arch() { # PATH -> amd64, arm64 or ? (the ELF header's e_machine)
   case "$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')" in 62) echo amd64 ;; 183) echo arm64 ;; *) echo "?" ;; esac
@@ -252,10 +279,15 @@ common_env=("${envs[@]}")
 guest_env=()
 [ "$inject_panic" = 1 ] && guest_env+=(KTM_INJECT_PANIC=1)
 
-if [ ${#labels[@]} -gt 0 ]; then
-  listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${labels[@]}")" || die "fetching the kernels failed"
+# The kernels to fetch: the matrix's, then those only a podman column uses.
+fetch_labels=("${labels[@]}")
+for l in "${podman_labels[@]}"; do
+  [[ " ${fetch_labels[*]} " == *" $l "* ]] || fetch_labels+=("$l")
+done
+if [ ${#fetch_labels[@]} -gt 0 ]; then
+  listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${fetch_labels[@]}")" || die "fetching the kernels failed"
   mapfile -t fetched <<<"$listing"
-  [ ${#fetched[@]} = ${#labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#labels[@]} labels"
+  [ ${#fetched[@]} = ${#fetch_labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#fetch_labels[@]} labels"
   # KVM only for amd64 guests, and only when one is seen to run (probe-accel.sh); the arm64
   # guests are emulated (TCG) on this x86-64 machine.
   amd64_accel="$accel"
@@ -274,7 +306,9 @@ if [ ${#labels[@]} -gt 0 ]; then
     initrd="$out/initrd-$label.cpio.gz"
     specs_for "$arch"
     ktm_arg_for "$arch"
-    if [ -z "${build_failed[$arch]:-}" ]; then
+    if [[ " ${labels[*]} " != *" $label "* ]]; then
+      : # a podman column only
+    elif [ -z "${build_failed[$arch]:-}" ]; then
       python3 "$here/build-initramfs.py" --moddir "$moddir" --init "$here/init" --out "$initrd" \
         --busybox "$busybox" "${KTM_ARG[@]}" "${SPECS[@]}"
     fi
@@ -311,7 +345,32 @@ if [ ${#labels[@]} -gt 0 ]; then
         echo "retried=emulator text-poke fault" >> "$log.meta"
       fi
       printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$arch")" "$release" >> "$log.meta"
-    done < <(runs_of "$label")
+    done < <([[ " ${labels[*]} " != *" $label "* ]] || runs_of "$label")
+    if [[ " ${podman_labels[*]} " == *" $label "* ]]; then
+      # The podman column: this kernel on the Debian root with podman (run-podman.sh).
+      run_no=$((run_no + 1))
+      column="$(column_of "$label" "") podman"
+      log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
+      logs+=("$log")
+      podman_names="$(for t in "${podman_tests[@]}"; do printf '%s,' "${t%%=*}"; done)"
+      if [ -n "${build_failed[$arch]:-}" ]; then
+        ktm_fatal "the ktm binary could not be built (build-tests.sh --arch $arch); not run" > "$log"
+        printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\nrelease=%s\n' \
+          "$column" "$label" "$arch" "${podman_names%,}" "$release" > "$log.meta"
+        continue
+      fi
+      env_args=()
+      for kv in "${common_env[@]}"; do env_args+=(--env "$kv"); done
+      "$here/run-podman.sh" --label "$label" --column "$column" --kernel "$vmlinuz" --moddir "$moddir" \
+        --log "$log" "${KTM_ARG[@]}" --mem "$mem" --smp "$smp" --accel "$run_accel" \
+        --tcg-thread "$tcg_thread" --timeout "$timeout_s" \
+        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}" \
+        -- "${podman_tests[@]}" || echo "run-matrix: $column: run-podman.sh failed" >&2
+      [ -f "$log.meta" ] || printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\n' \
+        "$column" "$label" "$arch" "${podman_names%,}" > "$log.meta"
+      [ -f "$log" ] || ktm_fatal "run-podman.sh failed before the guest started" > "$log"
+      printf 'release=%s\n' "$release" >> "$log.meta"
+    fi
   done
 fi
 
