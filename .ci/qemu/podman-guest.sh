@@ -24,6 +24,7 @@ fatal() {
   off
 }
 exec </dev/console >/dev/console 2>&1
+echo "podman-guest: stage 2 at $(cut -d' ' -f1 /proc/uptime)s of uptime"
 
 mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts
@@ -89,6 +90,7 @@ runroot = "/run/containers/storage"
 EOF
 modprobe overlay 2>/dev/null || sed -i 's/"overlay"/"vfs"/' /etc/containers/storage.conf
 
+echo "podman-guest: set up at $(cut -d' ' -f1 /proc/uptime)s of uptime"
 ktm_boot "$label"
 ktm_mem
 t0=$(date +%s%N)

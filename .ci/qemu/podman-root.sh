@@ -25,8 +25,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KTM_QEMU_CACHE:-/var/cache/ktm-qemu}"
 SUITE="${KTM_PODMAN_SUITE:-bookworm}"
 KEYRING="${KTM_QEMU_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
-PACKAGES=(podman runc conmon catatonit containernetworking-plugins iptables kmod procps iproute2
-  python3 ca-certificates)
+PACKAGES=(podman runc conmon catatonit iptables kmod procps iproute2 python3 ca-certificates)
+# A pod network: bookworm's podman 4.3 takes the CNI plugins; later ones netavark (a dependency).
+[ "$SUITE" != bookworm ] || PACKAGES+=(containernetworking-plugins)
 base="$CACHE/podman-root"
 image="$base/$SUITE.img"
 stamp="$base/$SUITE.stamp"

@@ -166,6 +166,14 @@ for label in "${labels[@]}" "${podman_labels[@]}" $([ "$host" = 1 ] && echo host
 done
 [ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
 "$here/ensure-tools.sh" "${archs[@]}" $([ ${#podman_labels[@]} = 0 ] || echo podman)
+podman_root_pid=""
+if [ ${#podman_labels[@]} -gt 0 ]; then
+  # The podman guests' Debian root (debootstrap, minutes when not cached) is made meanwhile
+  # by the builds and the other guests; run-podman.sh waits for it (podman-root.sh's lock).
+  mkdir -p "$out"
+  "$here/podman-root.sh" --ensure > "$out/podman-root.log" 2>&1 &
+  podman_root_pid=$!
+fi
 
 elf_arch() { # PATH -> amd64, arm64 or ? (the ELF header's e_machine)
   case "$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')" in 62) echo amd64 ;; 183) echo arm64 ;; *) echo "?" ;; esac
@@ -358,6 +366,10 @@ if [ ${#fetch_labels[@]} -gt 0 ]; then
         printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\nrelease=%s\n' \
           "$column" "$label" "$arch" "${podman_names%,}" "$release" > "$log.meta"
         continue
+      fi
+      if [ -n "$podman_root_pid" ]; then
+        wait "$podman_root_pid" || echo "run-matrix: making the podman root failed: $(tail -n 5 "$out/podman-root.log")" >&2
+        podman_root_pid=""
       fi
       env_args=()
       for kv in "${common_env[@]}"; do env_args+=(--env "$kv"); done
