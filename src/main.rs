@@ -1,4 +1,5 @@
-//! The `ktm` command: `demo`, `run`, `probe`, `dump` (and the hidden `workload` child).
+//! The `ktm` command: `demo`, `run`, `probe`, `dump` (and the hidden `workload` child; installed
+//! as `banyand`, the stand-in BanyanDB of the container tests).
 //!
 //! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 
@@ -32,6 +33,12 @@ fn main() -> ExitCode {
     // panicking in print!.
     // SAFETY: resetting a signal disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Installed as `banyand` (the container tests' stand-in BanyanDB image), it is that.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name().is_some_and(|n| n == "banyand") {
+        let scale = std::env::var("BANYAND_STANDIN_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        return ExitCode::from(ktm::workload::standin_main(scale) as u8);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("workload") => {

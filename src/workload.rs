@@ -344,3 +344,65 @@ fn execute(line: &str) -> Result<Option<String>> {
 pub fn ktm_bin(default: &str) -> PathBuf {
     std::env::var_os("KTM_BIN").map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
+
+/// The I/O of one burst of the stand-in BanyanDB at scale 1: preads of 4096 bytes, then
+/// `posix_fadvise` calls cycling through [`ADVICE`].
+pub const STANDIN_PREADS: u64 = 1000;
+/// See [`STANDIN_PREADS`].
+pub const STANDIN_FADVISES: u64 = 7;
+
+/// The stand-in BanyanDB of the container tests (`.ci/podman`): the `ktm` binary installed as
+/// `banyand`, so its comm is `banyand` from its first instruction, as the real one's is.
+/// It does one burst of I/O at once when it starts (a restarted BanyanDB reads at once) and
+/// one more on every SIGUSR1 (so a test can make I/O happen after KTM is attached), each
+/// [`STANDIN_PREADS`] × `scale` preads and [`STANDIN_FADVISES`] × `scale` fadvise calls on its
+/// own executable (nothing to write: its root may be read-only), and prints one line per burst
+/// on stdout. Exits 0 on SIGTERM or SIGINT. Arguments (`standalone`) are ignored.
+pub fn standin_main(scale: u64) -> i32 {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGUSR1, Signal::SIGTERM, Signal::SIGINT] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        eprintln!("banyand stand-in: cannot block signals: {e}");
+        return 1;
+    }
+    let exe = match std::fs::File::open("/proc/self/exe") {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("banyand stand-in: open /proc/self/exe: {e}");
+            return 1;
+        }
+    };
+    let pages = exe.metadata().map_or(1, |m| (m.len() / 4096).max(1));
+    let mut buf = vec![0u8; 4096];
+    for burst in 1.. {
+        let (mut preads, mut fadvises) = (0u64, 0u64);
+        for i in 0..STANDIN_PREADS * scale {
+            let offset = ((i % pages) * 4096) as libc::off_t;
+            // SAFETY: buf is 4096 bytes long; the fd is open for the whole loop.
+            if unsafe { libc::pread(exe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) } >= 0 {
+                preads += 1;
+            }
+        }
+        for i in 0..STANDIN_FADVISES * scale {
+            let advice = ADVICE[(i % ADVICE.len() as u64) as usize].1;
+            // SAFETY: fadvise on an open fd, whole file.
+            if unsafe { libc::posix_fadvise(exe.as_raw_fd(), 0, 0, advice) } == 0 {
+                fadvises += 1;
+            }
+        }
+        println!("banyand stand-in: burst {burst}: {preads} preads, {fadvises} fadvise");
+        let _ = std::io::stdout().flush();
+        match signals.wait() {
+            Ok(Signal::SIGUSR1) => continue,
+            Ok(_) => return 0,
+            Err(e) => {
+                eprintln!("banyand stand-in: sigwait: {e}");
+                return 1;
+            }
+        }
+    }
+    0
+}

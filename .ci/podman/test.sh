@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# .ci/test's podman step: installs podman, runc and catatonit (podman's pause image) when
+# missing, builds the images (build-images.sh: amd64, and arm64 when the matrix step left a
+# static arm64 ktm in target/cross-arm64), then plays the repository's manifest on this host
+# (play-test.sh). Prints the image sizes, play-test.sh's checks and matrix rows, and its
+# closing `N passed, N failed` line (a failure to set up counts one failed).
+# The static binaries are the ones the matrix step built (target/static/ktm-tests/ktm) when
+# present, else built here.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+fail() { echo "podman step: $*"; echo "KTM-FATAL podman: $*"; echo "0 passed, 1 failed"; exit 1; }
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/libexec/podman/catatonit ] || [ -x /usr/bin/catatonit ] || need+=(catatonit)
+[ -f /usr/share/containers/seccomp.json ] || need+=(golang-github-containers-common)
+command -v busybox >/dev/null || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; } >&2 ||
+    fail "cannot install ${need[*]}"
+fi
+# The shipped profile must still be this podman's default plus exactly the two permissions.
+python3 "$repo/deploy/seccomp-profile.py" --check "$repo/deploy/ktm-seccomp.json" ||
+  echo "podman step: warning: deploy/ktm-seccomp.json was made from another default profile than this podman's"
+for arch in amd64 arm64; do
+  case "$arch" in
+    amd64) bin="$repo/target/static/ktm-tests/ktm" ;;
+    arm64) bin="$repo/target/cross-arm64/ktm-tests/ktm" ;;
+  esac
+  args=(--arch "$arch")
+  if [ -x "$bin" ]; then
+    args+=(--bin "$bin")
+  elif [ "$arch" = arm64 ]; then
+    echo "podman step: no static arm64 ktm ($bin): arm64 images not built"
+    continue
+  fi
+  "$here/build-images.sh" "${args[@]}" >/dev/null || fail "build-images.sh --arch $arch failed"
+  # shellcheck source=env.sh
+  . "$here/env.sh"
+  echo "image localhost/ktm:$arch: $(pm image inspect -f '{{.Size}}' "localhost/ktm:$arch") bytes"
+done
+exec "$here/play-test.sh"
