@@ -2,10 +2,11 @@
 # Podman guest, stage 2: PID 1 in the Debian root of podman-root.sh (podman-init switched to
 # it). Mounts a pure cgroup v2 hierarchy (cgroup2 at /sys/fs/cgroup, nothing of v1) and what
 # KTM and podman need, configures podman for a machine without systemd (cgroupfs manager,
-# file events logger, runc, storage on the data disk), loads the OCI archives of
-# ktm/images, then runs each podman test script of ktm/tests.order from the repository copy
-# (the data disk's repo/, the working directory) with bash, between KTM-BEGIN and KTM-END
-# markers, and powers off. Kernel command line as in `init`: ktm.label=, ktm.env=.
+# file events logger, runc, storage on the data disk), then runs each podman test script of
+# ktm/tests.order from the repository copy (the data disk's repo/, the working directory)
+# with bash, between KTM-BEGIN and KTM-END markers, and powers off. Kernel command line as
+# in `init`: ktm.label=, ktm.env=. The scripts find the image archives the host built in
+# $KTM_PODMAN_IMAGES, the static ktm binary in $KTM_BIN, the kernel label in $KTM_KERNEL.
 # A script reports like a libtest binary: a `test result:` line, or a line
 # `N passed, N failed` (then this script prints the `test result:` line for it); each case
 # may print matrix cells (KTM-MATRIX<TAB>row<TAB>cell).
@@ -68,7 +69,9 @@ if [ -n "$envb64" ]; then
 fi
 mkdir -p "$data/tmp" "$data/containers/storage"
 export CI=true KTM_IN_QEMU=1 KTM_KERNEL="$label" TMPDIR="$data/tmp" HOME=/root RUST_BACKTRACE=1
-export KTM_PODMAN_GUEST=1
+export KTM_PODMAN_GUEST=1 KTM_PODMAN_IMAGES="$data/ktm/images"
+# .ci/podman/env.sh's private podman directory: on the data disk too.
+export KTM_PODMAN_DIR="$data/podman"
 [ -x "$data/ktm/ktm" ] && export KTM_BIN="$data/ktm/ktm"
 
 # No systemd here: cgroupfs manager, events to a file, runc (crun refuses nothing here, but
@@ -100,10 +103,6 @@ cgv="$(podman info --format '{{.Host.CgroupsVersion}} {{.Host.CgroupManager}}' 2
 echo "podman-guest: $podman_v; $runc_v; cgroups $cgv; podman info took $((($(date +%s%N) - t0) / 1000000)) ms"
 printf 'KTM-MATRIX\tpodman guest\t%s, %s, cgroup %s\n' "${podman_v#podman version }" \
   "$(echo "$runc_v" | awk '{print $1 " " $3}')" "$cgv"
-for f in "$data"/ktm/images/*; do
-  [ -e "$f" ] || continue
-  podman load -q -i "$f" || fatal "podman load -i ${f##*/} failed"
-done
 
 cd "$data/repo" || fatal "no repository copy on the data disk"
 while IFS= read -r spec; do
