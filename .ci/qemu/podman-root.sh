@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The podman guests' root file system: a Debian root (debootstrap --variant=minbase, bookworm:
-# the podman 4.3.1 and runc 1.1.5 of this machine's own suite) with podman, runc, conmon,
+# The podman guests' root file system: a Debian root (debootstrap --variant=minbase, trixie:
+# podman 5.4.2, runc 1.1.15; bookworm's podman 4.3.1 cannot run a pod's containers on a pure
+# cgroup v2 host with the cgroupfs manager, see README.md) with podman, runc, conmon,
 # catatonit (the pods' infra container), the CNI plugins and iptables (pod networks), kmod
 # (modprobe from the kernel's modules, which each guest brings on its data disk), procps,
 # iproute2 and python3, as an ext4 image. Made once and cached under
@@ -14,7 +15,7 @@
 #                                     lock on it (no rebuild replaces it meanwhile) with
 #                                     $KTM_PODMAN_ROOT naming it
 # env: KTM_QEMU_CACHE      cache directory (default /var/cache/ktm-qemu)
-#      KTM_PODMAN_SUITE    Debian suite of the root (default bookworm)
+#      KTM_PODMAN_SUITE    Debian suite of the root (default trixie)
 #      KTM_QEMU_ARCHIVE    archive URI (default: this machine's apt sources, as fetch-kernels.sh)
 # The root is made in a temporary directory, turned into an image beside the final one and
 # renamed when complete; a stamp names the suite and packages, and an image whose stamp
@@ -23,7 +24,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KTM_QEMU_CACHE:-/var/cache/ktm-qemu}"
-SUITE="${KTM_PODMAN_SUITE:-bookworm}"
+SUITE="${KTM_PODMAN_SUITE:-trixie}"
 KEYRING="${KTM_QEMU_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
 PACKAGES=(podman runc conmon catatonit iptables kmod procps iproute2 python3 ca-certificates)
 # A pod network: bookworm's podman 4.3 takes the CNI plugins; later ones netavark (a dependency).

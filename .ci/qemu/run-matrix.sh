@@ -36,7 +36,9 @@
 #   --podman L,L         amd64 kernel labels that also get a podman column "L podman": the
 #                        kernel booted on a cached Debian root with podman and runc, pure
 #                        cgroup v2, running the podman test scripts (run-podman.sh); default
-#                        6.12, "none" for none [KTM_QEMU_PODMAN]
+#                        6.12, "none" for none [KTM_QEMU_PODMAN]. These guests run while
+#                        the others do (one more QEMU process), their columns come last
+#   --podman-timeout S   seconds per podman guest, default 1200 [KTM_QEMU_PODMAN_TIMEOUT]
 #   --no-podman          no podman columns
 #   --podman-test N=S    a podman test script (path in the repository) for those columns,
 #                        repeatable; the first one replaces the default list
@@ -64,6 +66,7 @@ podman_kernels="${KTM_QEMU_PODMAN-6.12}"
 # The podman guests' test scripts, NAME=PATH (PATH in this repository).
 read -r -a podman_tests <<<"${KTM_PODMAN_TESTS-podman=.ci/qemu/podman-play.sh}"
 podman_tests_given=0
+podman_timeout_s="${KTM_QEMU_PODMAN_TIMEOUT:-1200}"
 default_variants=(
   6.1:KTM_DISABLE_FENTRY=1
   6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
@@ -120,6 +123,7 @@ while [ $# -gt 0 ]; do
     --host) host=1; shift ;;
     --podman) podman_kernels="$2"; shift 2 ;;
     --no-podman) podman_kernels=""; shift ;;
+    --podman-timeout) podman_timeout_s="$2"; shift 2 ;;
     --podman-test)
       [ "$podman_tests_given" = 1 ] || podman_tests=()
       podman_tests_given=1; podman_tests+=("$2"); shift 2 ;;
@@ -166,13 +170,11 @@ for label in "${labels[@]}" "${podman_labels[@]}" $([ "$host" = 1 ] && echo host
 done
 [ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
 "$here/ensure-tools.sh" "${archs[@]}" $([ ${#podman_labels[@]} = 0 ] || echo podman)
-podman_root_pid=""
 if [ ${#podman_labels[@]} -gt 0 ]; then
-  # The podman guests' Debian root (debootstrap, minutes when not cached) is made meanwhile
-  # by the builds and the other guests; run-podman.sh waits for it (podman-root.sh's lock).
+  # The podman guests' Debian root (debootstrap, minutes when not cached) is made while the
+  # test binaries build; run-podman.sh waits for it (podman-root.sh's lock).
   mkdir -p "$out"
   "$here/podman-root.sh" --ensure > "$out/podman-root.log" 2>&1 &
-  podman_root_pid=$!
 fi
 
 elf_arch() { # PATH -> amd64, arm64 or ? (the ELF header's e_machine)
@@ -227,11 +229,12 @@ for arch in "${archs[@]}"; do
   [ -n "${names_of[$arch]:-}" ] && continue
   runs="$(for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
     if [ "$(arch_of "$label")" = "$arch" ]; then printf '%s ' "$label"; fi; done)"
+  [ -n "$runs" ] || continue # only podman columns: they need the ktm binary alone
   die "no $arch test binaries among those given, for ${runs% }: add them (build-tests.sh --arch $arch) or leave those runs out (--kernels, --no-host)"
 done
 specs_for() { # arch -> fills the array SPECS
   SPECS=()
-  [ -n "${build_failed[$1]:-}" ] || mapfile -t SPECS <<<"${specs_of[$1]}"
+  [ -n "${build_failed[$1]:-}" ] || [ -z "${specs_of[$1]:-}" ] || mapfile -t SPECS <<<"${specs_of[$1]}"
 }
 ktm_arg_for() { # arch -> fills the array KTM_ARG
   KTM_ARG=()
@@ -256,6 +259,7 @@ out="$(cd "$out" && pwd)"
 rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.log.disk.img \
   "$out"/[0-9][0-9]-*.fault.txt "$out"/[0-9][0-9]-*.fault.txt.meta
 logs=()
+podman_logs=() podman_pids=()
 run_no=0
 
 # column name of a variant: "6.12 -fentry -kprobe", "6.1 256M", "6.12 FOO=bar",
@@ -306,6 +310,39 @@ if [ ${#fetch_labels[@]} -gt 0 ]; then
       if [ "$arch" = amd64 ]; then amd64_accel="$("$here/probe-accel.sh" "$vmlinuz")"; break; fi
     done
   fi
+  # The podman columns (run-podman.sh), in the background: a podman guest takes minutes
+  # (podman under TCG, the manifest's 10 s interval), about as long as all the other guests
+  # one after another, on the host's other core. Logs 91-..., judged after the others.
+  podman_logs=() podman_pids=()
+  podman_names="$(for t in "${podman_tests[@]}"; do printf '%s,' "${t%%=*}"; done)"
+  for line in "${fetched[@]}"; do
+    IFS=$'\t' read -r label release vmlinuz moddir arch _ <<<"$line"
+    [[ " ${podman_labels[*]} " == *" $label "* ]] || continue
+    column="$(column_of "$label" "") podman"
+    log="$out/$((91 + ${#podman_logs[@]}))-${column//[^A-Za-z0-9.]/_}.log"
+    podman_logs+=("$log")
+    if [ -n "${build_failed[amd64]:-}" ] || [ -z "${ktm_of[amd64]:-}" ]; then
+      ktm_fatal "no static ktm binary (its build failed, or none was given): not run" > "$log"
+      printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=amd64\nbinaries=%s\nrelease=%s\n' \
+        "$column" "$label" "${podman_names%,}" "$release" > "$log.meta"
+      echo "run-matrix: $column: not run: no static ktm binary" >&2
+      continue
+    fi
+    env_args=()
+    for kv in "${common_env[@]}"; do env_args+=(--env "$kv"); done
+    (
+      "$here/run-podman.sh" --label "$label" --column "$column" --kernel "$vmlinuz" --moddir "$moddir" \
+        --log "$log" --ktm-bin "${ktm_of[amd64]}" --mem "$mem" --smp "$smp" --accel "$amd64_accel" \
+        --tcg-thread "$tcg_thread" --timeout "$podman_timeout_s" \
+        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}" \
+        -- "${podman_tests[@]}" || echo "run-matrix: $column: run-podman.sh failed" >&2
+      [ -f "$log" ] || ktm_fatal "run-podman.sh failed before the guest started" > "$log"
+      [ -f "$log.meta" ] || printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=amd64\nbinaries=%s\n' \
+        "$column" "$label" "${podman_names%,}" > "$log.meta"
+      printf 'release=%s\n' "$release" >> "$log.meta"
+    ) &
+    podman_pids+=($!)
+  done
   echo "run-matrix: accelerator $amd64_accel$([ "$amd64_accel" = tcg ] && echo ",thread=$tcg_thread") (amd64), tcg,thread=$tcg_thread (arm64); ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
   for line in "${fetched[@]}"; do
     IFS=$'\t' read -r label release vmlinuz moddir arch busybox <<<"$line"
@@ -354,35 +391,6 @@ if [ ${#fetch_labels[@]} -gt 0 ]; then
       fi
       printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$arch")" "$release" >> "$log.meta"
     done < <([[ " ${labels[*]} " != *" $label "* ]] || runs_of "$label")
-    if [[ " ${podman_labels[*]} " == *" $label "* ]]; then
-      # The podman column: this kernel on the Debian root with podman (run-podman.sh).
-      run_no=$((run_no + 1))
-      column="$(column_of "$label" "") podman"
-      log="$out/$(printf %02d "$run_no")-${column//[^A-Za-z0-9.]/_}.log"
-      logs+=("$log")
-      podman_names="$(for t in "${podman_tests[@]}"; do printf '%s,' "${t%%=*}"; done)"
-      if [ -n "${build_failed[$arch]:-}" ]; then
-        ktm_fatal "the ktm binary could not be built (build-tests.sh --arch $arch); not run" > "$log"
-        printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\nrelease=%s\n' \
-          "$column" "$label" "$arch" "${podman_names%,}" "$release" > "$log.meta"
-        continue
-      fi
-      if [ -n "$podman_root_pid" ]; then
-        wait "$podman_root_pid" || echo "run-matrix: making the podman root failed: $(tail -n 5 "$out/podman-root.log")" >&2
-        podman_root_pid=""
-      fi
-      env_args=()
-      for kv in "${common_env[@]}"; do env_args+=(--env "$kv"); done
-      "$here/run-podman.sh" --label "$label" --column "$column" --kernel "$vmlinuz" --moddir "$moddir" \
-        --log "$log" "${KTM_ARG[@]}" --mem "$mem" --smp "$smp" --accel "$run_accel" \
-        --tcg-thread "$tcg_thread" --timeout "$timeout_s" \
-        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}" \
-        -- "${podman_tests[@]}" || echo "run-matrix: $column: run-podman.sh failed" >&2
-      [ -f "$log.meta" ] || printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=%s\nbinaries=%s\n' \
-        "$column" "$label" "$arch" "${podman_names%,}" > "$log.meta"
-      [ -f "$log" ] || ktm_fatal "run-podman.sh failed before the guest started" > "$log"
-      printf 'release=%s\n' "$release" >> "$log.meta"
-    fi
   done
 fi
 
@@ -411,6 +419,11 @@ if [ "$host" = 1 ]; then
   done < <(runs_of host)
 fi
 
+if [ ${#podman_pids[@]} -gt 0 ]; then
+  echo "run-matrix: waiting for the podman guests (${#podman_pids[@]})" >&2
+  wait "${podman_pids[@]}" || true
+fi
+logs+=("${podman_logs[@]}")
 [ ${#logs[@]} -gt 0 ] || die "nothing ran (no kernels and --no-host)"
 set +e
 python3 "$here/summarize.py" --markdown "$out/matrix.md" "${logs[@]}" | tee "$out/summary.txt"
