@@ -238,3 +238,34 @@ fn emit_elf_writes_an_object_readelf_reads() {
     assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 247, "e_machine EM_BPF");
     assert_eq!(ktm(&["emit-elf"]).status.code(), Some(2));
 }
+
+/// The stand-in BanyanDB of the container tests (`.ci/podman`): the binary installed as
+/// `banyand` has that comm, bursts once at start and once per SIGUSR1 at its scale, and
+/// exits 0 on SIGTERM.
+#[test]
+fn installed_as_banyand_it_is_the_stand_in() {
+    use std::io::{BufRead, BufReader};
+    let dir = common::scratch();
+    let bin = dir.path().join("banyand");
+    std::fs::copy(env!("CARGO_BIN_EXE_ktm"), &bin).unwrap();
+    for (scale, preads, fadvises) in [(None, 1000, 7), (Some("5"), 5000, 35)] {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("standalone").stdout(Stdio::piped()).env_remove("BANYAND_STANDIN_SCALE");
+        if let Some(s) = scale {
+            cmd.env("BANYAND_STANDIN_SCALE", s);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), format!("banyand stand-in: burst 1: {preads} preads, {fadvises} fadvise"));
+        assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim_end(), "banyand");
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), format!("banyand stand-in: burst 2: {preads} preads, {fadvises} fadvise"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0), "SIGTERM: exit 0");
+    }
+}

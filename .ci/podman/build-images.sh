@@ -36,8 +36,10 @@ elif [ "$arch" = amd64 ]; then
 else
   cp "$bin" "$ctx/ktm"
 fi
-file "$ctx/ktm" 2>/dev/null | grep -q 'statically linked\|static-pie linked' ||
-  { command -v file >/dev/null && { echo "build-images.sh: $bin is not static" >&2; exit 1; }; }
+if command -v file >/dev/null && ! file "$ctx/ktm" | grep -q 'statically linked\|static-pie linked'; then
+  echo "build-images.sh: $bin is not static: a FROM scratch image has no libc" >&2
+  exit 1
+fi
 cp "$repo/deploy/Containerfile" "$ctx/Containerfile"
 cp "$here/Containerfile.banyand" "$ctx/Containerfile.banyand"
 if [ "$arch" = amd64 ] && [ -x /bin/busybox ]; then
