@@ -2,7 +2,8 @@
 # The podman guests' root file system: a Debian root (debootstrap --variant=minbase, trixie:
 # podman 5.4.2, runc 1.1.15; bookworm's podman 4.3.1 cannot run a pod's containers on a pure
 # cgroup v2 host with the cgroupfs manager, see README.md) with podman, runc, conmon,
-# catatonit (the pods' infra container), the CNI plugins and iptables (pod networks), kmod
+# catatonit (the pods' infra container), iptables and, on bookworm, the CNI plugins (pod
+# networks; the tests play their pods with --network none), kmod
 # (modprobe from the kernel's modules, which each guest brings on its data disk), procps,
 # iproute2 and python3, as an ext4 image. Made once and cached under
 # $KTM_QEMU_CACHE/podman-root/SUITE.img; guests boot it with QEMU's snapshot=on (their
