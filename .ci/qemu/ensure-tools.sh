@@ -5,6 +5,9 @@
 # usage: ensure-tools.sh [ARCH...]     ARCH: amd64 (the default) and/or arm64 (Debian names)
 #   amd64:  qemu-system-x86_64 and the host's static busybox for the initramfs
 #   arm64:  qemu-system-aarch64, and debootstrap for the cross-build chroot (cross-arm64.sh)
+#   podman: debootstrap for the podman guests' Debian root (podman-root.sh), and podman,
+#           runc, catatonit on this machine (.ci/podman/build-images.sh builds the guests'
+#           images here)
 set -euo pipefail
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(amd64)
@@ -27,7 +30,15 @@ for arch in "${archs[@]}"; do
       need unshare util-linux
       need aarch64-linux-gnu-strip binutils-aarch64-linux-gnu # strips the binaries for the initramfs
       ;;
-    *) echo "ensure-tools.sh: unknown architecture $arch (amd64, arm64)" >&2; exit 2 ;;
+    podman)
+      need debootstrap debootstrap
+      need unshare util-linux
+      need podman podman
+      need runc runc
+      [ -x /usr/libexec/podman/catatonit ] || [ -x /usr/bin/catatonit ] || missing+=(catatonit)
+      dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
+      ;;
+    *) echo "ensure-tools.sh: unknown architecture $arch (amd64, arm64, podman)" >&2; exit 2 ;;
   esac
 done
 need mkfs.ext4 e2fsprogs

@@ -13,7 +13,13 @@ usage: run-guest.py --column C --label L --kernel VMLINUZ --initrd INITRD --log 
                     [--arch amd64|arm64]
                     [--mem MiB] [--smp N] [--accel tcg|kvm] [--tcg-thread single|multi]
                     [--append KERNEL_ARGS] [--timeout S]
-                    [--disk-mib N] [--env NAME=VALUE]... [--verbose]
+                    [--disk-mib N] [--disk-content DIR] [--root-image IMG]
+                    [--env NAME=VALUE]... [--verbose]
+
+--disk-content fills the data disk (/dev/vda) with a directory's files; --root-image
+attaches an ext4 image as /dev/vdb with QEMU's snapshot=on (the guest may write to it; the
+writes go to a temporary file and the image is left as it was): the podman guests' Debian
+root (podman-root.sh, run-podman.sh).
 """
 import argparse
 import base64
@@ -27,13 +33,16 @@ import time
 PROGRESS = re.compile(r"KTM-(BEGIN|END|FATAL|BOOT|MEM|DONE)|test result:|Kernel panic|panicked at|BUG:|Oops")
 
 
-def make_disk(path, mib):
-    """A sparse raw image with an ext4 file system that every kernel here mounts."""
+def make_disk(path, mib, content=None):
+    """A sparse raw image with an ext4 file system that every kernel here mounts; with
+    CONTENT, a directory whose files it starts with (mkfs.ext4 -d)."""
     if os.path.exists(path):
         os.unlink(path)
     with open(path, "wb") as f:
         f.truncate(mib << 20)
     base = ["mkfs.ext4", "-q", "-F", "-L", "ktm-data", "-E", "lazy_itable_init=0,lazy_journal_init=0"]
+    if content:
+        base += ["-d", content]
     # Newer e2fsprogs enable features that 5.10 cannot mount; older ones do not know them.
     for extra in (["-O", "^orphan_file,^metadata_csum_seed"], ["-O", "^metadata_csum_seed"], []):
         r = subprocess.run(base + extra + [path], capture_output=True, text=True)
@@ -60,12 +69,14 @@ def main():
     ap.add_argument("--append", default="", help="extra kernel command line")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--disk-mib", type=int, default=2048)
+    ap.add_argument("--disk-content", help="directory whose files the data disk starts with")
+    ap.add_argument("--root-image", help="ext4 image attached as the second disk, snapshot=on")
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
 
     disk = a.log + ".disk.img"
-    make_disk(disk, a.disk_mib)
+    make_disk(disk, a.disk_mib, a.disk_content)
     env_block = "".join(e + "\n" for e in a.env)
     console = {"amd64": "ttyS0", "arm64": "ttyAMA0"}[a.arch]
     append = f"console={console} panic=-1 quiet loglevel=4 ktm.label={a.label}"
@@ -86,6 +97,8 @@ def main():
            "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
            "-kernel", a.kernel, "-initrd", a.initrd, "-append", append,
            "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
+    if a.root_image:
+        cmd += ["-drive", f"file={a.root_image},if=virtio,format=raw,cache=unsafe,snapshot=on"]
     if a.accel == "kvm":
         if a.arch != "amd64":
             sys.exit("run-guest: kvm only for amd64 guests on this machine")

@@ -35,6 +35,16 @@
 #   --append ARGS        extra guest kernel command line [KTM_QEMU_APPEND]; every guest
 #                        already has transparent_hugepage=never (README.md)
 #   --host / --no-host   also run the binaries on this host, default on [KTM_QEMU_HOST=1/0]
+#   --podman L,L         amd64 kernel labels that also get a podman column "L podman": the
+#                        kernel booted on a cached Debian root with podman and runc, pure
+#                        cgroup v2, running the podman test scripts (run-podman.sh); default
+#                        6.12, "none" for none [KTM_QEMU_PODMAN]. These guests run while
+#                        the others do (one more QEMU process), their columns come last
+#   --podman-timeout S   seconds per podman guest, default 1200 [KTM_QEMU_PODMAN_TIMEOUT]
+#   --no-podman          no podman columns
+#   --podman-test N=S    a podman test script (path in the repository) for those columns,
+#                        repeatable; the first one replaces the default list
+#                        [KTM_PODMAN_TESTS, space separated]
 #   --out DIR            output directory, default target/qemu [KTM_QEMU_OUT]
 #   --cache DIR          kernel cache, default /var/cache/ktm-qemu [KTM_QEMU_CACHE]
 #   --refresh            resolve the kernels' metapackages again
@@ -54,6 +64,11 @@ repo="$(cd "$here/../.." && pwd)"
 wall_start=$SECONDS
 
 kernels="${KTM_KERNELS:-5.10,6.1,6.12,sid,arm64-6.1,arm64-6.12}"
+podman_kernels="${KTM_QEMU_PODMAN-6.12}"
+# The podman guests' test scripts, NAME=PATH (PATH in this repository).
+read -r -a podman_tests <<<"${KTM_PODMAN_TESTS-podman=.ci/qemu/podman-play.sh}"
+podman_tests_given=0
+podman_timeout_s="${KTM_QEMU_PODMAN_TIMEOUT:-1200}"
 default_variants=(
   6.1:KTM_DISABLE_FENTRY=1
   6.1:KTM_DISABLE_FENTRY=1+KTM_DISABLE_TRACEPOINT=1
@@ -111,6 +126,12 @@ while [ $# -gt 0 ]; do
     --tcg-thread) tcg_thread="$2"; shift 2 ;;
     --append) kernel_append="$2"; shift 2 ;;
     --host) host=1; shift ;;
+    --podman) podman_kernels="$2"; shift 2 ;;
+    --no-podman) podman_kernels=""; shift ;;
+    --podman-timeout) podman_timeout_s="$2"; shift 2 ;;
+    --podman-test)
+      [ "$podman_tests_given" = 1 ] || podman_tests=()
+      podman_tests_given=1; podman_tests+=("$2"); shift 2 ;;
     --no-host) host=0; shift ;;
     --out) out="$2"; shift 2 ;;
     --cache) KTM_QEMU_CACHE="$2"; shift 2 ;;
@@ -125,6 +146,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$kernels" = none ] && kernels=""
+[ "$podman_kernels" = none ] && podman_kernels=""
+[ -n "$podman_kernels" ] && read -r -a podman_labels <<<"${podman_kernels//,/ }" || podman_labels=()
+for l in "${podman_labels[@]}"; do
+  case "$l" in arm64-*) die "--podman $l: the podman guests are amd64 only" ;; esac
+done
+[ ${#podman_labels[@]} = 0 ] || [ ${#podman_tests[@]} -gt 0 ] || die "podman columns without test scripts"
+for t in "${podman_tests[@]}"; do
+  [[ "$t" =~ ^[A-Za-z0-9_.-]+=.+$ ]] || die "--podman-test $t: want NAME=PATH"
+  [ -f "$repo/${t#*=}" ] || die "--podman-test $t: no such file in $repo"
+done
 for v in "${variants[@]}"; do
   [[ "$v" =~ ^[^:]+:.+$ ]] || die "variant $v: want LABEL:ITEMS"
   for item in $(tr '+,' '  ' <<<"${v#*:}"); do
@@ -139,12 +170,18 @@ case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread single|multi" ;; esa
 arch_of() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
 # Architectures with a run: amd64 for its guests and the host run, arm64 for its guests.
 archs=()
-for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
+for label in "${labels[@]}" "${podman_labels[@]}" $([ "$host" = 1 ] && echo host); do
   a="$(arch_of "$label")"
   [[ " ${archs[*]} " == *" $a "* ]] || archs+=("$a")
 done
 [ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
-"$here/ensure-tools.sh" "${archs[@]}"
+"$here/ensure-tools.sh" "${archs[@]}" $([ ${#podman_labels[@]} = 0 ] || echo podman)
+if [ ${#podman_labels[@]} -gt 0 ]; then
+  # The podman guests' Debian root (debootstrap, minutes when not cached) is made while the
+  # test binaries build; run-podman.sh waits for it (podman-root.sh's lock).
+  mkdir -p "$out"
+  "$here/podman-root.sh" --ensure > "$out/podman-root.log" 2>&1 &
+fi
 
 elf_arch() { # PATH -> amd64, arm64 or ? (the ELF header's e_machine)
   case "$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')" in 62) echo amd64 ;; 183) echo arm64 ;; *) echo "?" ;; esac
@@ -198,11 +235,12 @@ for arch in "${archs[@]}"; do
   [ -n "${names_of[$arch]:-}" ] && continue
   runs="$(for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
     if [ "$(arch_of "$label")" = "$arch" ]; then printf '%s ' "$label"; fi; done)"
+  [ -n "$runs" ] || continue # only podman columns: they need the ktm binary alone
   die "no $arch test binaries among those given, for ${runs% }: add them (build-tests.sh --arch $arch) or leave those runs out (--kernels, --no-host)"
 done
 specs_for() { # arch -> fills the array SPECS
   SPECS=()
-  [ -n "${build_failed[$1]:-}" ] || mapfile -t SPECS <<<"${specs_of[$1]}"
+  [ -n "${build_failed[$1]:-}" ] || [ -z "${specs_of[$1]:-}" ] || mapfile -t SPECS <<<"${specs_of[$1]}"
 }
 ktm_arg_for() { # arch -> fills the array KTM_ARG
   KTM_ARG=()
@@ -227,6 +265,7 @@ out="$(cd "$out" && pwd)"
 rm -f "$out"/[0-9][0-9]-*.log "$out"/[0-9][0-9]-*.log.meta "$out"/[0-9][0-9]-*.log.disk.img \
   "$out"/[0-9][0-9]-*.fault.txt "$out"/[0-9][0-9]-*.fault.txt.meta
 logs=()
+podman_logs=() podman_pids=()
 run_no=0
 guest_pids=()
 
@@ -275,10 +314,15 @@ guest_run() { # log column arch release
   printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$3")" "$4" >> "$log.meta"
 }
 
-if [ ${#labels[@]} -gt 0 ]; then
-  listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${labels[@]}")" || die "fetching the kernels failed"
+# The kernels to fetch: the matrix's, then those only a podman column uses.
+fetch_labels=("${labels[@]}")
+for l in "${podman_labels[@]}"; do
+  [[ " ${fetch_labels[*]} " == *" $l "* ]] || fetch_labels+=("$l")
+done
+if [ ${#fetch_labels[@]} -gt 0 ]; then
+  listing="$("$here/fetch-kernels.sh" "${refresh[@]}" "${fetch_labels[@]}")" || die "fetching the kernels failed"
   mapfile -t fetched <<<"$listing"
-  [ ${#fetched[@]} = ${#labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#labels[@]} labels"
+  [ ${#fetched[@]} = ${#fetch_labels[@]} ] || die "fetch-kernels.sh listed ${#fetched[@]} kernels for ${#fetch_labels[@]} labels"
   # KVM only for amd64 guests, and only when one is seen to run (probe-accel.sh); the arm64
   # guests are emulated (TCG) on this x86-64 machine.
   amd64_accel="$accel"
@@ -289,6 +333,39 @@ if [ ${#labels[@]} -gt 0 ]; then
       if [ "$arch" = amd64 ]; then amd64_accel="$("$here/probe-accel.sh" "$vmlinuz")"; break; fi
     done
   fi
+  # The podman columns (run-podman.sh), in the background: a podman guest takes minutes
+  # (podman under TCG, the manifest's 10 s interval), about as long as all the other guests
+  # one after another, on the host's other core. Logs 91-..., judged after the others.
+  podman_logs=() podman_pids=()
+  podman_names="$(for t in "${podman_tests[@]}"; do printf '%s,' "${t%%=*}"; done)"
+  for line in "${fetched[@]}"; do
+    IFS=$'\t' read -r label release vmlinuz moddir arch _ <<<"$line"
+    [[ " ${podman_labels[*]} " == *" $label "* ]] || continue
+    column="$(column_of "$label" "") podman"
+    log="$out/$((91 + ${#podman_logs[@]}))-${column//[^A-Za-z0-9.]/_}.log"
+    podman_logs+=("$log")
+    if [ -n "${build_failed[amd64]:-}" ] || [ -z "${ktm_of[amd64]:-}" ]; then
+      ktm_fatal "no static ktm binary (its build failed, or none was given): not run" > "$log"
+      printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=amd64\nbinaries=%s\nrelease=%s\n' \
+        "$column" "$label" "${podman_names%,}" "$release" > "$log.meta"
+      echo "run-matrix: $column: not run: no static ktm binary" >&2
+      continue
+    fi
+    env_args=()
+    for kv in "${common_env[@]}"; do env_args+=(--env "$kv"); done
+    (
+      "$here/run-podman.sh" --label "$label" --column "$column" --kernel "$vmlinuz" --moddir "$moddir" \
+        --log "$log" --ktm-bin "${ktm_of[amd64]}" --mem "$mem" --smp "$smp" --accel "$amd64_accel" \
+        --tcg-thread "$tcg_thread" --timeout "$podman_timeout_s" \
+        --append "$guest_append${kernel_append:+ $kernel_append}" "${env_args[@]}" "${verbose[@]}" \
+        -- "${podman_tests[@]}" || echo "run-matrix: $column: run-podman.sh failed" >&2
+      [ -f "$log" ] || ktm_fatal "run-podman.sh failed before the guest started" > "$log"
+      [ -f "$log.meta" ] || printf 'column=%s\nkind=guest\nlabel=%s\nwall_s=0\ntimed_out=0\narch=amd64\nbinaries=%s\n' \
+        "$column" "$label" "${podman_names%,}" > "$log.meta"
+      printf 'release=%s\n' "$release" >> "$log.meta"
+    ) &
+    podman_pids+=($!)
+  done
   echo "run-matrix: accelerator $amd64_accel$([ "$amd64_accel" = tcg ] && echo ",thread=$tcg_thread") (amd64), tcg,thread=$tcg_thread (arm64); ${mem} MiB, ${smp} CPUs, timeout ${timeout_s}s per guest" >&2
   for line in "${fetched[@]}"; do
     IFS=$'\t' read -r label release vmlinuz moddir arch busybox <<<"$line"
@@ -297,7 +374,9 @@ if [ ${#labels[@]} -gt 0 ]; then
     initrd="$out/initrd-$label.cpio.gz"
     specs_for "$arch"
     ktm_arg_for "$arch"
-    if [ -z "${build_failed[$arch]:-}" ]; then
+    if [[ " ${labels[*]} " != *" $label "* ]]; then
+      : # a podman column only
+    elif [ -z "${build_failed[$arch]:-}" ]; then
       python3 "$here/build-initramfs.py" --moddir "$moddir" --init "$here/init" --out "$initrd" \
         --busybox "$busybox" "${KTM_ARG[@]}" "${SPECS[@]}"
     fi
@@ -328,7 +407,7 @@ if [ ${#labels[@]} -gt 0 ]; then
       while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
       guest_run "$log" "$column" "$arch" "$release" &
       guest_pids+=($!)
-    done < <(runs_of "$label")
+    done < <([[ " ${labels[*]} " != *" $label "* ]] || runs_of "$label")
   done
   for pid in "${guest_pids[@]}"; do wait "$pid" || die "a guest run could not be made (see its log above)"; done
 fi
@@ -358,6 +437,11 @@ if [ "$host" = 1 ]; then
   done < <(runs_of host)
 fi
 
+if [ ${#podman_pids[@]} -gt 0 ]; then
+  echo "run-matrix: waiting for the podman guests (${#podman_pids[@]})" >&2
+  wait "${podman_pids[@]}" || true
+fi
+logs+=("${podman_logs[@]}")
 [ ${#logs[@]} -gt 0 ] || die "nothing ran (no kernels and --no-host)"
 set +e
 python3 "$here/summarize.py" --markdown "$out/matrix.md" "${logs[@]}" | tee "$out/summary.txt"
