@@ -233,9 +233,15 @@ pid0="$(sidecar_pid banyandb)"
 cpu0="$(cpu_ticks "$pid0")" t_cpu0=$(date +%s)
 grep -q '^Seccomp:[[:space:]]*2' "/proc/$pid0/status" && ok "seccomp: the sidecar runs under a seccomp filter" ||
   bad "seccomp: the sidecar runs without a seccomp filter"
+# Granted exactly CAP_BPF + CAP_PERFMON by the manifest, it drops both once attached (README,
+# "Lock-down after start"), keeping CAP_BPF alone on kernels that refuse map reads without it
+# (5.10), and sets no_new_privs.
 capeff="$(awk '/^CapEff:/ { print $2 }' "/proc/$pid0/status")"
-[ "$capeff" = 000000c000000000 ] && ok "capabilities: the sidecar has exactly CAP_BPF and CAP_PERFMON" ||
-  bad "capabilities: the sidecar has CapEff $capeff, want 000000c000000000"
+nnp="$(awk '/^NoNewPrivs:/ { print $2 }' "/proc/$pid0/status")"
+case "$capeff/$nnp" in
+  0000000000000000/1 | 0000008000000000/1) ok "capabilities: the sidecar locked itself down after attaching (CapEff $capeff, NoNewPrivs 1)" ;;
+  *) bad "capabilities: the sidecar has CapEff $capeff, NoNewPrivs $nnp; want 0 (or CAP_BPF alone) and 1 after its lock-down" ;;
+esac
 # Learning: one burst per pod in turn (its id is learned from its first event), exact.
 burst_case "learning" banyandb && l1=1 || l1=0
 burst_case "learning" banyandb-b && l2=1 || l2=0

@@ -493,7 +493,8 @@ fn lru_shrink(
 pub const RENAME_HOOK: &str = "ktm_follow";
 
 /// The rename hook's plan: the raw tracepoint (no tracefs, no BTF), fentry on the function
-/// it sits in, then a kprobe there; every one gives the task and the new name as the first
+/// it sits in, then kprobes there ([`KPROBES`]: kprobe_multi needs no perf event, so a
+/// sidecar on a `perf_event_paranoid` 3 kernel without fentry keeps the hook); every one gives the task and the new name as the first
 /// two arguments. `__set_task_comm` is exported and never inlined, so no self-test.
 fn follow() -> Plan {
     const FUNC: &str = "__set_task_comm";
@@ -502,11 +503,15 @@ fn follow() -> Plan {
         alternatives: vec![
             Alternative::new(AttachPoint::raw_tracepoint("task_rename"), || super::follow::rename_hook(0, 8)),
             Alternative::new(AttachPoint::fentry(FUNC, false), || super::follow::rename_hook(0, 8)),
-            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
+        ]
+        .into_iter()
+        .chain(KPROBES.map(|k| {
+            Alternative::new(k(FUNC, false), || {
                 let (args, _) = kprobe_regs()?;
                 super::follow::rename_hook(args[0], args[1])
-            }),
-        ],
+            })
+        }))
+        .collect(),
         exercise: None,
     }
 }
@@ -515,7 +520,7 @@ fn follow() -> Plan {
 pub const JOIN_HOOK: &str = "ktm_follow_join";
 
 /// The join hook's plan: the raw tracepoint `cgroup_attach_task` (after the move), else
-/// fentry or a kprobe on `cgroup_attach_task` (before it); the destination cgroup is the
+/// fentry or kprobes ([`KPROBES`]) on `cgroup_attach_task` (before it); the destination cgroup is the
 /// first argument of each.
 fn follow_join() -> Plan {
     use super::follow::{join_hook, CgroupIdLayout};
@@ -527,10 +532,12 @@ fn follow_join() -> Plan {
                 join_hook(0, CgroupIdLayout::from_kernel()?)
             }),
             Alternative::new(AttachPoint::fentry(FUNC, false), || join_hook(0, CgroupIdLayout::from_kernel()?)),
-            Alternative::new(AttachPoint::kprobe(FUNC, false), || {
-                join_hook(kprobe_regs()?.0[0], CgroupIdLayout::from_kernel()?)
-            }),
-        ],
+        ]
+        .into_iter()
+        .chain(KPROBES.map(|k| {
+            Alternative::new(k(FUNC, false), || join_hook(kprobe_regs()?.0[0], CgroupIdLayout::from_kernel()?))
+        }))
+        .collect(),
         exercise: None,
     }
 }
