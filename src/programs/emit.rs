@@ -94,6 +94,14 @@ fn scope(a: &mut Asm, out: Label) {
     a.add64(R1, stack::COMM as i32);
     a.mov64(R2, 16);
     a.call(Helper::GetCurrentComm);
+    comm_has_prefix(a, out);
+    pid_namespace(a, out, pass);
+    a.bind(pass);
+}
+
+/// `goto mismatch` unless the comm at [`stack::COMM`] starts with the config's prefix (r7 =
+/// &config): two masked 8-byte compares, no loop.
+pub(crate) fn comm_has_prefix(a: &mut Asm, mismatch: Label) {
     for (word, prefix, mask) in
         [(stack::COMM, config::PREFIX_LO, config::MASK_LO), (stack::COMM + 8, config::PREFIX_HI, config::MASK_HI)]
     {
@@ -101,10 +109,8 @@ fn scope(a: &mut Asm, out: Label) {
         a.ldx_dw(R2, R7, off(mask));
         a.and64(R1, R2);
         a.ldx_dw(R2, R7, off(prefix));
-        a.jne(R1, R2, out);
+        a.jne(R1, R2, mismatch);
     }
-    pid_namespace(a, out, pass);
-    a.bind(pass);
 }
 
 /// The pid namespace half of comm mode (see [`scope`]); falls through to `pass`.

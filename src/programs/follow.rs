@@ -6,7 +6,7 @@
 //! a shell exec'd into BanyanDB's container. Catching those moments here, rather than at
 //! the next collection, costs nothing on the counting programs' hot paths: renames are rare.
 
-use super::emit::{off, stack};
+use super::emit::{comm_has_prefix, off, stack};
 use super::layout::{config, renamed, CONFIG, RENAMED};
 use crate::insn::{Asm, Helper, Program, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
@@ -71,15 +71,7 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
     a.mov64(R9, R0);
     a.ld_map_value(R8, RENAMED, 0);
 
-    for (word, prefix, mask) in
-        [(stack::COMM, config::PREFIX_LO, config::MASK_LO), (stack::COMM + 8, config::PREFIX_HI, config::MASK_HI)]
-    {
-        a.ldx_dw(R1, R10, word);
-        a.ldx_dw(R2, R7, off(mask));
-        a.and64(R1, R2);
-        a.ldx_dw(R2, R7, off(prefix));
-        a.jne(R1, R2, stranger);
-    }
+    comm_has_prefix(&mut a, stranger);
     // A BanyanDB appears: in the target's cgroup (counted already) or elsewhere.
     a.ldx_dw(R1, R7, off(config::MODE));
     a.jne(R1, config::MODE_CGROUP as i32, appeared);
@@ -110,14 +102,20 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
     a.ldx_w(R1, R10, stack::PIDNS_TGID);
     a.ldx_dw(R2, R7, off(config::TARGET_TGID));
     a.jeq(R1, R2, out);
-    a.mov64(R1, 1);
-    a.atomic_add64(R8, off(renamed::GENERATION), R1);
-    a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
+    switch_to_comm(&mut a);
 
     a.bind(out);
     a.mov64(R0, 0);
     a.exit();
     Ok(a.finish()?)
+}
+
+/// `renamed->generation++; cfg->mode = COMM;` (r8 = the renamed record, r7 = &config): the
+/// generation first, so a collector that re-programs the scope sees that it moved.
+fn switch_to_comm(a: &mut Asm) {
+    a.mov64(R1, 1);
+    a.atomic_add64(R8, off(renamed::GENERATION), R1);
+    a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
 }
 
 #[cfg(test)]
@@ -194,9 +192,7 @@ pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Progra
     a.ldx_dw(R2, R7, off(config::CGROUP_ID));
     a.jne(R1, R2, out);
     a.ld_map_value(R8, RENAMED, 0);
-    a.mov64(R1, 1);
-    a.atomic_add64(R8, off(renamed::GENERATION), R1);
-    a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
+    switch_to_comm(&mut a);
     a.bind(out);
     a.mov64(R0, 0);
     a.exit();
