@@ -251,12 +251,51 @@ def count_step(kind, rc, lines):
     return p, f, note
 
 
+DIGEST_LINES = 40  # of one failed step, in the closing digest
+DIGEST_RUN_TAIL = 25  # of one failed guest run's block in the matrix step's output
+
+
+def failure_digest(kind, lines):
+    """The lines of a failed step's output that say what failed, for the closing digest:
+    a CI log is often read only from its end, and a step's own report scrolls far above it.
+    Never more than DIGEST_LINES lines."""
+    out = []
+    if kind == "matrix":
+        # summarize.py's blocks: `===== COLUMN: problems`, then the failing part of its log.
+        blocks, cur = [], None
+        for line in lines:
+            if line.startswith("===== "):
+                cur = [line]
+                blocks.append(cur)
+            elif line.startswith("Runs:") or line.startswith("failed runs:"):
+                cur = None
+            elif cur is not None:
+                cur.append(line)
+        for b in blocks:
+            body = [l for l in b[1:] if l.strip()]
+            out += [b[0]] + body[-DIGEST_RUN_TAIL:]
+        out += [l for l in lines if l.startswith("failed runs:") or l.startswith("run-matrix: ") and "fail" in l]
+    elif kind == "libtest":
+        out = [l for l in lines if re.match(r"^test .* \.\.\. FAILED$", l) or re.match(r"^---- .* ----$", l)
+               or CARGO_FAILED.search(l) or l.startswith("thread '") or l.startswith("error")]
+    elif kind == "gotest":
+        out = [l for l in lines if GO_TEST.match(l) and "FAIL" in l or l.strip().startswith("FAIL")
+               or re.search(r"_test\.go:\d+:", l) and "FAIL" not in l and "INFO" not in l and "WARN" not in l]
+    elif kind == "counts":
+        out = [l for l in lines if l.startswith("FAIL") or l.startswith("not ok")]
+    if not out:
+        out = [l for l in lines if l.strip()][-10:]
+    return out[-DIGEST_LINES:] if kind != "matrix" else out[:DIGEST_LINES * 3]
+
+
 def closing(steps_file):
-    """Reads STEPS (one line per step of .ci/test: NAME<TAB>KIND<TAB>RC<TAB>LOG), prints one
-    line per step and `total: N passed, N failed`, and exits 1 iff the total has a failure."""
+    """Reads STEPS (one line per step of .ci/test: NAME<TAB>KIND<TAB>RC<TAB>LOG), prints a
+    digest of what failed, one line per step and `total: N passed, N failed`, and exits 1 iff
+    the total has a failure."""
     total_p = total_f = 0
     with open(steps_file) as f:
         steps = [line.rstrip("\n").split("\t", 3) for line in f if line.strip()]
+    summary, digest = [], []
     for name, kind, rc, log in steps:
         try:
             with open(log, errors="replace") as f:
@@ -266,7 +305,12 @@ def closing(steps_file):
         p, fl, note = count_step(kind, int(rc), lines)
         total_p += p
         total_f += fl
-        print(f"step {name}: rc={rc}, {p} passed, {fl} failed" + (f" ({note})" if note else ""))
+        summary.append(f"step {name}: rc={rc}, {p} passed, {fl} failed" + (f" ({note})" if note else ""))
+        if fl:
+            digest += [f"--- what failed in step {name}:"] + failure_digest(kind, lines)
+    if digest:
+        print("\n".join(digest) + "\n")
+    print("\n".join(summary))
     print(f"total: {total_p} passed, {total_f} failed")
     return 1 if total_f else 0
 

@@ -223,6 +223,7 @@ class Closing(unittest.TestCase):
             f.write("".join(rows))
         p = subprocess.run([sys.executable, os.path.join(HERE, "summarize.py"), "--closing", path],
                            capture_output=True, text=True)
+        self.stdout = p.stdout
         return p.returncode, p.stdout.splitlines()[-1]
 
     CARGO_OK = ["     Running unittests src/lib.rs (target/debug/deps/ktm-0878624f6552340e)", result(135),
@@ -270,6 +271,29 @@ class Closing(unittest.TestCase):
                                  ("go", "gotest", 1, ["--- PASS: TestA (0.00s)", "--- FAIL: TestB (0.00s)", "FAIL\tpkg\t0.1s"]),
                                  ("other", "counts", 0, ["3 passed, 0 failed"])])
         self.assertEqual((rc, line), (1, "total: 11 passed, 4 failed"))
+
+    def test_digest_names_what_failed_above_the_totals(self):
+        matrix = ["[6.1]   5.0s KTM-BOOT 6.1", "", "===== arm64 6.12: TIMEOUT after 600s; no KTM-END for pod",
+                  "----- arm64 6.12: last 60 lines of the log", "guest line 1", "rcu: INFO: rcu_sched self-detected stall",
+                  "", "Runs:", "column | kernel", "failed runs: arm64 6.12", "matrix: 90 passed, 1 failed"]
+        cargo = self.CARGO_OK[:2] + [
+            "     Running tests/iomonitor.rs (target/debug/deps/iomonitor-fec41c62a00a1cc8)",
+            "test page_cache_misses_and_adds_match_mincore ... FAILED", result(4, 1),
+            "error: test failed, to rerun pass `--test iomonitor`"]
+        rc, line = self.closing([("host-tests", "libtest", 101, cargo), ("matrix", "matrix", 1, matrix),
+                                 ("go", "gotest", 0, ["--- PASS: TestA (0.00s)"])])
+        self.assertEqual((rc, line), (1, "total: 230 passed, 2 failed"))
+        out = self.stdout.splitlines()
+        digest = out[:out.index("step host-tests: rc=101, 139 passed, 1 failed")]
+        self.assertIn("test page_cache_misses_and_adds_match_mincore ... FAILED", digest)
+        self.assertIn("===== arm64 6.12: TIMEOUT after 600s; no KTM-END for pod", digest)
+        self.assertIn("rcu: INFO: rcu_sched self-detected stall", digest)
+        self.assertIn("failed runs: arm64 6.12", digest)
+        self.assertNotIn("--- what failed in step go:", digest)
+
+    def test_no_digest_when_clean(self):
+        rc, line = self.closing([("host-tests", "libtest", 0, self.CARGO_OK)])
+        self.assertEqual(self.stdout.splitlines()[0], "step host-tests: rc=0, 140 passed, 0 failed")
 
 
 if __name__ == "__main__":
