@@ -56,9 +56,10 @@
 #   --no-retry           do not boot a guest again after the emulator's text-poke fault
 #                        [KTM_QEMU_RETRY=0]
 #
-# A guest whose log shows QEMU's text-poke fault (summarize.py --emulator-fault: `Oops: int3`
-# in kernel text, then the panic; see README.md) is run once more; the summary and its kernel
-# cell then say "passed on retry: emulator text-poke fault", and a second failure fails.
+# A guest whose log shows QEMU's text-poke fault (`Oops: int3` in kernel text, then the panic;
+# see README.md) or that never began its first test binary without a KTM-FATAL saying why
+# (summarize.py --retry-reason) is run once more, its first log kept as NN-*.fault.txt; the
+# summary and its kernel cell then say "passed on retry: REASON", and a second failure fails.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -305,14 +306,16 @@ guest_env=()
 # once more after the emulator's text-poke fault; its meta gets the binaries and release.
 guest_run() { # log column arch release
   local log="$1" column="$2"
+  local reason
   "${guest[@]}"
-  if [ "$retry" = 1 ] && python3 "$here/summarize.py" --emulator-fault "$log"; then
-    # Keep the faulted boot's log beside the retry's, for the record.
+  if [ "$retry" = 1 ] && reason="$(python3 "$here/summarize.py" --retry-reason "$log")"; then
+    # Keep the first boot's log beside the retry's, for the record.
     mv "$log" "${log%.log}.fault.txt"
     mv "$log.meta" "${log%.log}.fault.txt.meta"
-    echo "run-matrix: $column: emulator text-poke fault (Oops: int3 in kernel text); booting it once more" >&2
+    echo "run-matrix: $column: $reason; booting it once more (first boot's log: ${log%.log}.fault.txt)" >&2
+    tail -n 30 "${log%.log}.fault.txt" | sed "s/^/[$column first boot] /" >&2
     "${guest[@]}"
-    echo "retried=emulator text-poke fault" >> "$log.meta"
+    echo "retried=$reason" >> "$log.meta"
   fi
   printf 'binaries=%s\nrelease=%s\n' "$(binaries_csv_for "$3")" "$4" >> "$log.meta"
 }

@@ -6,12 +6,15 @@ A run passes when it was not timed out, printed no KTM-FATAL and no kernel panic
 KTM-BEGIN and a `KTM-END NAME rc=0` for every expected binary, and (guests) KTM-DONE.
 Matrix cells come from lines `KTM-MATRIX<TAB>row<TAB>cell` anywhere in a run's output.
 
-A run that was retried after a recognised emulator fault (see emulator_fault) says so in
-its status and in its kernel cell: "passed on retry: emulator text-poke fault".
+A run that was retried (see retry_reason: the emulator's text-poke fault, or a guest that
+never reached its first test binary) says so in its status and in its kernel cell:
+"passed on retry: REASON"; the first boot's log is kept beside the retry's.
 
 usage: summarize.py --markdown OUT.md LOG...     (one LOG per column, in column order)
        summarize.py --emulator-fault LOG         exit 0 iff LOG shows the emulator's text-poke
-                                                 fault (run-matrix.sh retries such a guest once)
+                                                 fault
+       summarize.py --retry-reason LOG           prints why the guest of LOG is booted once more
+                                                 and exits 0, or exits 1 (run-matrix.sh)
        summarize.py --closing STEPS              the closing line of .ci/test (see closing())
 """
 import argparse
@@ -24,7 +27,7 @@ BEGIN = re.compile(r"KTM-BEGIN (\S+)")
 END = re.compile(r"KTM-END (\S+) rc=(-?\d+)")
 RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed")
 PANIC = re.compile(r"Kernel panic - not syncing|BUG: |general protection fault|Oops: ")
-RETRY_NOTE = "passed on retry: emulator text-poke fault"
+RETRY_NOTE = "passed on retry"
 
 
 def emulator_fault(lines):
@@ -42,6 +45,28 @@ def emulator_fault(lines):
         if any(re.search(r"Kernel panic - not syncing: Fatal exception", l) for l in rest):
             return True
     return False
+
+
+def retry_reason(lines, meta):
+    """Why a guest run deserves one more boot, or None. Two causes lie outside the code under
+    test: the emulator's text-poke fault (emulator_fault), and a guest that never began its
+    first test binary (no KTM-BEGIN) without saying why (no KTM-FATAL: the init's own
+    checks, a missing disk say, are deterministic and fail at once). The reason names what
+    the first boot showed, and the summary prints it: a retry is recorded, never hidden."""
+    if emulator_fault(lines):
+        return "emulator text-poke fault"
+    if any(BEGIN.search(l) or "KTM-FATAL" in l for l in lines):
+        return None
+    panic = next((l.strip() for l in lines if PANIC.search(l) and "KTM-" not in l), None)
+    if panic:
+        what = "kernel: " + re.sub(r"^\[\s*[\d.]+\]\s*", "", panic)[:100]
+    elif meta.get("timed_out") == "1":
+        what = f"timed out after {meta.get('wall_s', '?')}s"
+    elif not any(l.startswith("KTM-BOOT ") for l in lines):
+        what = "no KTM-BOOT: the init never ran"
+    else:
+        what = "booted, then stopped"
+    return f"guest never reached its first test ({what})"
 
 
 def read_meta(log):
@@ -147,12 +172,12 @@ def section_failed(lines, name):
 
 def status_of(r):
     if r["problems"]:
-        return "FAIL" + (" (after a retry: emulator text-poke fault)" if r["retried"] else "")
-    return "ok" + (f" ({RETRY_NOTE})" if r["retried"] else "")
+        return "FAIL" + (f" (after a retry: {r['retried']})" if r["retried"] else "")
+    return "ok" + (f" ({RETRY_NOTE}: {r['retried']})" if r["retried"] else "")
 
 
 def kernel_cell(r):
-    return r["release"] + (f" ({RETRY_NOTE})" if r["retried"] and not r["problems"] else "")
+    return r["release"] + (f" ({RETRY_NOTE}: {r['retried']})" if r["retried"] and not r["problems"] else "")
 
 
 def table(header, rows):
@@ -319,6 +344,12 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--emulator-fault":
         with open(sys.argv[2], errors="replace") as f:
             sys.exit(0 if emulator_fault([l.rstrip("\r\n") for l in f]) else 1)
+    if len(sys.argv) == 3 and sys.argv[1] == "--retry-reason":
+        with open(sys.argv[2], errors="replace") as f:
+            reason = retry_reason([l.rstrip("\r\n") for l in f], read_meta(sys.argv[2]))
+        if reason:
+            print(reason)
+        sys.exit(0 if reason else 1)
     if len(sys.argv) == 3 and sys.argv[1] == "--closing":
         sys.exit(closing(sys.argv[2]))
     ap = argparse.ArgumentParser()
@@ -375,7 +406,7 @@ def main():
     total_f = sum(r["failed"] for r in runs)
     for r in runs:
         if r["retried"]:
-            print(f"retried: {r['column']}: first boot hit the emulator text-poke fault; "
+            print(f"retried: {r['column']}: first boot: {r['retried']}; "
                   + ("the retry failed too" if r["problems"] else RETRY_NOTE))
     if bad:
         print("failed runs: " + ", ".join(bad))

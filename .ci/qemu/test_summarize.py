@@ -134,6 +134,28 @@ class Judge(unittest.TestCase):
         self.assertIn("ok (passed on retry: emulator text-poke fault)", out)
         self.assertIn("6.12.57+deb13-cloud-amd64 (passed on retry: emulator text-poke fault)", md)
 
+    def test_retry_reasons(self):
+        meta = {"timed_out": "0"}
+        self.assertEqual(summarize.retry_reason(PANICKED, meta), "emulator text-poke fault")
+        # Began a test binary: a hang or an oops there is a finding, never retried.
+        self.assertIsNone(summarize.retry_reason(HUNG, {"timed_out": "1"}))
+        self.assertIsNone(summarize.retry_reason(NULL_DEREF, meta))
+        # The init's own deterministic failure: never retried.
+        self.assertIsNone(summarize.retry_reason(BOOT + ["KTM-FATAL no virtio disk /dev/vda"], meta))
+        # Never reached the first test: retried, saying what the first boot showed.
+        self.assertEqual(summarize.retry_reason(["# qemu-system-x86_64 ...", "[    3.2] Kernel panic - not syncing: VFS: Unable to mount root"], meta),
+                         "guest never reached its first test (kernel: Kernel panic - not syncing: VFS: Unable to mount root)")
+        self.assertEqual(summarize.retry_reason(["# qemu-system-x86_64 ..."], {"timed_out": "1", "wall_s": "600.2"}),
+                         "guest never reached its first test (timed out after 600.2s)")
+        self.assertEqual(summarize.retry_reason(BOOT, meta), "guest never reached its first test (booted, then stopped)")
+
+    def test_boot_retry_says_why_in_summary(self):
+        why = "guest never reached its first test (timed out after 600.2s)"
+        rc, line, out, md = self.logs.summarize(self.logs.add("6.12", CLEAN, retried=why))
+        self.assertEqual((rc, line), (0, "matrix: 18 passed, 0 failed"))
+        self.assertIn(f"ok (passed on retry: {why})", out)
+        self.assertIn(f"retried: 6.12: first boot: {why}; passed on retry", out)
+
     def test_failed_retry_fails(self):
         rc, line, out, md = self.logs.summarize(self.logs.add("6.12", PANICKED, retried="emulator text-poke fault"))
         self.assertEqual((rc, line), (1, "matrix: 4 passed, 3 failed"))
