@@ -7,10 +7,25 @@
 # counts one failed).
 # The static binaries are the ones the matrix step built (target/static/ktm-tests/ktm) when
 # present, else built here.
+#
+# usage: test.sh [--install-only] [--arch A --bin KTM]...
+#   --install-only  install what is missing and exit (.ci/test does this before starting the
+#                   step in the background, so that no two apt-get runs meet)
+#   --arch A --bin KTM  build the images of A from KTM only (repeatable; default: amd64 and
+#                   arm64 from the matrix's static binaries, as above)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 fail() { echo "podman step: $*"; echo "KTM-FATAL podman: $*"; echo "0 passed, 1 failed"; exit 1; }
+install_only=0
+declare -A given=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --install-only) install_only=1; shift ;;
+    --arch) [ "${3:-}" = --bin ] || fail "usage: --arch A --bin KTM"; given[$2]="$4"; shift 4 ;;
+    *) fail "unknown option $1" ;;
+  esac
+done
 need=()
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
@@ -21,6 +36,7 @@ if [ ${#need[@]} -gt 0 ]; then
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; } >&2 ||
     fail "cannot install ${need[*]}"
 fi
+[ "$install_only" = 0 ] || exit 0
 # The shipped profile must still be this podman's default plus exactly the two permissions
 # (one more counted check).
 if python3 "$repo/deploy/seccomp-profile.py" --check "$repo/deploy/ktm-seccomp.json"; then
@@ -29,10 +45,13 @@ else
   profile_ok=0
   echo "FAIL seccomp profile: deploy/ktm-seccomp.json is not this podman's default plus bpf/CAP_BPF and perf_event_open/CAP_PERFMON (remake it: deploy/seccomp-profile.py > deploy/ktm-seccomp.json)"
 fi
-for arch in amd64 arm64; do
+archs=(amd64 arm64)
+[ ${#given[@]} = 0 ] || archs=("${!given[@]}")
+for arch in "${archs[@]}"; do
   case "$arch" in
-    amd64) bin="$repo/target/static/ktm-tests/ktm" ;;
-    arm64) bin="$repo/target/cross-arm64/ktm-tests/ktm" ;;
+    amd64) bin="${given[$arch]:-$repo/target/static/ktm-tests/ktm}" ;;
+    arm64) bin="${given[$arch]:-$repo/target/cross-arm64/ktm-tests/ktm}" ;;
+    *) fail "--arch $arch: amd64 or arm64" ;;
   esac
   args=(--arch "$arch")
   if [ -x "$bin" ]; then
