@@ -55,6 +55,10 @@
 #                        to show that a panicked guest fails the run [KTM_QEMU_INJECT_PANIC=1]
 #   --no-retry           do not boot a guest again after the emulator's text-poke fault
 #                        [KTM_QEMU_RETRY=0]
+#   --prepare            only fetch and make what the runs need in the cache (tools, kernels,
+#                        the arm64 cross chroot, the podman guests' root), then exit: on a
+#                        fresh machine minutes of downloads, which .ci/test starts beside its
+#                        first steps (each piece takes its own lock: a run waits for it)
 #
 # A guest whose log shows QEMU's text-poke fault (`Oops: int3` in kernel text, then the panic;
 # see README.md) or that never began its first test binary without a KTM-FATAL saying why
@@ -109,6 +113,7 @@ kernel_append="${KTM_QEMU_APPEND:-}"
 # reclaim test's memory margins depend on huge-page faults and raised watermarks).
 guest_append="transparent_hugepage=never"
 retry="${KTM_QEMU_RETRY:-1}"
+prepare=0
 
 die() { echo "run-matrix: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -144,6 +149,7 @@ while [ $# -gt 0 ]; do
     --verbose) verbose=(--verbose); shift ;;
     --inject-panic) inject_panic=1; shift ;;
     --no-retry) retry=0; shift ;;
+    --prepare) prepare=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (binaries go after --)" ;;
@@ -180,6 +186,23 @@ for label in "${labels[@]}" "${podman_labels[@]}" $([ "$host" = 1 ] && echo host
 done
 [ ${#archs[@]} -gt 0 ] || die "nothing to run (no kernels and --no-host)"
 "$here/ensure-tools.sh" "${archs[@]}" $([ ${#podman_labels[@]} = 0 ] || echo podman)
+if [ "$prepare" = 1 ]; then
+  start=$SECONDS
+  prep_labels=("${labels[@]}")
+  for l in "${podman_labels[@]}"; do
+    [[ " ${prep_labels[*]} " == *" $l "* ]] || prep_labels+=("$l")
+  done
+  pids=()
+  if [ ${#prep_labels[@]} -gt 0 ]; then
+    "$here/fetch-kernels.sh" "${refresh[@]}" "${prep_labels[@]}" >/dev/null & pids+=($!)
+  fi
+  if [[ " ${archs[*]} " == *" arm64 "* ]]; then "$here/cross-arm64.sh" --ensure & pids+=($!); fi
+  if [ ${#podman_labels[@]} -gt 0 ]; then "$here/podman-root.sh" --ensure >/dev/null & pids+=($!); fi
+  rc=0
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  echo "run-matrix: prepared (kernels ${prep_labels[*]}; $([[ " ${archs[*]} " == *" arm64 "* ]] && echo "arm64 chroot; ")$([ ${#podman_labels[@]} -gt 0 ] && echo "podman root; ")rc=$rc) in $((SECONDS - start))s" >&2
+  exit "$rc"
+fi
 if [ ${#podman_labels[@]} -gt 0 ]; then
   # The podman guests' Debian root (debootstrap, minutes when not cached) is made while the
   # test binaries build; run-podman.sh waits for it (podman-root.sh's lock).
