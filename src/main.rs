@@ -9,6 +9,7 @@ use ktm::attach::{features, Mechanism};
 use ktm::collector::{Collector, Options};
 use ktm::config::{Config, EbpfConfig};
 use ktm::iomonitor::IoMonitorModule;
+use ktm::json::str_literal as json;
 use ktm::module::Module;
 use ktm::recorder::FlightRecorder;
 use std::process::ExitCode;
@@ -204,14 +205,37 @@ fn parse_interval(flags: &Flags, name: &str) -> Result<Option<Duration>, Fail> {
     flags.get(name).map(|v| ktm::config::parse_duration(v).map_err(|e| Fail::Usage(format!("{name}: {e}")))).transpose()
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread started after, so that only
-/// [`wait_signal`] sees them. Call before any thread starts.
-fn block_signals() -> Result<nix::sys::signal::SigSet, Fail> {
-    let mut signals = nix::sys::signal::SigSet::empty();
-    signals.add(nix::sys::signal::Signal::SIGINT);
-    signals.add(nix::sys::signal::Signal::SIGTERM);
-    signals.thread_block().map_err(|e| Fail::Runtime(format!("cannot block signals: {e}")))?;
-    Ok(signals)
+/// SIGINT and SIGTERM, blocked in this thread and every thread started after, so that only
+/// [`Signals::wait`] sees them.
+struct Signals(libc::sigset_t);
+
+impl Signals {
+    /// Blocks them. Call before any thread starts.
+    fn block() -> Result<Signals, Fail> {
+        // SAFETY: sigemptyset and sigaddset initialise the set before pthread_sigmask reads it;
+        // a zeroed sigset_t is a valid value to start from.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+                0 => Ok(Signals(set)),
+                rc => Err(Fail::Runtime(format!("cannot block signals: {}", std::io::Error::from_raw_os_error(rc)))),
+            }
+        }
+    }
+
+    /// Waits for one of them and returns its name (for the log line that says why KTM stops).
+    fn wait(&self) -> std::io::Result<&'static str> {
+        let mut sig = 0;
+        // SAFETY: the set was initialised by `block`; `sig` is valid for one write.
+        match unsafe { libc::sigwait(&self.0, &mut sig) } {
+            0 if sig == libc::SIGINT => Ok("SIGINT"),
+            0 => Ok("SIGTERM"),
+            rc => Err(std::io::Error::from_raw_os_error(rc)),
+        }
+    }
 }
 
 /// Every module is loaded, attached and self-tested: the one place where that is known, on
@@ -249,7 +273,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     // Before any thread starts: the logger (so that the config's warnings reach it), then
     // blocking the signals.
     install_logger(&flags)?;
-    let signals = block_signals()?;
+    let signals = Signals::block()?;
     let modules = ktm::collector::modules_from_config(&config).map_err(|e| Fail::Usage(e.to_string()))?;
     // --output FILE holds the latest batch only (replaced atomically each interval); --listen
     // serves it; with neither, every batch streams to stdout.
@@ -287,7 +311,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     let options = Options { on_all_started: Some(Box::new(move || all_attached(&lockdown))), ..Options::default() };
     let collector = Collector::start_with_options(config.collector.interval, modules, recorder, options);
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
-    log::info!("{sig:?}: detaching and exiting");
+    log::info!("{sig}: detaching and exiting");
     collector.stop();
     if let Some(s) = server {
         s.stop();
@@ -303,7 +327,7 @@ fn demo(args: &[String]) -> Result<(), Fail> {
         .transpose()?
         .unwrap_or(5);
     let interval = parse_interval(&flags, "--interval")?.unwrap_or(Duration::from_secs(2));
-    let signals = block_signals()?;
+    let signals = Signals::block()?;
     install_logger(&flags)?;
     ktm::privileges::check().map_err(|e| Fail::Runtime(e.to_string()))?;
     // SIGINT/SIGTERM end the demo like `run`: the demo notices the flag, detaches, removes its
@@ -314,7 +338,7 @@ fn demo(args: &[String]) -> Result<(), Fail> {
         .name("ktm-signals".into())
         .spawn(move || {
             if let Ok(sig) = signals.wait() {
-                log::info!("{sig:?}: stopping the demo");
+                log::info!("{sig}: stopping the demo");
                 flag.store(true, Ordering::SeqCst);
             }
         })
@@ -327,23 +351,6 @@ fn demo(args: &[String]) -> Result<(), Fail> {
         Ok(()) => Ok(()),
         Err(e) => Err(Fail::Runtime(e.to_string())),
     }
-}
-
-/// A JSON string literal.
-fn json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// `{"works": true}` or `{"works": false, "why": ...}`.
@@ -511,64 +518,8 @@ fn dump(args: &[String]) -> Result<(), Fail> {
         [name] if !name.starts_with('-') => Some(name.as_str()),
         _ => return Err(Fail::Usage(format!("dump takes at most one program name\n{DUMP_HELP}"))),
     };
-    // The module's maps, so programs can be loaded for the verifier's count (when privileged).
-    let maps: Vec<ktm::maps::Map> =
-        ktm::programs::layout::map_defs().into_iter().filter_map(|d| ktm::maps::Map::create(d).ok()).collect();
-    let fd_of = |m: ktm::insn::MapRef| {
-        use std::os::fd::AsRawFd;
-        maps.iter().find(|x| x.def().name == m).map(|x| x.as_raw_fd())
-    };
-    let mut shown = 0;
-    for probe in ktm::programs::probes() {
-        if only.is_some_and(|n| n != probe.plan.name) {
-            continue;
-        }
-        if probe.metrics.is_empty() {
-            println!("== {} (feeds no metric: it keeps the scope on BanyanDB)", probe.plan.name);
-        } else {
-            println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
-        }
-        for alt in &probe.plan.alternatives {
-            for (point, build) in alt.parts() {
-                shown += 1;
-                let program = match build() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        println!("-- {point}: cannot build on this kernel: {e}");
-                        continue;
-                    }
-                };
-                let verified = if maps.is_empty() {
-                    "not loaded (no privileges)".to_string()
-                } else {
-                    // The same reason `ktm probe` gives when the kernel refuses the mechanism
-                    // itself (lockdown refusing fentry), rather than the loader's error for a
-                    // program that could not even be given its target.
-                    match (ktm::attach::mechanisms().get(point.mechanism()), point.load_target()) {
-                        (Err(why), _) => format!("not loadable here: {} refused: {why}", point.mechanism().name()),
-                        (Ok(()), Err(e)) => format!("not loadable here: {e}"),
-                        (Ok(()), Ok(attach)) => {
-                            let spec = ktm::load::ProgramSpec {
-                                name: probe.plan.name.clone(),
-                                prog_type: point.prog_type(),
-                                program: program.clone(),
-                                attach,
-                            };
-                            match ktm::load::program(&spec, fd_of).and_then(|p| p.info()) {
-                                Ok(info) if info.verified_insns > 0 => {
-                                    format!("verifier processed {}", info.verified_insns)
-                                }
-                                Ok(_) => "loaded (this kernel does not report the verifier's count)".to_string(),
-                                Err(e) => format!("not loadable here: {e}"),
-                            }
-                        }
-                    }
-                };
-                println!("-- {point}: {} instructions; {verified}", program.len());
-                print!("{}", ktm::insn::disasm_program(&program));
-            }
-        }
-    }
+    let shown = ktm::inspect::dump(only, &mut std::io::stdout().lock())
+        .map_err(|e| Fail::Runtime(format!("cannot write the dump: {e}")))?;
     if shown == 0 {
         return Err(Fail::Usage(format!("no program named `{}`", only.unwrap_or(""))));
     }
