@@ -30,6 +30,7 @@ pub mod privileges;
 pub mod programs;
 pub mod prometheus;
 pub mod recorder;
+pub mod report;
 pub mod seccomp;
 pub mod sys;
 pub mod textfile;

@@ -5,12 +5,8 @@
 //! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 //! `ktm run` never exits 1 for want of privileges or kernel support: it stays up disabled.
 
-use ktm::attach::{features, Mechanism};
 use ktm::collector::{Collector, Options};
-use ktm::config::{Config, EbpfConfig};
-use ktm::iomonitor::IoMonitorModule;
-use ktm::json::str_literal as json;
-use ktm::module::Module;
+use ktm::config::Config;
 use ktm::recorder::FlightRecorder;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -353,163 +349,11 @@ fn demo(args: &[String]) -> Result<(), Fail> {
     }
 }
 
-/// `{"works": true}` or `{"works": false, "why": ...}`.
-fn json_result(r: &Result<(), String>) -> String {
-    match r {
-        Ok(()) => "{\"works\":true}".into(),
-        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(why)),
-    }
-}
-
-fn json_pairs(pairs: &[(ktm::attach::AttachPoint, String)], key: &str) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(p, why)| format!("{{\"point\":{},\"{key}\":{}}}", json(&p.to_string()), json(why)))
-        .collect();
-    format!("[{}]", items.join(","))
-}
-
-const MECHANISMS: [Mechanism; 8] = [
-    Mechanism::Fentry,
-    Mechanism::Fexit,
-    Mechanism::Kprobe,
-    Mechanism::Kretprobe,
-    Mechanism::KprobeMulti,
-    Mechanism::KretprobeMulti,
-    Mechanism::RawTracepoint,
-    Mechanism::Tracepoint,
-];
-
 fn probe(args: &[String]) -> Result<(), Fail> {
     let flags = Flags::parse(args, &["--log-level"], &["--json"], "probe")?;
     install_logger(&flags)?;
-    use ktm::privileges::{self as p, Syscall};
-    let caps: Vec<(&str, Option<bool>)> = [p::CAP_BPF, p::CAP_PERFMON, p::CAP_SYS_ADMIN]
-        .iter()
-        .map(|c| (c.name, p::effective().ok().map(|eff| eff & (1u64 << c.bit) != 0)))
-        .collect();
-    let seccomp = p::seccomp().map_or_else(|| "unknown".to_string(), |s| s.to_string());
-    let blocked = [("bpf()", p::blocked(Syscall::Bpf)), ("perf_event_open()", p::blocked(Syscall::PerfEventOpen))];
-    let lockdown = p::lockdown().unwrap_or_else(|why| why);
-    let paranoid = p::perf_event_paranoid().map(|(level, meaning)| format!("{level}: {meaning}"));
-    let privileged = p::check().map_err(|e| e.to_string());
-    let as_json = flags.has("--json");
-    if !as_json {
-        println!("== privileges");
-        for (name, has) in &caps {
-            let word = match has {
-                Some(true) => "present",
-                Some(false) => "missing",
-                None => "unknown (cannot read capabilities)",
-            };
-            println!("{name:<18} {word}");
-        }
-        println!("{:<18} {seccomp}", "seccomp");
-        for (name, b) in blocked {
-            println!("{name:<18} {}", if b { "BLOCKED (refused before its arguments are read)" } else { "allowed" });
-        }
-        println!("{:<18} {lockdown}", "lockdown");
-        println!("{:<18} {}", "perf_event_paranoid", paranoid.clone().unwrap_or_else(|why| why));
-        match p::Held::current() {
-            Ok(h) => println!("{:<18} {h}", "this process"),
-            Err(e) => println!("{:<18} unknown: {e}", "this process"),
-        }
-        println!(
-            "{:<18} {}",
-            "after start",
-            match ktm::lockdown::map_reads_need_capability() {
-                Ok(false) => "ktm run drops every capability and installs its seccomp filter",
-                Ok(true) =>
-                    "ktm run keeps CAP_BPF alone (this kernel refuses map reads without it) and installs its seccomp filter",
-                Err(_) => "ktm run drops capabilities and installs its seccomp filter (map-read probe failed)",
-            }
-        );
-    }
-    if let Err(e) = &privileged {
-        if as_json {
-            println!("{{\"privileges\":{{\"ok\":false,\"why\":{}}}}}", json(e));
-        }
-        return Err(Fail::Runtime(e.clone()));
-    }
-    let f = ktm::attach::mechanisms();
-    let links = [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing, ktm::attach::Link::KprobeMulti];
-    let mut module = IoMonitorModule::new(EbpfConfig::default());
-    module.start().map_err(|e| Fail::Runtime(e.to_string()))?;
-    let reports: Vec<ktm::attach::PlanReport> =
-        module.monitor().map(|m| m.reports().cloned().collect()).unwrap_or_default();
-    module.stop();
-    if as_json {
-        let caps: Vec<String> =
-            caps.iter().map(|(n, h)| format!("{}:{}", json(n), h.map_or("null".into(), |b| b.to_string()))).collect();
-        let blocked: Vec<String> = blocked.iter().map(|(n, b)| format!("{}:{b}", json(n))).collect();
-        let mechs: Vec<String> =
-            MECHANISMS.iter().map(|m| format!("{}:{}", json(m.name()), json_result(&f.get(*m)))).collect();
-        let links: Vec<String> = links
-            .iter()
-            .map(|l| {
-                let r = features::link(*l).map_err(|why| format!("{why}; {} instead", l.fallback()));
-                format!("{}:{}", json(&format!("{l:?}")), json_result(&r))
-            })
-            .collect();
-        let plans: Vec<String> = reports
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"name\":{},\"attached\":{},\"mechanism\":{},\"failures\":{},\"fallbacks\":{},\"unchecked\":{}}}",
-                    json(&r.name),
-                    r.attached.as_ref().map_or("null".into(), |p| json(&p.to_string())),
-                    r.attached.as_ref().map_or("null".into(), |p| json(p.mechanism().name())),
-                    json_pairs(&r.failures, "why"),
-                    json_pairs(&r.fallbacks, "note"),
-                    json_pairs(&r.unchecked, "why"),
-                )
-            })
-            .collect();
-        println!(
-            "{{\"version\":{},\"privileges\":{{\"ok\":true,\"capabilities\":{{{}}},\"seccomp\":{},\"blocked\":{{{}}},\"lockdown\":{},\"perf_event_paranoid\":{}}},\"mechanisms\":{{{}}},\"links\":{{{}}},\"plans\":[{}]}}",
-            json(env!("CARGO_PKG_VERSION")),
-            caps.join(","),
-            json(&seccomp),
-            blocked.join(","),
-            json(&lockdown),
-            json(&paranoid.unwrap_or_else(|why| why)),
-            mechs.join(","),
-            links.join(","),
-            plans.join(",")
-        );
-        return Ok(());
-    }
-    println!("\n== mechanisms (each tried with a trivial program)");
-    for m in MECHANISMS {
-        match f.get(m) {
-            Ok(()) => println!("{:<15} works", m.name()),
-            Err(why) => println!("{:<15} unavailable: {why}", m.name()),
-        }
-    }
-    println!("\n== links (each probed once; the fallback is used where one is missing)");
-    for l in links {
-        match features::link(l) {
-            Ok(()) => println!("{:<15} works", format!("{l:?}")),
-            Err(why) => println!("{:<15} unavailable, {} instead: {why}", format!("{l:?}"), l.fallback()),
-        }
-    }
-    println!("\n== attach plans (preferred first)");
-    for r in &reports {
-        match &r.attached {
-            Some(p) => println!("{}: {} ({p})", r.name, p.mechanism()),
-            None => println!("{}: UNAVAILABLE", r.name),
-        }
-        for (p, why) in &r.failures {
-            println!("    {p} failed: {why}");
-        }
-        for (p, note) in &r.fallbacks {
-            println!("    {p} attached by {note}");
-        }
-        for (p, why) in &r.unchecked {
-            println!("    {p} not checked to fire: {why}");
-        }
-    }
-    Ok(())
+    let format = if flags.has("--json") { ktm::report::Format::Json } else { ktm::report::Format::Text };
+    ktm::report::probe(format, &mut std::io::stdout().lock()).map_err(|e| Fail::Runtime(e.to_string()))
 }
 
 fn dump(args: &[String]) -> Result<(), Fail> {

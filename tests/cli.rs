@@ -133,7 +133,7 @@ fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
     assert!(state.contains("state=\"disabled\""), "{state}");
     assert!(state.contains("CAP_BPF"), "the reason names the missing capability: {state}");
     let o = run.sigterm();
-    let err = text(&o.stderr);
+    let err = o.stderr;
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("CAP_BPF") && err.contains("securityContext.capabilities"), "{err}");
 }
@@ -214,11 +214,10 @@ fn run_pushes_batches_and_stops_cleanly_on_sigterm() {
         seen.insert(s.to_string());
         seen.len() >= 2
     });
-    let out = run.out.clone();
     let o = run.sigterm();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("detaching"));
-    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", o.stderr);
+    assert!(o.stderr.contains("detaching"));
+    let written = o.written.unwrap();
     let fams = parse_batches(&written);
     let state = fams.iter().find(|f| f.name == "ktm_module_state").unwrap();
     assert_eq!(state.samples[0].labels["state"], "waiting_for_target");
@@ -303,7 +302,7 @@ fn a_cgroup_path_that_does_not_exist_warns_at_start() {
     );
     run.wait_for("a batch", |_| true);
     let o = run.sigterm();
-    let err = text(&o.stderr);
+    let err = o.stderr;
     assert_eq!(o.status.code(), Some(0), "{err}");
     let warn = err
         .lines()
@@ -435,15 +434,16 @@ fn promtool_accepts_every_output() {
     let addr = lines.find_map(|l| l.split_once(" on http://").map(|(_, a)| a.to_string())).unwrap();
     // Keep reading stderr: a closed pipe would end ktm by SIGPIPE at its next log line.
     std::thread::spawn(move || lines.for_each(drop));
-    let file = run.wait_for("a batch written beside /metrics", |_| true);
+    run.wait_for("a batch written beside /metrics", |_| true);
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     use std::io::{Read, Write};
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let body = resp.split_once("\r\n\r\n").unwrap().1;
-    assert_eq!(run.sigterm().status.code(), Some(0));
-    for (what, text) in [("--output", file), ("/metrics", body.to_string())] {
+    let o = run.sigterm();
+    assert_eq!(o.status.code(), Some(0));
+    for (what, text) in [("--output", o.written.unwrap()), ("/metrics", body.to_string())] {
         let (rc, msg) = promtool(&text).unwrap();
         assert_eq!(rc, 0, "promtool check metrics on {what}: {msg}\n{text}");
         assert!(text.contains("ktm_memory_direct_reclaim_begin_total") || !text.contains("ktm_memory_"), "{text}");

@@ -3,7 +3,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `ktm run --output FILE` child, with its scratch directory (config and FILE).
@@ -56,10 +56,23 @@ impl KtmRun {
         }
     }
 
-    /// SIGTERM, then the child's exit status and stderr.
-    pub fn sigterm(self) -> Output {
+    /// SIGTERM, then how the child ended and what it left in the output file.
+    pub fn sigterm(self) -> Stopped {
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait_with_output().unwrap()
+        let o = self.child.wait_with_output().unwrap();
+        Stopped {
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            written: std::fs::read_to_string(&self.out).ok(),
+        }
     }
+}
+
+/// A `ktm run` child after [`KtmRun::sigterm`].
+pub struct Stopped {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+    /// The output file's last batch, if it wrote one.
+    pub written: Option<String>,
 }
