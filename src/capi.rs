@@ -451,20 +451,52 @@ pub unsafe extern "C" fn ktm_collect(
         if batch.is_null() {
             return Err("ktm_collect: the batch out-pointer is NULL".into());
         }
-        let k = handle(ktm, "ktm_collect")?;
-        let module = module_arg(module)?;
-        let mut slots = k.lock();
-        let mut metrics = Vec::new();
-        let mut status = Vec::new();
-        for slot in select(&mut slots, module)? {
-            // No self-metrics: the C ABI's batch has never carried them (nor the collector's
-            // own), and adding series is a change every host would see.
-            status.push(slot.collect(&mut metrics, false));
-        }
-        drop(slots);
+        let (metrics, status) = collect(handle(ktm, "ktm_collect")?, module_arg(module)?)?;
         let owned = OwnedBatch::build(&metrics, &status);
         *batch = Box::into_raw(owned).cast::<KtmBatch>();
         Ok(())
+    })
+}
+
+/// One collection of `module`, or of every module for `None`: each module's metrics and status.
+fn collect(k: &Ktm, module: Option<&str>) -> Result<(Vec<Metric>, Vec<ModuleStatus>), String> {
+    let mut slots = k.lock();
+    let mut metrics = Vec::new();
+    let mut status = Vec::new();
+    for slot in select(&mut slots, module)? {
+        // No self-metrics: the C ABI's batch has never carried them (nor the collector's
+        // own), and adding series is a change every host would see.
+        status.push(slot.collect(&mut metrics, false));
+    }
+    Ok((metrics, status))
+}
+
+/// One collection as `ktm_collect` makes it, written to `path` as Prometheus text the way
+/// `ktm run --output` writes it (`textfile::FileRecorder`: a temporary file beside it, mode
+/// 0644, fsynced, renamed over it), so a C or Go host feeds node-exporter's textfile
+/// collector without a renderer of its own.
+///
+/// # Safety
+/// As `ktm_start`; `path` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_write_textfile(
+    ktm: *mut Ktm,
+    module: *const c_char,
+    path: *const c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    guarded(error, || {
+        let k = handle(ktm, "ktm_write_textfile")?;
+        if path.is_null() {
+            return Err("ktm_write_textfile: the path is NULL".into());
+        }
+        let path = CStr::from_ptr(path).to_str().map_err(|_| "the path is not UTF-8".to_string())?;
+        // FileRecorder's messages name `ktm run`'s flag.
+        let file = crate::textfile::FileRecorder::new(path)
+            .map_err(|e| format!("ktm_write_textfile: {}", e.strip_prefix("--output ").unwrap_or(&e)))?;
+        let (metrics, status) = collect(k, module_arg(module)?)?;
+        file.write(&crate::metrics::Batch::new(metrics, status))
+            .map_err(|e| format!("ktm_write_textfile: cannot write {path}: {e}"))
     })
 }
 
@@ -664,6 +696,42 @@ mod tests {
             assert_eq!(ktm_is_degraded(k), 0);
             ktm_free(k);
         }
+    }
+
+    #[test]
+    fn a_textfile_holds_one_collection_as_prometheus_text() {
+        let dir = std::env::temp_dir().join(format!("ktm-capi-textfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ktm.prom");
+        let path = CString::new(file.to_str().unwrap()).unwrap();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        unsafe {
+            let k = ktm_new(std::ptr::null(), &mut err);
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), path.as_ptr(), &mut err), 0);
+            assert!(err.is_null());
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.starts_with("# batch at unix time "), "{text}");
+            let families = crate::prometheus::parse(&text).unwrap();
+            let state = families.iter().find(|f| f.name == "ktm_module_state").unwrap();
+            assert_eq!(state.samples.len(), 1, "{text}");
+            assert_eq!(state.samples[0].labels["reason"], "not started");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+            // A directory is refused with the path named, not `ktm run`'s flag.
+            let bad = CString::new(dir.to_str().unwrap()).unwrap();
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), bad.as_ptr(), &mut err), -1);
+            assert_eq!(text_of_error(err), format!("ktm_write_textfile: {}: is a directory", dir.display()));
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), std::ptr::null(), &mut err), -1);
+            assert!(text_of_error(err).contains("NULL"));
+            ktm_free(k);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The text of an error string, freed.
+    unsafe fn text_of_error(err: *mut c_char) -> String {
+        let t = text(err);
+        ktm_string_free(err);
+        t
     }
 
     #[test]

@@ -322,11 +322,10 @@ fn detach_costs(opts: &Opts, points: &[(String, AttachPoint)]) -> R<Vec<(&'stati
 /// indexed to resolve the fentry targets (here the policy check skips it, so it is timed
 /// apart), then released. Returns the row's name and the times.
 fn btf_resolve(opts: &Opts) -> (String, Vec<f64>) {
-    let fentry_funcs: Vec<String> = ktm::programs::probes()
-        .iter()
-        .flat_map(|p| p.plan.alternatives.iter().flat_map(|a| a.parts().map(|(pt, _)| pt.clone())))
-        .filter_map(|pt| match pt {
-            AttachPoint::Fentry { func, .. } => Some(func),
+    let probes = ktm::programs::probes();
+    let fentry_funcs: Vec<String> = ktm::inspect::programs(&probes)
+        .filter_map(|(_, pt, _)| match pt {
+            AttachPoint::Fentry { func, .. } => Some(func.clone()),
             _ => None,
         })
         .collect();
