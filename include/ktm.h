@@ -122,6 +122,12 @@ int ktm_collect(ktm_t *ktm, const char *module, ktm_batch_t **batch, char **erro
 /* Frees a batch and everything it points to. NULL is ignored. */
 void ktm_batch_free(ktm_batch_t *batch);
 
+/* One collection of `module` (NULL: every module), as ktm_collect makes it, written to `path`
+ * as Prometheus text the way `ktm run --output` writes it: a temporary file beside `path`,
+ * mode 0644, fsynced and renamed over it (node-exporter's textfile collector never reads
+ * part of a batch). */
+int ktm_write_textfile(ktm_t *ktm, const char *module, const char *path, char **error);
+
 /* 1 when a module failed to start or was last seen degraded or disabled, 0 if not,
  * -1 for NULL. */
 int ktm_is_degraded(const ktm_t *ktm);

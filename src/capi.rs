@@ -37,8 +37,8 @@
 
 use crate::collector::modules_from_config;
 use crate::config::Config;
-use crate::metrics::{Metric, MetricValue, ModuleState, ModuleStatus};
-use crate::module::Module;
+use crate::driver::{Driven, Retry};
+use crate::metrics::{Metric, MetricValue, ModuleStatus};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -55,32 +55,16 @@ pub const KTM_GAUGE: u32 = 1;
 /// `ktm_metric_t.type` of a histogram.
 pub const KTM_HISTOGRAM: u32 = 2;
 
-/// One module and where it is in its life.
-struct Slot {
-    module: Box<dyn Module>,
-    life: Life,
-    /// The state of the last status read, for the degraded flag between collections.
-    last: Option<ModuleState>,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-enum Life {
-    NotStarted,
-    Running,
-    Failed(String),
-    Stopped,
-}
-
 /// The opaque `ktm_t`.
 pub struct Ktm {
-    slots: Mutex<Vec<Slot>>,
+    slots: Mutex<Vec<Driven>>,
     /// Module names, fixed at creation, lent out by `ktm_module_name`.
     names: Vec<CString>,
     interval_ns: i64,
 }
 
 impl Ktm {
-    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Driven>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -342,24 +326,13 @@ unsafe fn module_arg<'a>(module: *const c_char) -> Result<Option<&'a str>, Strin
     CStr::from_ptr(module).to_str().map(Some).map_err(|_| "the module name is not UTF-8".to_string())
 }
 
-/// The slots a call applies to: all, or the one named (an error if there is none).
-fn select<'s>(slots: &'s mut [Slot], module: Option<&str>) -> Result<Vec<&'s mut Slot>, String> {
-    let chosen: Vec<&mut Slot> = slots.iter_mut().filter(|s| module.map_or(true, |m| s.module.name() == m)).collect();
+/// The modules a call applies to: all, or the one named (an error if there is none).
+fn select<'s>(slots: &'s mut [Driven], module: Option<&str>) -> Result<Vec<&'s mut Driven>, String> {
+    let chosen: Vec<&mut Driven> = slots.iter_mut().filter(|s| module.map_or(true, |m| s.name() == m)).collect();
     match module {
         Some(m) if chosen.is_empty() => Err(format!("no module `{m}` in this KTM (see collector.modules)")),
         _ => Ok(chosen),
     }
-}
-
-/// The status of a slot that is not running (the module's own would say "not started").
-fn idle_status(slot: &Slot) -> Option<ModuleStatus> {
-    let why = match &slot.life {
-        Life::Running => return None,
-        Life::NotStarted => "not started".to_string(),
-        Life::Failed(why) => why.clone(),
-        Life::Stopped => "stopped".to_string(),
-    };
-    Some(ModuleStatus::new(slot.module.name(), ModuleState::Disabled).with_reason(why))
 }
 
 /// The ABI version this library implements; a host compares it with `KTM_ABI_VERSION`.
@@ -386,7 +359,7 @@ pub unsafe extern "C" fn ktm_new(config_yaml: *const c_char, error: *mut *mut c_
         let config = Config::from_yaml_str(text).map_err(|e| e.to_string())?;
         let modules = modules_from_config(&config).map_err(|e| e.to_string())?;
         let names = modules.iter().map(|m| cstring(m.name())).collect();
-        let slots = modules.into_iter().map(|module| Slot { module, life: Life::NotStarted, last: None }).collect();
+        let slots = modules.into_iter().map(Driven::new).collect();
         let interval_ns = i64::try_from(config.collector.interval.as_nanos()).unwrap_or(i64::MAX);
         out = Box::into_raw(Box::new(Ktm { slots: Mutex::new(slots), names, interval_ns }));
         Ok(())
@@ -406,9 +379,7 @@ pub unsafe extern "C" fn ktm_free(ktm: *mut Ktm) {
     quiet((), || {
         let k = Box::from_raw(ktm);
         for slot in k.lock().iter_mut() {
-            if slot.life == Life::Running {
-                slot.module.stop();
-            }
+            slot.stop();
         }
     })
 }
@@ -428,21 +399,8 @@ pub unsafe extern "C" fn ktm_start(ktm: *mut Ktm, module: *const c_char, error: 
         let mut slots = k.lock();
         let mut failures = Vec::new();
         for slot in select(&mut slots, module)? {
-            if slot.life == Life::Running {
-                continue;
-            }
-            match slot.module.start() {
-                Ok(()) => {
-                    slot.life = Life::Running;
-                    slot.last = Some(slot.module.status().state);
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    log::error!("KTM module {} could not start and is disabled: {why}", slot.module.name());
-                    failures.push(format!("{}: {why}", slot.module.name()));
-                    slot.life = Life::Failed(why);
-                    slot.last = Some(ModuleState::Disabled);
-                }
+            if let Err(why) = slot.start(Retry::OnRequest) {
+                failures.push(format!("{}: {why}", slot.name()));
             }
         }
         if failures.is_empty() {
@@ -466,11 +424,7 @@ pub unsafe extern "C" fn ktm_stop(ktm: *mut Ktm, module: *const c_char, error: *
         let module = module_arg(module)?;
         let mut slots = k.lock();
         for slot in select(&mut slots, module)? {
-            if slot.life == Life::Running {
-                slot.module.stop();
-                slot.life = Life::Stopped;
-                slot.last = None;
-            }
+            slot.stop();
         }
         Ok(())
     })
@@ -497,28 +451,52 @@ pub unsafe extern "C" fn ktm_collect(
         if batch.is_null() {
             return Err("ktm_collect: the batch out-pointer is NULL".into());
         }
-        let k = handle(ktm, "ktm_collect")?;
-        let module = module_arg(module)?;
-        let mut slots = k.lock();
-        let mut metrics = Vec::new();
-        let mut status = Vec::new();
-        for slot in select(&mut slots, module)? {
-            let s = match idle_status(slot) {
-                Some(s) => s,
-                None => {
-                    metrics.extend(slot.module.collect());
-                    slot.module.status()
-                }
-            };
-            if slot.life == Life::Running {
-                slot.last = Some(s.state);
-            }
-            status.push(s);
-        }
-        drop(slots);
+        let (metrics, status) = collect(handle(ktm, "ktm_collect")?, module_arg(module)?)?;
         let owned = OwnedBatch::build(&metrics, &status);
         *batch = Box::into_raw(owned).cast::<KtmBatch>();
         Ok(())
+    })
+}
+
+/// One collection of `module`, or of every module for `None`: each module's metrics and status.
+fn collect(k: &Ktm, module: Option<&str>) -> Result<(Vec<Metric>, Vec<ModuleStatus>), String> {
+    let mut slots = k.lock();
+    let mut metrics = Vec::new();
+    let mut status = Vec::new();
+    for slot in select(&mut slots, module)? {
+        // No self-metrics: the C ABI's batch has never carried them (nor the collector's
+        // own), and adding series is a change every host would see.
+        status.push(slot.collect(&mut metrics, false));
+    }
+    Ok((metrics, status))
+}
+
+/// One collection as `ktm_collect` makes it, written to `path` as Prometheus text the way
+/// `ktm run --output` writes it (`textfile::FileRecorder`: a temporary file beside it, mode
+/// 0644, fsynced, renamed over it), so a C or Go host feeds node-exporter's textfile
+/// collector without a renderer of its own.
+///
+/// # Safety
+/// As `ktm_start`; `path` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_write_textfile(
+    ktm: *mut Ktm,
+    module: *const c_char,
+    path: *const c_char,
+    error: *mut *mut c_char,
+) -> c_int {
+    guarded(error, || {
+        let k = handle(ktm, "ktm_write_textfile")?;
+        if path.is_null() {
+            return Err("ktm_write_textfile: the path is NULL".into());
+        }
+        let path = CStr::from_ptr(path).to_str().map_err(|_| "the path is not UTF-8".to_string())?;
+        // FileRecorder's messages name `ktm run`'s flag.
+        let file = crate::textfile::FileRecorder::new(path)
+            .map_err(|e| format!("ktm_write_textfile: {}", e.strip_prefix("--output ").unwrap_or(&e)))?;
+        let (metrics, status) = collect(k, module_arg(module)?)?;
+        file.write(&crate::metrics::Batch::new(metrics, status))
+            .map_err(|e| format!("ktm_write_textfile: cannot write {path}: {e}"))
     })
 }
 
@@ -543,9 +521,7 @@ pub unsafe extern "C" fn ktm_batch_free(batch: *mut KtmBatch) {
 pub unsafe extern "C" fn ktm_is_degraded(ktm: *const Ktm) -> c_int {
     quiet(-1, || match ktm.as_ref() {
         None => -1,
-        Some(k) => c_int::from(k.lock().iter().any(|s| {
-            matches!(s.life, Life::Failed(_)) || matches!(s.last, Some(ModuleState::Degraded | ModuleState::Disabled))
-        })),
+        Some(k) => c_int::from(k.lock().iter().any(Driven::is_degraded)),
     })
 }
 
@@ -656,6 +632,7 @@ fn install_logger() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::ModuleState;
 
     fn text(p: *const c_char) -> String {
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
@@ -719,6 +696,42 @@ mod tests {
             assert_eq!(ktm_is_degraded(k), 0);
             ktm_free(k);
         }
+    }
+
+    #[test]
+    fn a_textfile_holds_one_collection_as_prometheus_text() {
+        let dir = std::env::temp_dir().join(format!("ktm-capi-textfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ktm.prom");
+        let path = CString::new(file.to_str().unwrap()).unwrap();
+        let mut err: *mut c_char = std::ptr::null_mut();
+        unsafe {
+            let k = ktm_new(std::ptr::null(), &mut err);
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), path.as_ptr(), &mut err), 0);
+            assert!(err.is_null());
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.starts_with("# batch at unix time "), "{text}");
+            let families = crate::prometheus::parse(&text).unwrap();
+            let state = families.iter().find(|f| f.name == "ktm_module_state").unwrap();
+            assert_eq!(state.samples.len(), 1, "{text}");
+            assert_eq!(state.samples[0].labels["reason"], "not started");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+            // A directory is refused with the path named, not `ktm run`'s flag.
+            let bad = CString::new(dir.to_str().unwrap()).unwrap();
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), bad.as_ptr(), &mut err), -1);
+            assert_eq!(text_of_error(err), format!("ktm_write_textfile: {}: is a directory", dir.display()));
+            assert_eq!(ktm_write_textfile(k, std::ptr::null(), std::ptr::null(), &mut err), -1);
+            assert!(text_of_error(err).contains("NULL"));
+            ktm_free(k);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The text of an error string, freed.
+    unsafe fn text_of_error(err: *mut c_char) -> String {
+        let t = text(err);
+        ktm_string_free(err);
+        t
     }
 
     #[test]

@@ -5,11 +5,8 @@
 //! Exit codes: 0 success, 1 runtime failure (privileges, kernel), 2 usage or config error.
 //! `ktm run` never exits 1 for want of privileges or kernel support: it stays up disabled.
 
-use ktm::attach::{features, Mechanism};
 use ktm::collector::{Collector, Options};
-use ktm::config::{Config, EbpfConfig};
-use ktm::iomonitor::IoMonitorModule;
-use ktm::module::Module;
+use ktm::config::Config;
 use ktm::recorder::FlightRecorder;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,14 +201,37 @@ fn parse_interval(flags: &Flags, name: &str) -> Result<Option<Duration>, Fail> {
     flags.get(name).map(|v| ktm::config::parse_duration(v).map_err(|e| Fail::Usage(format!("{name}: {e}")))).transpose()
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread started after, so that only
-/// [`wait_signal`] sees them. Call before any thread starts.
-fn block_signals() -> Result<nix::sys::signal::SigSet, Fail> {
-    let mut signals = nix::sys::signal::SigSet::empty();
-    signals.add(nix::sys::signal::Signal::SIGINT);
-    signals.add(nix::sys::signal::Signal::SIGTERM);
-    signals.thread_block().map_err(|e| Fail::Runtime(format!("cannot block signals: {e}")))?;
-    Ok(signals)
+/// SIGINT and SIGTERM, blocked in this thread and every thread started after, so that only
+/// [`Signals::wait`] sees them.
+struct Signals(libc::sigset_t);
+
+impl Signals {
+    /// Blocks them. Call before any thread starts.
+    fn block() -> Result<Signals, Fail> {
+        // SAFETY: sigemptyset and sigaddset initialise the set before pthread_sigmask reads it;
+        // a zeroed sigset_t is a valid value to start from.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+                0 => Ok(Signals(set)),
+                rc => Err(Fail::Runtime(format!("cannot block signals: {}", std::io::Error::from_raw_os_error(rc)))),
+            }
+        }
+    }
+
+    /// Waits for one of them and returns its name (for the log line that says why KTM stops).
+    fn wait(&self) -> std::io::Result<&'static str> {
+        let mut sig = 0;
+        // SAFETY: the set was initialised by `block`; `sig` is valid for one write.
+        match unsafe { libc::sigwait(&self.0, &mut sig) } {
+            0 if sig == libc::SIGINT => Ok("SIGINT"),
+            0 => Ok("SIGTERM"),
+            rc => Err(std::io::Error::from_raw_os_error(rc)),
+        }
+    }
 }
 
 /// Every module is loaded, attached and self-tested: the one place where that is known, on
@@ -249,7 +269,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     // Before any thread starts: the logger (so that the config's warnings reach it), then
     // blocking the signals.
     install_logger(&flags)?;
-    let signals = block_signals()?;
+    let signals = Signals::block()?;
     let modules = ktm::collector::modules_from_config(&config).map_err(|e| Fail::Usage(e.to_string()))?;
     // --output FILE holds the latest batch only (replaced atomically each interval); --listen
     // serves it; with neither, every batch streams to stdout.
@@ -287,7 +307,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
     let options = Options { on_all_started: Some(Box::new(move || all_attached(&lockdown))), ..Options::default() };
     let collector = Collector::start_with_options(config.collector.interval, modules, recorder, options);
     let sig = signals.wait().map_err(|e| Fail::Runtime(format!("sigwait: {e}")))?;
-    log::info!("{sig:?}: detaching and exiting");
+    log::info!("{sig}: detaching and exiting");
     collector.stop();
     if let Some(s) = server {
         s.stop();
@@ -303,7 +323,7 @@ fn demo(args: &[String]) -> Result<(), Fail> {
         .transpose()?
         .unwrap_or(5);
     let interval = parse_interval(&flags, "--interval")?.unwrap_or(Duration::from_secs(2));
-    let signals = block_signals()?;
+    let signals = Signals::block()?;
     install_logger(&flags)?;
     ktm::privileges::check().map_err(|e| Fail::Runtime(e.to_string()))?;
     // SIGINT/SIGTERM end the demo like `run`: the demo notices the flag, detaches, removes its
@@ -314,7 +334,7 @@ fn demo(args: &[String]) -> Result<(), Fail> {
         .name("ktm-signals".into())
         .spawn(move || {
             if let Ok(sig) = signals.wait() {
-                log::info!("{sig:?}: stopping the demo");
+                log::info!("{sig}: stopping the demo");
                 flag.store(true, Ordering::SeqCst);
             }
         })
@@ -329,180 +349,11 @@ fn demo(args: &[String]) -> Result<(), Fail> {
     }
 }
 
-/// A JSON string literal.
-fn json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `{"works": true}` or `{"works": false, "why": ...}`.
-fn json_result(r: &Result<(), String>) -> String {
-    match r {
-        Ok(()) => "{\"works\":true}".into(),
-        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(why)),
-    }
-}
-
-fn json_pairs(pairs: &[(ktm::attach::AttachPoint, String)], key: &str) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(p, why)| format!("{{\"point\":{},\"{key}\":{}}}", json(&p.to_string()), json(why)))
-        .collect();
-    format!("[{}]", items.join(","))
-}
-
-const MECHANISMS: [Mechanism; 8] = [
-    Mechanism::Fentry,
-    Mechanism::Fexit,
-    Mechanism::Kprobe,
-    Mechanism::Kretprobe,
-    Mechanism::KprobeMulti,
-    Mechanism::KretprobeMulti,
-    Mechanism::RawTracepoint,
-    Mechanism::Tracepoint,
-];
-
 fn probe(args: &[String]) -> Result<(), Fail> {
     let flags = Flags::parse(args, &["--log-level"], &["--json"], "probe")?;
     install_logger(&flags)?;
-    use ktm::privileges::{self as p, Syscall};
-    let caps: Vec<(&str, Option<bool>)> = [p::CAP_BPF, p::CAP_PERFMON, p::CAP_SYS_ADMIN]
-        .iter()
-        .map(|c| (c.name, p::effective().ok().map(|eff| eff & (1u64 << c.bit) != 0)))
-        .collect();
-    let seccomp = p::seccomp().map_or_else(|| "unknown".to_string(), |s| s.to_string());
-    let blocked = [("bpf()", p::blocked(Syscall::Bpf)), ("perf_event_open()", p::blocked(Syscall::PerfEventOpen))];
-    let lockdown = p::lockdown().unwrap_or_else(|why| why);
-    let paranoid = p::perf_event_paranoid().map(|(level, meaning)| format!("{level}: {meaning}"));
-    let privileged = p::check().map_err(|e| e.to_string());
-    let as_json = flags.has("--json");
-    if !as_json {
-        println!("== privileges");
-        for (name, has) in &caps {
-            let word = match has {
-                Some(true) => "present",
-                Some(false) => "missing",
-                None => "unknown (cannot read capabilities)",
-            };
-            println!("{name:<18} {word}");
-        }
-        println!("{:<18} {seccomp}", "seccomp");
-        for (name, b) in blocked {
-            println!("{name:<18} {}", if b { "BLOCKED (refused before its arguments are read)" } else { "allowed" });
-        }
-        println!("{:<18} {lockdown}", "lockdown");
-        println!("{:<18} {}", "perf_event_paranoid", paranoid.clone().unwrap_or_else(|why| why));
-        match p::Held::current() {
-            Ok(h) => println!("{:<18} {h}", "this process"),
-            Err(e) => println!("{:<18} unknown: {e}", "this process"),
-        }
-        println!(
-            "{:<18} {}",
-            "after start",
-            match ktm::lockdown::map_reads_need_capability() {
-                Ok(false) => "ktm run drops every capability and installs its seccomp filter",
-                Ok(true) =>
-                    "ktm run keeps CAP_BPF alone (this kernel refuses map reads without it) and installs its seccomp filter",
-                Err(_) => "ktm run drops capabilities and installs its seccomp filter (map-read probe failed)",
-            }
-        );
-    }
-    if let Err(e) = &privileged {
-        if as_json {
-            println!("{{\"privileges\":{{\"ok\":false,\"why\":{}}}}}", json(e));
-        }
-        return Err(Fail::Runtime(e.clone()));
-    }
-    let f = ktm::attach::mechanisms();
-    let links = [ktm::attach::Link::PerfEvent, ktm::attach::Link::Tracing, ktm::attach::Link::KprobeMulti];
-    let mut module = IoMonitorModule::new(EbpfConfig::default());
-    module.start().map_err(|e| Fail::Runtime(e.to_string()))?;
-    let reports: Vec<ktm::attach::PlanReport> =
-        module.monitor().map(|m| m.reports().cloned().collect()).unwrap_or_default();
-    module.stop();
-    if as_json {
-        let caps: Vec<String> =
-            caps.iter().map(|(n, h)| format!("{}:{}", json(n), h.map_or("null".into(), |b| b.to_string()))).collect();
-        let blocked: Vec<String> = blocked.iter().map(|(n, b)| format!("{}:{b}", json(n))).collect();
-        let mechs: Vec<String> =
-            MECHANISMS.iter().map(|m| format!("{}:{}", json(m.name()), json_result(&f.get(*m)))).collect();
-        let links: Vec<String> = links
-            .iter()
-            .map(|l| {
-                let r = features::link(*l).map_err(|why| format!("{why}; {} instead", l.fallback()));
-                format!("{}:{}", json(&format!("{l:?}")), json_result(&r))
-            })
-            .collect();
-        let plans: Vec<String> = reports
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"name\":{},\"attached\":{},\"mechanism\":{},\"failures\":{},\"fallbacks\":{},\"unchecked\":{}}}",
-                    json(&r.name),
-                    r.attached.as_ref().map_or("null".into(), |p| json(&p.to_string())),
-                    r.attached.as_ref().map_or("null".into(), |p| json(p.mechanism().name())),
-                    json_pairs(&r.failures, "why"),
-                    json_pairs(&r.fallbacks, "note"),
-                    json_pairs(&r.unchecked, "why"),
-                )
-            })
-            .collect();
-        println!(
-            "{{\"version\":{},\"privileges\":{{\"ok\":true,\"capabilities\":{{{}}},\"seccomp\":{},\"blocked\":{{{}}},\"lockdown\":{},\"perf_event_paranoid\":{}}},\"mechanisms\":{{{}}},\"links\":{{{}}},\"plans\":[{}]}}",
-            json(env!("CARGO_PKG_VERSION")),
-            caps.join(","),
-            json(&seccomp),
-            blocked.join(","),
-            json(&lockdown),
-            json(&paranoid.unwrap_or_else(|why| why)),
-            mechs.join(","),
-            links.join(","),
-            plans.join(",")
-        );
-        return Ok(());
-    }
-    println!("\n== mechanisms (each tried with a trivial program)");
-    for m in MECHANISMS {
-        match f.get(m) {
-            Ok(()) => println!("{:<15} works", m.name()),
-            Err(why) => println!("{:<15} unavailable: {why}", m.name()),
-        }
-    }
-    println!("\n== links (each probed once; the fallback is used where one is missing)");
-    for l in links {
-        match features::link(l) {
-            Ok(()) => println!("{:<15} works", format!("{l:?}")),
-            Err(why) => println!("{:<15} unavailable, {} instead: {why}", format!("{l:?}"), l.fallback()),
-        }
-    }
-    println!("\n== attach plans (preferred first)");
-    for r in &reports {
-        match &r.attached {
-            Some(p) => println!("{}: {} ({p})", r.name, p.mechanism()),
-            None => println!("{}: UNAVAILABLE", r.name),
-        }
-        for (p, why) in &r.failures {
-            println!("    {p} failed: {why}");
-        }
-        for (p, note) in &r.fallbacks {
-            println!("    {p} attached by {note}");
-        }
-        for (p, why) in &r.unchecked {
-            println!("    {p} not checked to fire: {why}");
-        }
-    }
-    Ok(())
+    let format = if flags.has("--json") { ktm::report::Format::Json } else { ktm::report::Format::Text };
+    ktm::report::probe(format, &mut std::io::stdout().lock()).map_err(|e| Fail::Runtime(e.to_string()))
 }
 
 fn dump(args: &[String]) -> Result<(), Fail> {
@@ -511,64 +362,8 @@ fn dump(args: &[String]) -> Result<(), Fail> {
         [name] if !name.starts_with('-') => Some(name.as_str()),
         _ => return Err(Fail::Usage(format!("dump takes at most one program name\n{DUMP_HELP}"))),
     };
-    // The module's maps, so programs can be loaded for the verifier's count (when privileged).
-    let maps: Vec<ktm::maps::Map> =
-        ktm::programs::layout::map_defs().into_iter().filter_map(|d| ktm::maps::Map::create(d).ok()).collect();
-    let fd_of = |m: ktm::insn::MapRef| {
-        use std::os::fd::AsRawFd;
-        maps.iter().find(|x| x.def().name == m).map(|x| x.as_raw_fd())
-    };
-    let mut shown = 0;
-    for probe in ktm::programs::probes() {
-        if only.is_some_and(|n| n != probe.plan.name) {
-            continue;
-        }
-        if probe.metrics.is_empty() {
-            println!("== {} (feeds no metric: it keeps the scope on BanyanDB)", probe.plan.name);
-        } else {
-            println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
-        }
-        for alt in &probe.plan.alternatives {
-            for (point, build) in alt.parts() {
-                shown += 1;
-                let program = match build() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        println!("-- {point}: cannot build on this kernel: {e}");
-                        continue;
-                    }
-                };
-                let verified = if maps.is_empty() {
-                    "not loaded (no privileges)".to_string()
-                } else {
-                    // The same reason `ktm probe` gives when the kernel refuses the mechanism
-                    // itself (lockdown refusing fentry), rather than the loader's error for a
-                    // program that could not even be given its target.
-                    match (ktm::attach::mechanisms().get(point.mechanism()), point.load_target()) {
-                        (Err(why), _) => format!("not loadable here: {} refused: {why}", point.mechanism().name()),
-                        (Ok(()), Err(e)) => format!("not loadable here: {e}"),
-                        (Ok(()), Ok(attach)) => {
-                            let spec = ktm::load::ProgramSpec {
-                                name: probe.plan.name.clone(),
-                                prog_type: point.prog_type(),
-                                program: program.clone(),
-                                attach,
-                            };
-                            match ktm::load::program(&spec, fd_of).and_then(|p| p.info()) {
-                                Ok(info) if info.verified_insns > 0 => {
-                                    format!("verifier processed {}", info.verified_insns)
-                                }
-                                Ok(_) => "loaded (this kernel does not report the verifier's count)".to_string(),
-                                Err(e) => format!("not loadable here: {e}"),
-                            }
-                        }
-                    }
-                };
-                println!("-- {point}: {} instructions; {verified}", program.len());
-                print!("{}", ktm::insn::disasm_program(&program));
-            }
-        }
-    }
+    let shown = ktm::inspect::dump(only, &mut std::io::stdout().lock())
+        .map_err(|e| Fail::Runtime(format!("cannot write the dump: {e}")))?;
     if shown == 0 {
         return Err(Fail::Usage(format!("no program named `{}`", only.unwrap_or(""))));
     }

@@ -278,6 +278,12 @@ impl ModuleStatus {
         ModuleStatus { module: module.into(), state, reason: None, sources: Vec::new(), scope: String::new() }
     }
 
+    /// A module that is not running, and why (`not started`, `stopped`, or the error its
+    /// start gave): the one way every driver of a module reports it idle.
+    pub fn disabled(module: impl Into<String>, reason: impl Into<String>) -> ModuleStatus {
+        ModuleStatus::new(module, ModuleState::Disabled).with_reason(reason)
+    }
+
     /// Sets the reason.
     pub fn with_reason(mut self, reason: impl Into<String>) -> ModuleStatus {
         self.reason = Some(reason.into());

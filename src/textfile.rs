@@ -76,12 +76,18 @@ impl FileRecorder {
         drop(f);
         std::fs::rename(&self.tmp, &self.path)
     }
+
+    /// Replaces the file with `batch`'s text; on failure no temporary file is left behind.
+    pub fn write(&self, batch: &Batch) -> std::io::Result<()> {
+        self.replace(&exposition(batch)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&self.tmp);
+        })
+    }
 }
 
 impl FlightRecorder for FileRecorder {
     fn record(&mut self, batch: Batch) {
-        if let Err(e) = self.replace(&exposition(&batch)) {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let Err(e) = self.write(&batch) {
             log::error!("cannot write metrics to {}: {e}", self.path.display());
         }
     }

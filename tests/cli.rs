@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::run::KtmRun;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -125,33 +126,14 @@ fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
     assert!(err.contains("securityContext.capabilities"), "{err}");
     // `run` is the sidecar: it must never exit (and crash-loop its pod) for want of
     // privileges. It reports disabled with the reason and exits 0 on SIGTERM.
-    let dir = common::scratch();
-    let out = dir.path().join("m.prom");
-    let mut child = unsafe {
-        Command::new(env!("CARGO_BIN_EXE_ktm"))
-            .args(["run", "--interval", "100ms", "--output", out.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .pre_exec(drop_every_capability)
-            .spawn()
-            .unwrap()
-    };
-    let t = Instant::now();
-    let written = loop {
-        assert!(child.try_wait().unwrap().is_none(), "ktm run exited without capabilities");
-        assert!(t.elapsed() < Duration::from_secs(20), "no batch written");
-        if let Ok(s) = std::fs::read_to_string(&out) {
-            if s.contains("ktm_collections_total 3\n") {
-                break s;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut run = KtmRun::spawn_with(None, &["--interval", "100ms"], Some(drop_every_capability));
+    let written =
+        run.wait_for("a third batch written without capabilities", |s| s.contains("ktm_collections_total 3\n"));
     let state = written.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap();
     assert!(state.contains("state=\"disabled\""), "{state}");
     assert!(state.contains("CAP_BPF"), "the reason names the missing capability: {state}");
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
+    let o = run.sigterm();
+    let err = o.stderr;
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("CAP_BPF") && err.contains("securityContext.capabilities"), "{err}");
 }
@@ -222,34 +204,20 @@ fn run_pushes_batches_and_stops_cleanly_on_sigterm() {
     if !common::privileged("run_pushes_batches_and_stops_cleanly_on_sigterm") {
         return;
     }
-    let dir = common::scratch();
-    let cfg = dir.path().join("ktm.yaml");
-    std::fs::write(
-        &cfg,
-        "collector:\n  interval: 200ms\n  modules:\n    - iomonitor\n  ebpf:\n    comm_prefix: ktmclirun\n",
-    )
-    .unwrap();
-    let out = dir.path().join("metrics.prom");
-    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
-        .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
+    let mut run = KtmRun::spawn(
+        Some("collector:\n  interval: 200ms\n  modules:\n    - iomonitor\n  ebpf:\n    comm_prefix: ktmclirun\n"),
+        &[],
+    );
     // The file holds the latest batch only, replaced each interval: wait for a second one.
     let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < 2 {
-        assert!(t.elapsed() < Duration::from_secs(20), "no batches written");
-        if let Ok(s) = std::fs::read_to_string(&out) {
-            seen.insert(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("detaching"));
-    let written = std::fs::read_to_string(&out).unwrap();
+    run.wait_for("two batches written", |s| {
+        seen.insert(s.to_string());
+        seen.len() >= 2
+    });
+    let o = run.sigterm();
+    assert_eq!(o.status.code(), Some(0), "{}", o.stderr);
+    assert!(o.stderr.contains("detaching"));
+    let written = o.written.unwrap();
     let fams = parse_batches(&written);
     let state = fams.iter().find(|f| f.name == "ktm_module_state").unwrap();
     assert_eq!(state.samples[0].labels["state"], "waiting_for_target");
@@ -308,17 +276,17 @@ fn installed_as_banyand_it_is_the_stand_in() {
             cmd.env("BANYAND_STANDIN_SCALE", s);
         }
         let mut child = cmd.spawn().unwrap();
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let pid = child.id() as i32;
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert_eq!(line.trim_end(), format!("banyand stand-in: burst 1: {preads} preads, {fadvises} fadvise"));
         assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim_end(), "banyand");
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
         line.clear();
         out.read_line(&mut line).unwrap();
         assert_eq!(line.trim_end(), format!("banyand stand-in: burst 2: {preads} preads, {fadvises} fadvise"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         assert_eq!(child.wait().unwrap().code(), Some(0), "SIGTERM: exit 0");
     }
 }
@@ -328,27 +296,13 @@ fn a_cgroup_path_that_does_not_exist_warns_at_start() {
     if !common::privileged("a_cgroup_path_that_does_not_exist_warns_at_start") {
         return;
     }
-    let dir = common::scratch();
-    let cfg = dir.path().join("ktm.yaml");
-    std::fs::write(
-        &cfg,
-        "collector:\n  interval: 100ms\n  ebpf:\n    cgroup_path: no-such-cgroup-ktm\n    comm_prefix: ktmnocg\n",
-    )
-    .unwrap();
-    let out = dir.path().join("m.prom");
-    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
-        .args(["run", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !out.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no batch");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
+    let mut run = KtmRun::spawn(
+        Some("collector:\n  interval: 100ms\n  ebpf:\n    cgroup_path: no-such-cgroup-ktm\n    comm_prefix: ktmnocg\n"),
+        &[],
+    );
+    run.wait_for("a batch", |_| true);
+    let o = run.sigterm();
+    let err = o.stderr;
     assert_eq!(o.status.code(), Some(0), "{err}");
     let warn = err
         .lines()
@@ -412,23 +366,11 @@ fn run_interval_overrides_the_config_and_probe_speaks_json() {
     if !common::privileged("run_interval_overrides_the_config_and_probe_speaks_json") {
         return;
     }
-    let dir = common::scratch();
-    let cfg = dir.path().join("ktm.yaml");
-    std::fs::write(&cfg, "collector:\n  interval: 1h\n  ebpf:\n    comm_prefix: ktmival\n").unwrap();
-    let out = dir.path().join("m.prom");
-    let child = Command::new(env!("CARGO_BIN_EXE_ktm"))
-        .args(["run", "--config", cfg.to_str().unwrap(), "--interval", "50ms", "--output", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
+    let mut run =
+        KtmRun::spawn(Some("collector:\n  interval: 1h\n  ebpf:\n    comm_prefix: ktmival\n"), &["--interval", "50ms"]);
     // With the config's 1 h, only the first batch would come.
-    while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("ktm_collections_total 5\n")) {
-        assert!(t.elapsed() < Duration::from_secs(20), "--interval did not override collector.interval");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
+    run.wait_for("--interval did not override collector.interval", |s| s.contains("ktm_collections_total 5\n"));
+    assert_eq!(run.sigterm().status.code(), Some(0));
 
     let o = ktm(&["probe", "--json"]);
     let out = text(&o.stdout);
@@ -486,32 +428,22 @@ fn promtool_accepts_every_output() {
         assert_eq!(rc, 0, "promtool check metrics on a demo batch: {msg}\n{b}");
     }
     // run --output (the textfile) and run --listen (/metrics).
-    let dir = common::scratch();
-    let file = dir.path().join("m.prom");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ktm"))
-        .args(["run", "--interval", "100ms", "--output", file.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut run = KtmRun::spawn(None, &["--interval", "100ms", "--listen", "127.0.0.1:0"]);
+    let stderr = run.child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok);
     let addr = lines.find_map(|l| l.split_once(" on http://").map(|(_, a)| a.to_string())).unwrap();
     // Keep reading stderr: a closed pipe would end ktm by SIGPIPE at its next log line.
     std::thread::spawn(move || lines.for_each(drop));
-    let t = Instant::now();
-    while !file.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run.wait_for("a batch written beside /metrics", |_| true);
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     use std::io::{Read, Write};
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let body = resp.split_once("\r\n\r\n").unwrap().1;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    for (what, text) in [("--output", std::fs::read_to_string(&file).unwrap()), ("/metrics", body.to_string())] {
+    let o = run.sigterm();
+    assert_eq!(o.status.code(), Some(0));
+    for (what, text) in [("--output", o.written.unwrap()), ("/metrics", body.to_string())] {
         let (rc, msg) = promtool(&text).unwrap();
         assert_eq!(rc, 0, "promtool check metrics on {what}: {msg}\n{text}");
         assert!(text.contains("ktm_memory_direct_reclaim_begin_total") || !text.contains("ktm_memory_"), "{text}");

@@ -46,19 +46,7 @@ impl J {
                 }
             }
             J::Num(_) => out.push_str("null"),
-            J::Str(s) => {
-                out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32)?,
-                        c => out.push(c),
-                    }
-                }
-                out.push('"');
-            }
+            J::Str(s) => ktm::json::push_str_literal(out, s),
             J::Arr(v) if v.is_empty() => out.push_str("[]"),
             J::Arr(v) => {
                 out.push_str("[\n");

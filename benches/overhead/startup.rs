@@ -121,19 +121,23 @@ fn replay_start(policy: &Policy) -> R<(f64, Vec<AltRow>)> {
     let fd_of = |m: ktm::insn::MapRef| maps.iter().find(|map| map.def().name == m).map(|map| map.as_raw_fd());
     let mut rows = Vec::new();
     let mut keep: Vec<Held> = Vec::new();
-    for probe in ktm::programs::probes() {
-        for alt in &probe.plan.alternatives {
-            if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
-                let t = AltTiming { error: Some(why.into()), ..Default::default() };
-                rows.push((probe.plan.name.clone(), alt.point.to_string(), t));
-                continue;
-            }
-            let (t, held) = try_alt(&probe.plan.name, alt, &fd_of);
+    let probes = ktm::programs::probes();
+    // The plan whose alternative attached: its later alternatives are not tried, as in start.
+    let mut attached: Option<&str> = None;
+    for (probe, alt) in ktm::inspect::alternatives(&probes) {
+        if attached == Some(probe.plan.name.as_str()) {
+            continue;
+        }
+        if let Some(why) = alt.parts().find_map(|(p, _)| policy.forbids(p.mechanism())) {
+            let t = AltTiming { error: Some(why.into()), ..Default::default() };
             rows.push((probe.plan.name.clone(), alt.point.to_string(), t));
-            if let Some(h) = held {
-                keep.push(h);
-                break;
-            }
+            continue;
+        }
+        let (t, held) = try_alt(&probe.plan.name, alt, &fd_of);
+        rows.push((probe.plan.name.clone(), alt.point.to_string(), t));
+        if let Some(h) = held {
+            keep.push(h);
+            attached = Some(&probe.plan.name);
         }
     }
     drop(keep);
@@ -318,11 +322,10 @@ fn detach_costs(opts: &Opts, points: &[(String, AttachPoint)]) -> R<Vec<(&'stati
 /// indexed to resolve the fentry targets (here the policy check skips it, so it is timed
 /// apart), then released. Returns the row's name and the times.
 fn btf_resolve(opts: &Opts) -> (String, Vec<f64>) {
-    let fentry_funcs: Vec<String> = ktm::programs::probes()
-        .iter()
-        .flat_map(|p| p.plan.alternatives.iter().flat_map(|a| a.parts().map(|(pt, _)| pt.clone())))
-        .filter_map(|pt| match pt {
-            AttachPoint::Fentry { func, .. } => Some(func),
+    let probes = ktm::programs::probes();
+    let fentry_funcs: Vec<String> = ktm::inspect::programs(&probes)
+        .filter_map(|(_, pt, _)| match pt {
+            AttachPoint::Fentry { func, .. } => Some(func.clone()),
             _ => None,
         })
         .collect();

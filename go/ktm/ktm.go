@@ -317,6 +317,21 @@ func (k *KTM) GetMetrics() []RawMetric {
 	return b.RawMetrics()
 }
 
+// WriteTextfile collects now and writes the batch to path as Prometheus text, the way
+// `ktm run --output` does (a temporary file beside it, mode 0644, fsynced, renamed over it),
+// for node-exporter's textfile collector. After Stop the file holds only the state gauges.
+func (k *KTM) WriteTextfile(path string) error {
+	return k.call(func(h *C.ktm_t) error {
+		cpath := C.CString(path)
+		defer C.free(unsafe.Pointer(cpath))
+		var cerr *C.char
+		if C.ktm_write_textfile(h, nil, cpath, &cerr) != 0 {
+			return takeError(cerr)
+		}
+		return nil
+	})
+}
+
 // Module is one KTM module, as the agent's module interface.
 type Module interface {
 	Name() string

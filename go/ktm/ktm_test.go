@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -199,6 +200,55 @@ func TestExactCountsFromATargetBesideADecoy(t *testing.T) {
 	}
 	if k.IsDegraded() != (st.State == "degraded") {
 		t.Errorf("IsDegraded %v with state %s", k.IsDegraded(), st.State)
+	}
+	// The same counters as Prometheus text in a node-exporter textfile (the target is idle).
+	textfile := filepath.Join(t.TempDir(), "ktm.prom")
+	if err := k.WriteTextfile(textfile); err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(textfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := fmt.Sprintf("\n%s %v\n", want[0].name, mustValue(t, after, want[0].name)); !strings.Contains(string(text), line) {
+		t.Errorf("the textfile lacks %q:\n%s", line, text)
+	}
+}
+
+// WriteTextfile of a KTM not started: the state gauge alone, disabled with the reason; after
+// Close, an error and no file.
+func TestWriteTextfileWithoutStart(t *testing.T) {
+	k, err := ktm.NewKTM(ktm.DefaultConfig(), tlog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ktm.prom")
+	if err := k.WriteTextfile(path); err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, l := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(l, ktm.ModuleStateName+"{") {
+			states = append(states, l)
+		}
+	}
+	if len(states) != 1 || !strings.Contains(states[0], `state="disabled"`) || !strings.Contains(states[0], `reason="not started"`) || !strings.HasSuffix(states[0], "} 1") {
+		t.Errorf("state lines %q in:\n%s", states, text)
+	}
+	if err := k.WriteTextfile(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("a directory as the textfile: %v", err)
+	}
+	_ = k.Close()
+	if err := k.WriteTextfile(filepath.Join(dir, "after.prom")); err == nil {
+		t.Error("WriteTextfile after Close succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "after.prom")); !os.IsNotExist(err) {
+		t.Errorf("a file after Close: %v", err)
 	}
 }
 

@@ -16,7 +16,7 @@ mod point;
 mod tracefs;
 
 pub use attachment::{program, Attachment};
-pub use chain::{attach_plan, Alternative, Attached, Plan, PlanReport};
+pub use chain::{attach_plan, Alternative, Attached, Build, Plan, PlanReport};
 pub use features::Link;
 pub use fires::Exercise;
 pub use point::{AttachPoint, Mechanism, Policy};

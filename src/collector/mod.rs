@@ -18,8 +18,9 @@
 //! may be left in any state, and feeding it more batches could only repeat or worsen that.
 
 use crate::config::Config;
+use crate::driver::{Driven, Retry};
 use crate::iomonitor::IoMonitorModule;
-use crate::metrics::{Batch, Metric, ModuleState, ModuleStatus};
+use crate::metrics::{Batch, Metric};
 use crate::module::Module;
 use crate::recorder::FlightRecorder;
 use crate::{Error, Result};
@@ -196,47 +197,6 @@ impl Drop for Collector {
     }
 }
 
-/// One module and whether it runs.
-struct Slot {
-    module: Box<dyn Module>,
-    /// `Err(why)` while disabled.
-    started: std::result::Result<(), String>,
-    /// When a disabled module is started again.
-    retry_at: Instant,
-    /// Whether `start` was called before.
-    tried: bool,
-}
-
-impl Slot {
-    /// Starts (or restarts) the module; logs the first failure and a changed reason, and the
-    /// recovery, so a module that stays disabled logs once, not every retry.
-    fn start(&mut self, retry: Duration, failures: &mut u64) {
-        if self.tried {
-            // A module that failed may hold half of what it made; stop drops it all.
-            self.module.stop();
-        }
-        self.tried = true;
-        let r = self.module.start().map_err(|e| e.to_string());
-        match (&r, &self.started) {
-            (Err(why), Err(before)) if why == before => {
-                log::debug!("KTM module {} is still disabled: {why}", self.module.name())
-            }
-            (Err(why), _) => log::error!(
-                "KTM module {} could not start and is disabled (trying again every {}s): {why}",
-                self.module.name(),
-                retry.as_secs()
-            ),
-            (Ok(()), Err(_)) if *failures > 0 => log::info!("KTM module {} started", self.module.name()),
-            (Ok(()), _) => {}
-        }
-        if r.is_err() {
-            *failures += 1;
-        }
-        self.started = r;
-        self.retry_at = Instant::now() + retry;
-    }
-}
-
 fn run(
     interval: Duration,
     options: Options,
@@ -245,24 +205,20 @@ fn run(
     stop: StopFlag,
     failure: Failure,
 ) {
-    let retry = options.retry.max(interval);
+    let retry = Retry::Every(options.retry.max(interval));
     let mut on_all_started = options.on_all_started;
-    let mut failures = 0u64;
     let mut collections = 0u64;
-    let mut slots: Vec<Slot> = modules
-        .into_iter()
-        .map(|module| Slot { module, started: Err("not started".into()), retry_at: Instant::now(), tried: false })
-        .collect();
+    let mut slots: Vec<Driven> = modules.into_iter().map(Driven::new).collect();
     for s in slots.iter_mut() {
-        s.start(retry, &mut failures);
+        let _ = s.start(retry);
     }
     let mut next = Instant::now();
     loop {
         let now = Instant::now();
-        for s in slots.iter_mut().filter(|s| s.started.is_err() && now >= s.retry_at) {
-            s.start(retry, &mut failures);
+        for s in slots.iter_mut().filter(|s| s.retry_due(now)) {
+            let _ = s.start(retry);
         }
-        if slots.iter().all(|s| s.started.is_ok()) {
+        if slots.iter().all(Driven::is_running) {
             if let Some(f) = on_all_started.take() {
                 f();
             }
@@ -274,22 +230,10 @@ fn run(
             let mut metrics = Vec::new();
             let mut status = Vec::new();
             for s in slots.iter_mut() {
-                match &s.started {
-                    Ok(()) => {
-                        metrics.extend(s.module.collect());
-                        metrics.extend(s.module.self_metrics());
-                        status.push(s.module.status());
-                    }
-                    Err(why) => status.push(ModuleStatus {
-                        module: s.module.name().to_string(),
-                        state: ModuleState::Disabled,
-                        reason: Some(why.clone()),
-                        sources: Vec::new(),
-                        scope: String::new(),
-                    }),
-                }
+                status.push(s.collect(&mut metrics, true));
             }
             collections += 1;
+            let failures = slots.iter().map(Driven::start_failures).sum();
             metrics.extend(self_metrics(collections, began.elapsed(), failures));
             metrics.extend(crate::privileges::Held::current().ok().map(|h| h.metric()));
             recorder.record(Batch { timestamp: SystemTime::now(), metrics, status });
@@ -304,7 +248,7 @@ fn run(
             log::error!("KTM {why}; every module was stopped and its programs detached");
             for s in slots.iter_mut() {
                 // A module that panicked in collect may panic again; it is dropped below anyway.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.module.stop()));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.release()));
             }
             drop(slots);
             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
@@ -316,7 +260,7 @@ fn run(
         loop {
             if *stopped {
                 for s in slots.iter_mut() {
-                    s.module.stop();
+                    s.release();
                 }
                 return;
             }
@@ -349,6 +293,7 @@ fn self_metrics(collections: u64, took: Duration, start_failures: u64) -> Vec<Me
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{ModuleState, ModuleStatus};
     use crate::recorder::MemoryRecorder;
     use std::sync::atomic::{AtomicU32, Ordering};
 

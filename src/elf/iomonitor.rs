@@ -28,14 +28,11 @@ pub fn program_symbol(plan: &str, point: &AttachPoint) -> String {
 pub fn iomonitor_programs() -> (Vec<ElfProgram>, Vec<String>) {
     let mut programs = Vec::new();
     let mut warnings = Vec::new();
-    for probe in crate::programs::probes() {
-        for alt in &probe.plan.alternatives {
-            for (point, build) in alt.parts() {
-                match build() {
-                    Ok(p) => programs.push(ElfProgram::new(point, program_symbol(&probe.plan.name, point), p)),
-                    Err(e) => warnings.push(format!("{}: skipped {point}: {e}", probe.plan.name)),
-                }
-            }
+    let probes = crate::programs::probes();
+    for (probe, point, build) in crate::inspect::programs(&probes) {
+        match build() {
+            Ok(p) => programs.push(ElfProgram::new(point, program_symbol(&probe.plan.name, point), p)),
+            Err(e) => warnings.push(format!("{}: skipped {point}: {e}", probe.plan.name)),
         }
     }
     (programs, warnings)

@@ -278,13 +278,7 @@ impl Module for IoMonitorModule {
 
     fn status(&self) -> ModuleStatus {
         let Some(monitor) = &self.monitor else {
-            return ModuleStatus {
-                module: "iomonitor".into(),
-                state: ModuleState::Disabled,
-                reason: self.last_error.clone().or(Some("not started".into())),
-                sources: Vec::new(),
-                scope: String::new(),
-            };
+            return ModuleStatus::disabled(self.name(), self.last_error.as_deref().unwrap_or("not started"));
         };
         let sources: Vec<MetricSource> = monitor
             .sources()

@@ -1,6 +1,8 @@
 //! Support shared by the privileged integration tests.
 #![allow(dead_code)]
 
+pub mod run;
+
 use std::path::PathBuf;
 
 /// True when the test may use bpf(); otherwise prints why and returns false, or, under
