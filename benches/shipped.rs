@@ -18,9 +18,15 @@
 //!   (`shipped nbr`), then on this thread's (`shipped tgt`).
 //!
 //! Each loop's counts are checked: the target rows must count every pread and read of the
-//! loop (warm-up included) and nothing of getppid; the neighbour rows nothing. Prints the
-//! median and the 10th percentile of the rounds' ns per call, the added ns over bare, and the
-//! ratios KTM ÷ shipped (target, neighbour) and neighbour ÷ floor, all from this one run.
+//! loop (warm-up included) and nothing of getppid; the neighbour rows nothing. Three measures,
+//! each as the median and the 10th percentile of the rounds, with the ratios KTM ÷ shipped
+//! (target, neighbour) and neighbour ÷ floor, all from this one run:
+//!
+//! - the measuring thread's CPU time per call (`CLOCK_THREAD_CPUTIME_ID`): on a shared host it
+//!   leaves out the time other jobs hold the pinned CPU;
+//! - wall time per call (the overhead bench's measure);
+//! - the programs' own time per call as BPF stats count it, in interleaved rounds of their
+//!   own with stats on (stats add two clock reads per run, which the other rounds must not pay).
 //! Skips with a message when `KTM_SHIPPED_SRC` is unset or the shipped programs do not build.
 //! Needs root.
 
@@ -163,7 +169,9 @@ fn run(opts: &Opts) -> R<()> {
             (
                 "bare",
                 Box::new(|b: &mut Bench| {
-                    b.measure("bare", &OPS);
+                    for op in OPS {
+                        timed(b, "bare", op);
+                    }
                     Ok(())
                 }),
             ),
@@ -171,7 +179,9 @@ fn run(opts: &Opts) -> R<()> {
                 "floor",
                 Box::new(|b: &mut Bench| {
                     let _set = progs::Set::build(&floor)?;
-                    b.measure("floor", &OPS);
+                    for op in OPS {
+                        timed(b, "floor", op);
+                    }
                     Ok(())
                 }),
             ),
@@ -183,7 +193,7 @@ fn run(opts: &Opts) -> R<()> {
                         mon.set_scope(&Scope::Cgroup(cg))?;
                         for op in OPS {
                             let s0 = mon.snapshot()?;
-                            let made = b.measure(row, &[op]);
+                            let made = timed(b, row, op);
                             let s1 = mon.snapshot()?;
                             check(row, op, ktm_counted(op, &s0, &s1), made);
                         }
@@ -200,7 +210,7 @@ fn run(opts: &Opts) -> R<()> {
                         s.set_cgroup(cg)?;
                         for op in OPS {
                             let c0 = s.counts()?;
-                            let made = b.measure(row, &[op]);
+                            let made = timed(b, row, op);
                             let c1 = s.counts()?;
                             check(row, op, shipped_counted(op, &c0, &c1), made);
                         }
@@ -211,9 +221,64 @@ fn run(opts: &Opts) -> R<()> {
         ];
         harness::interleave(&mut bench, "side by side", opts.rounds, &mut configs)?;
     }
+    // The programs' own time per call, as BPF stats count it, in rounds of their own (stats
+    // add two clock reads per run, which the rounds above must not pay).
+    {
+        let _stats = ktm::sys::bpf::enable_stats()?;
+        let mut configs: Vec<Config> = vec![
+            (
+                "floor",
+                Box::new(|b: &mut Bench| {
+                    let set = progs::Set::build(&floor)?;
+                    let p = set.programs();
+                    for op in STATS_OPS {
+                        let a = progs::stats_now(&p)?;
+                        let n = b.exercise(&[op]);
+                        let z = progs::stats_now(&p)?;
+                        b.push("floor", &format!("{op} bpf"), total_ns(&progs::stats_delta(&p, &a, &z)) / n as f64);
+                    }
+                    Ok(())
+                }),
+            ),
+            (
+                "ktm",
+                Box::new(|b: &mut Bench| {
+                    let mon = IoMonitor::start(&policy)?;
+                    let p = stats::ktm_programs(&mon);
+                    for (row, cg) in [("ktm nbr", other), ("ktm tgt", mine)] {
+                        mon.set_scope(&Scope::Cgroup(cg))?;
+                        for op in STATS_OPS {
+                            let a = progs::stats_now(&p)?;
+                            let n = b.exercise(&[op]);
+                            let z = progs::stats_now(&p)?;
+                            b.push(row, &format!("{op} bpf"), total_ns(&progs::stats_delta(&p, &a, &z)) / n as f64);
+                        }
+                    }
+                    Ok(())
+                }),
+            ),
+            (
+                "shipped",
+                Box::new(|b: &mut Bench| {
+                    let mut s = built.start(other)?;
+                    for (row, cg) in [("shipped nbr", other), ("shipped tgt", mine)] {
+                        s.set_cgroup(cg)?;
+                        for op in STATS_OPS {
+                            let a = s.counts()?;
+                            let n = b.exercise(&[op]);
+                            let z = s.counts()?;
+                            b.push(row, &format!("{op} bpf"), total_ns(&a.stats_since(&z)) / n as f64);
+                        }
+                    }
+                    Ok(())
+                }),
+            ),
+        ];
+        harness::interleave(&mut bench, "program time", opts.rounds, &mut configs)?;
+    }
     drop(place);
     let samples = bench.take();
-    let noise = bench.noise.last().map_or(f64::NAN, |n| n.others);
+    let noise = bench.noise.iter().map(|n| n.others).sum::<f64>() / bench.noise.len().max(1) as f64;
 
     println!(
         "# KTM beside the shipped programs (SkyAPM/ktm-ebpf {}), tight loop\n\
@@ -232,11 +297,37 @@ fn run(opts: &Opts) -> R<()> {
         attached_shipped.get(),
         points.len(),
     );
+    for (suffix, what) in [
+        (" cpu", "CPU time of the measuring thread per call (user + system)"),
+        ("", "wall time per call (includes the time other jobs held the CPU)"),
+    ] {
+        print_tables(&samples, suffix, what);
+    }
+    print_bpf(&samples);
+    let bad = bad.into_inner();
+    if bad.is_empty() {
+        println!(
+            "\ncounts exact: in every round, ktm tgt and shipped tgt counted each pread and read call of their loops \
+             (warm-up included) and no getppid; ktm nbr and shipped nbr counted nothing"
+        );
+        Ok(())
+    } else {
+        println!("\nCOUNTS NOT EXACT:");
+        for b in &bad {
+            println!("  {b}");
+        }
+        Err(format!("{} loops counted wrong", bad.len()).into())
+    }
+}
+
+/// The ns-per-call table and the ratios of one measure (`suffix`: the columns' suffix).
+fn print_tables(samples: &harness::Samples, suffix: &str, what: &str) {
     let rows = ["bare", "floor", "ktm nbr", "shipped nbr", "ktm tgt", "shipped tgt"];
-    let low = |row: &str, op: Op| percentile(samples.get(row, op.name()).unwrap_or(&[]), 0.10);
-    let med = |row: &str, op: Op| samples.median(row, op.name());
+    let col = |op: Op| format!("{}{suffix}", op.name());
+    let low = |row: &str, op: Op| percentile(samples.get(row, &col(op)).unwrap_or(&[]), 0.10);
+    let med = |row: &str, op: Op| samples.median(row, &col(op));
     let mut t = Table::new(
-        "ns per call: median of the rounds (10th percentile), and added over bare at the median",
+        &format!("{what}, ns: median of the rounds (10th percentile), and added over bare at the median"),
         &["configuration", "pread", "read", "getppid", "pread + ns", "read + ns", "getppid + ns"],
     );
     for row in rows {
@@ -249,7 +340,7 @@ fn run(opts: &Opts) -> R<()> {
     // Ratios of added cost, at the median and at the 10th percentile.
     let added = |row: &str, op: Op, f: &dyn Fn(&str, Op) -> f64| f(row, op) - f("bare", op);
     let mut r = Table::new(
-        "Ratios in this run, at the medians (at the 10th percentiles)",
+        &format!("Ratios of {what}, this run, at the medians (at the 10th percentiles)"),
         &["ratio", "pread", "read", "getppid"],
     );
     let ratio_row = |name: &str, f: &dyn Fn(Op, &dyn Fn(&str, Op) -> f64) -> f64| {
@@ -270,20 +361,66 @@ fn run(opts: &Opts) -> R<()> {
     r.row(ratio_row("ktm nbr ÷ bare", &|op, f| f("ktm nbr", op) / f("bare", op)));
     r.row(ratio_row("shipped nbr ÷ bare", &|op, f| f("shipped nbr", op) / f("bare", op)));
     print!("{}", r.render());
-    let bad = bad.into_inner();
-    if bad.is_empty() {
-        println!(
-            "\ncounts exact: in every round, ktm tgt and shipped tgt counted each pread and read call of their loops \
-             (warm-up included) and no getppid; ktm nbr and shipped nbr counted nothing"
-        );
-        Ok(())
-    } else {
-        println!("\nCOUNTS NOT EXACT:");
-        for b in &bad {
-            println!("  {b}");
-        }
-        Err(format!("{} loops counted wrong", bad.len()).into())
+}
+
+/// The loops whose programs' time BPF stats measure.
+const STATS_OPS: [Op; 2] = [Op::Pread, Op::Read];
+
+/// Every program's time over a loop, ns.
+fn total_ns(v: &[progs::ProgStat]) -> f64 {
+    v.iter().map(|p| p.ns_per_run * p.runs as f64).filter(|x| x.is_finite()).sum()
+}
+
+/// The programs' own ns per call (BPF stats) and the ratios of this run.
+fn print_bpf(samples: &harness::Samples) {
+    let col = |op: Op| format!("{op} bpf");
+    let low = |row: &str, op: Op| percentile(samples.get(row, &col(op)).unwrap_or(&[]), 0.10);
+    let med = |row: &str, op: Op| samples.median(row, &col(op));
+    let mut t = Table::new(
+        "Programs' own time per call as BPF stats count it (every program that ran during the loop), ns: median of \
+         the rounds (10th percentile)",
+        &["configuration", "pread", "read"],
+    );
+    for row in ["floor", "ktm nbr", "shipped nbr", "ktm tgt", "shipped tgt"] {
+        let mut cells = vec![row.to_string()];
+        cells.extend(STATS_OPS.iter().map(|&op| format!("{:.0} ({:.0})", med(row, op), low(row, op))));
+        t.row(cells);
     }
+    print!("{}", t.render());
+    let mut r = Table::new(
+        "Ratios of the programs' own time, this run, at the medians (at the 10th percentiles)",
+        &["ratio", "pread", "read"],
+    );
+    for (a, b) in
+        [("ktm tgt", "shipped tgt"), ("ktm nbr", "shipped nbr"), ("ktm nbr", "floor"), ("shipped nbr", "floor")]
+    {
+        let mut cells = vec![format!("{a} ÷ {b}")];
+        cells.extend(
+            STATS_OPS.iter().map(|&op| format!("{:.2} ({:.2})", med(a, op) / med(b, op), low(a, op) / low(b, op))),
+        );
+        r.row(cells);
+    }
+    print!("{}", r.render());
+}
+
+/// CPU time of the calling thread (user + system), ns: unlike wall time, it leaves out the
+/// time other jobs of a shared host hold the pinned CPU.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Measures one loop of `op` under `row`: wall ns per call (the harness's column, `op`'s
+/// name) and this thread's CPU ns per call over the warm-up and the loop (column "`op` cpu").
+/// Returns the calls made.
+fn timed(b: &mut Bench, row: &str, op: Op) -> usize {
+    let t0 = thread_cpu_ns();
+    let made = b.measure(row, &[op]);
+    let cpu = (thread_cpu_ns() - t0) as f64 / made as f64;
+    b.push(row, &format!("{op} cpu"), cpu);
+    made
 }
 
 /// The `p` quantile (nearest rank) of samples; NaN when there are none.
