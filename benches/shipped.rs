@@ -27,6 +27,7 @@
 //! - wall time per call (the overhead bench's measure);
 //! - the programs' own time per call as BPF stats count it, in interleaved rounds of their
 //!   own with stats on (stats add two clock reads per run, which the other rounds must not pay).
+//!
 //! Skips with a message when `KTM_SHIPPED_SRC` is unset or the shipped programs do not build.
 //! Needs root.
 
@@ -320,6 +321,9 @@ fn run(opts: &Opts) -> R<()> {
     }
 }
 
+/// A measure (median or low percentile of a row's column) turned into a ratio for one op.
+type RatioOf<'a> = dyn Fn(Op, &dyn Fn(&str, Op) -> f64) -> f64 + 'a;
+
 /// The ns-per-call table and the ratios of one measure (`suffix`: the columns' suffix).
 fn print_tables(samples: &harness::Samples, suffix: &str, what: &str) {
     let rows = ["bare", "floor", "ktm nbr", "shipped nbr", "ktm tgt", "shipped tgt"];
@@ -343,7 +347,7 @@ fn print_tables(samples: &harness::Samples, suffix: &str, what: &str) {
         &format!("Ratios of {what}, this run, at the medians (at the 10th percentiles)"),
         &["ratio", "pread", "read", "getppid"],
     );
-    let ratio_row = |name: &str, f: &dyn Fn(Op, &dyn Fn(&str, Op) -> f64) -> f64| {
+    let ratio_row = |name: &str, f: &RatioOf| {
         let mut cells = vec![name.to_string()];
         cells.extend(OPS.iter().map(|&op| format!("{:.2} ({:.2})", f(op, &med), f(op, &low))));
         cells
