@@ -17,7 +17,11 @@
 //! - `none`: no BPF program;
 //! - `floor`: empty programs (`r0 = 0; exit`) on the iomonitor's attach points, BPF stats on;
 //! - `ktm`: the iomonitor targeting the database's cgroup, BPF stats on;
-//! - `ktm-nostats`: the same with BPF stats off (stats cost two clock reads per run).
+//! - `ktm-nostats`: the same with BPF stats off (stats cost two clock reads per run);
+//! - `shipped` (issue 26): the programs BanyanDB ships (SkyAPM/ktm-ebpf), built from
+//!   `KTM_SHIPPED_SRC` and loaded as the FODC agent loads them, `config_map` on the database's
+//!   cgroup, their target comm `postgres` (see `shipped/shipped.rs`), BPF stats on. Left out,
+//!   with a message saying why, when `KTM_SHIPPED_SRC` is unset or they do not build.
 //!
 //! Reports tps per configuration (median, min, max), per-program run counts and ns per run,
 //! the programs' CPU as a share of the database cgroup's CPU (`cpu.stat` usage_usec), and
@@ -33,6 +37,9 @@ mod harness;
 #[allow(dead_code)]
 #[path = "overhead/progs.rs"]
 mod progs;
+#[allow(dead_code)]
+#[path = "shipped/shipped.rs"]
+mod shipped;
 
 use harness::{cgroup2_root, cgroup_id, median, CpuUse, R};
 use ktm::attach::{AttachPoint, Policy};
@@ -364,15 +371,22 @@ struct RoundData {
     cgroup_usec: u64,
     syscr: u64,
     prog: Vec<ProgStat>,
-    /// KTM's counts: preads, reads, page-cache lookups.
+    /// KTM's (or the shipped programs') counts: preads, reads, page-cache lookups.
     counted: Option<(u64, u64, u64)>,
     /// Busy CPUs of processes other than this bench, pgbench and the database (the host's
     /// load) during the round.
     others: f64,
 }
 
-fn measure(db: &Db, opts: &Opts, progs: &[(String, String, &LoadedProgram)], mon: Option<&IoMonitor>) -> R<RoundData> {
+fn measure(
+    db: &Db,
+    opts: &Opts,
+    progs: &[(String, String, &LoadedProgram)],
+    mon: Option<&IoMonitor>,
+    mut anchor: Option<&mut shipped::Running>,
+) -> R<RoundData> {
     let s0 = mon.map(|m| m.snapshot()).transpose()?;
+    let a0 = anchor.as_mut().map(|a| a.counts()).transpose()?;
     let p0 = progs::stats_now(progs)?;
     let procs = db.procs();
     let (u0, c0, cpu, t) = (db.cpu_usec(), db.syscr(), CpuUse::now(), Instant::now());
@@ -384,25 +398,28 @@ fn measure(db: &Db, opts: &Opts, progs: &[(String, String, &LoadedProgram)], mon
     let others = cpu.others_since().0 - (u1.saturating_sub(u0) as f64 / 1e6 / t.elapsed().as_secs_f64().max(1e-3));
     let p1 = progs::stats_now(progs)?;
     let s1 = mon.map(|m| m.snapshot()).transpose()?;
-    let counted = match (s0, s1) {
-        (Some(a), Some(b)) => Some(delta(&a, &b)),
+    let a1 = anchor.as_mut().map(|a| a.counts()).transpose()?;
+    let mut prog = progs::stats_delta(progs, &p0, &p1);
+    let counted = match (s0, s1, a0, a1) {
+        (Some(a), Some(b), _, _) => Some(delta(&a, &b)),
+        (_, _, Some(a), Some(b)) => {
+            prog = a.stats_since(&b);
+            Some((b.pread - a.pread, b.read - a.read, b.lookups - a.lookups))
+        }
         _ => None,
     };
-    Ok(RoundData {
-        tps,
-        cgroup_usec: u1.saturating_sub(u0),
-        syscr: c1.saturating_sub(c0),
-        prog: progs::stats_delta(progs, &p0, &p1),
-        counted,
-        others,
-    })
+    Ok(RoundData { tps, cgroup_usec: u1.saturating_sub(u0), syscr: c1.saturating_sub(c0), prog, counted, others })
 }
 
 fn delta(a: &Snapshot, b: &Snapshot) -> (u64, u64, u64) {
     (b.pread.count - a.pread.count, b.read.count - a.read.count, b.cache_read_attempts - a.cache_read_attempts)
 }
 
-const CONFIGS: [&str; 4] = ["none", "floor", "ktm", "ktm-nostats"];
+const CONFIGS: [&str; 5] = ["none", "floor", "ktm", "ktm-nostats", "shipped"];
+
+/// The shipped programs' enter, exit and page-cache lookup programs of a pread, and KTM's.
+const SHIPPED_PREAD: [&str; 3] = ["trace_enter_pread64_tp", "trace_exit_pread64_tp", "trace_mm_filemap_get_pages"];
+const KTM_PREAD: [&str; 3] = ["ktm_pread", "ktm_pread_1", "ktm_cache_look"];
 
 /// `--explain`: pieces of the pread path as separate programs on the pread enter, pread exit
 /// and page-cache lookup points (BPF stats on), to tell which piece grows under load.
@@ -410,17 +427,27 @@ const CONFIGS: [&str; 4] = ["none", "floor", "ktm", "ktm-nostats"];
 /// same with a plain add; `slot`: no scope test, the thread's start slot stored at enter
 /// (id, clock) and taken at exit (clock), as the iomonitor's slot array does; `clock`: the
 /// thread id and clock helpers of `slot` without the slot; `pid`: the thread id helper alone.
-const EXPLAIN: [&str; 5] = ["cgroup", "cgroup-plain", "slot", "clock", "pid"];
+/// Issue 26's footprint candidates: `cgroup-shared`: `cgroup` with one counter shared by all
+/// CPUs instead of a per-CPU one; `hash`: `slot` with the start time in a hash by thread id
+/// (update at enter, lookup and delete at exit, as the shipped programs keep it).
+const EXPLAIN: [&str; 7] = ["cgroup", "cgroup-plain", "cgroup-shared", "slot", "hash", "clock", "pid"];
 
 fn explain_design(cfg: &str, points: &[(String, AttachPoint)], cg: u64) -> Design {
     use progs::{Count, Test};
     let at = |n: &str| points.iter().find(|(p, _)| p == n).map(|(_, a)| a.clone());
-    let mut d = Design::new(vec![progs::cnt(true), progs::cfg(), progs::ts("array")]);
+    let mut d = Design::new(vec![
+        progs::cnt(cfg != "cgroup-shared"),
+        progs::cfg(),
+        progs::ts(if cfg == "hash" { "hash" } else { "array" }),
+    ]);
     d.cgroup = Some(cg);
     for (i, name) in ["ktm_pread", "ktm_pread_1", "ktm_cache_look"].into_iter().enumerate() {
         let Some(point) = at(name) else { continue };
         let body = match cfg {
-            "cgroup" => Body::Filter(vec![Test::Cgroup], Count::Atomic),
+            "cgroup" | "cgroup-shared" => Body::Filter(vec![Test::Cgroup], Count::Atomic),
+            "hash" if i == 0 => Body::TsEnter,
+            "hash" if i == 1 => Body::TsExit,
+            "hash" => continue,
             "cgroup-plain" => Body::Filter(vec![Test::Cgroup], Count::Plain),
             "clock" if i < 2 => Body::Clock,
             "pid" if i < 2 => Body::Pid,
@@ -462,6 +489,18 @@ fn run(opts: &Opts) -> R<()> {
     if let Some(only) = &opts.only {
         configs.retain(|c| only.iter().any(|o| o == c));
     }
+    let anchor = if configs.contains(&"shipped") {
+        match shipped::Shipped::build("postgres") {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("pg: {}", shipped::skip_reason(&e.to_string()));
+                configs.retain(|c| *c != "shipped");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut data: BTreeMap<&str, Vec<RoundData>> = BTreeMap::new();
     let t0 = Instant::now();
     for r in 0..opts.rounds {
@@ -469,23 +508,28 @@ fn run(opts: &Opts) -> R<()> {
             check_stop()?;
             let cfg = configs[(r + k) % configs.len()];
             let d = match cfg {
-                "none" => measure(&db, opts, &[], None)?,
+                "none" => measure(&db, opts, &[], None, None)?,
+                "shipped" => {
+                    let _stats = ktm::sys::bpf::enable_stats()?;
+                    let mut run = anchor.as_ref().ok_or("no shipped build")?.start(cg)?;
+                    measure(&db, opts, &[], None, Some(&mut run))?
+                }
                 c if EXPLAIN.contains(&c) => {
                     let _stats = ktm::sys::bpf::enable_stats()?;
                     let set = Set::build(&explain_design(c, &points, cg))?;
-                    measure(&db, opts, &set.programs(), None)?
+                    measure(&db, opts, &set.programs(), None, None)?
                 }
                 "floor" => {
                     let _stats = ktm::sys::bpf::enable_stats()?;
                     let set = Set::build(&floor)?;
-                    measure(&db, opts, &set.programs(), None)?
+                    measure(&db, opts, &set.programs(), None, None)?
                 }
                 _ => {
                     let stats = if cfg == "ktm" { Some(ktm::sys::bpf::enable_stats()?) } else { None };
                     let mon = IoMonitor::start(&policy)?;
                     mon.set_scope(&Scope::Cgroup(cg))?;
                     let progs = ktm_programs(&mon, &points);
-                    let d = measure(&db, opts, &progs, Some(&mon))?;
+                    let d = measure(&db, opts, &progs, Some(&mon), None)?;
                     drop(stats);
                     d
                 }
@@ -502,6 +546,9 @@ fn run(opts: &Opts) -> R<()> {
         }
     }
     report(opts, &data, &points);
+    if let Some(a) = &anchor {
+        side_by_side(&data, &a.commit);
+    }
     Ok(())
 }
 
@@ -561,13 +608,14 @@ fn report(opts: &Opts, data: &BTreeMap<&str, Vec<RoundData>>, points: &[(String,
     }
     if data.contains_key("slot") {
         println!("\n--explain: ns per run under load, pieces of the pread path (medians of rounds)\n");
-        println!("| program | floor | cgroup | cgroup-plain | slot | clock | pid | ktm |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| program | floor | cgroup | cgroup-plain | cgroup-shared | slot | hash | clock | pid | ktm |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for name in ["ktm_pread", "ktm_pread_1", "ktm_cache_look"] {
-            let cells: Vec<String> = ["floor", "cgroup", "cgroup-plain", "slot", "clock", "pid", "ktm"]
-                .iter()
-                .map(|c| format!("{:.1}", prog_med(c, name, &|p, _| p.ns_per_run)))
-                .collect();
+            let cells: Vec<String> =
+                ["floor", "cgroup", "cgroup-plain", "cgroup-shared", "slot", "hash", "clock", "pid", "ktm"]
+                    .iter()
+                    .map(|c| format!("{:.1}", prog_med(c, name, &|p, _| p.ns_per_run)))
+                    .collect();
             println!("| {name} | {} |", cells.join(" | "));
         }
     }
@@ -639,4 +687,117 @@ fn report(opts: &Opts, data: &BTreeMap<&str, Vec<RoundData>>, points: &[(String,
             );
         }
     }
+}
+
+/// Issue 26: KTM beside the shipped programs, per target pread and as a share of the
+/// database's CPU, with the ratios of this run, and both counts against the kernel's.
+fn side_by_side(data: &BTreeMap<&str, Vec<RoundData>>, commit: &str) {
+    let rounds = |cfg: &str| data.get(cfg).map_or(&[][..], |v| v.as_slice());
+    let three = |d: &RoundData, names: &[&str; 3]| -> f64 {
+        names.iter().map(|n| d.prog.iter().find(|p| p.label == *n).map_or(f64::NAN, |p| p.ns_per_run)).sum()
+    };
+    let total_ns =
+        |d: &RoundData| -> f64 { d.prog.iter().map(|p| p.ns_per_run * p.runs as f64).filter(|x| x.is_finite()).sum() };
+    let stat = |cfg: &str, f: &dyn Fn(&RoundData) -> f64| -> (f64, f64, f64) {
+        let v: Vec<f64> = rounds(cfg).iter().map(f).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (median(&v), lo, hi)
+    };
+    let cell = |(m, lo, hi): (f64, f64, f64), digits: usize| format!("{m:.digits$} ({lo:.digits$}-{hi:.digits$})");
+    println!(
+        "\nKTM beside the shipped programs (SkyAPM/ktm-ebpf {commit}, built with Debian's clang, loaded with libbpf \
+         as the FODC agent loads them, config_map = the database's cgroup): median (min-max) of {} rounds",
+        rounds("shipped").len()
+    );
+    println!("\n| per target pread / share of the database's CPU | floor | ktm | shipped | ktm ÷ shipped |");
+    println!("|---|---|---|---|---|");
+    let pread_ns = |cfg: &str| {
+        let names = if cfg == "shipped" { &SHIPPED_PREAD } else { &KTM_PREAD };
+        stat(cfg, &|d| three(d, names))
+    };
+    let (fl, k, s) = (pread_ns("floor"), pread_ns("ktm"), pread_ns("shipped"));
+    println!(
+        "| enter + exit + page-cache lookup, ns as BPF stats count | {} | {} | {} | {:.2} |",
+        cell(fl, 0),
+        cell(k, 0),
+        cell(s, 0),
+        k.0 / s.0
+    );
+    println!(
+        "| the same above the floor (empty programs on KTM's points) | | {:.0} | {:.0} | {:.2} |",
+        k.0 - fl.0,
+        s.0 - fl.0,
+        (k.0 - fl.0) / (s.0 - fl.0)
+    );
+    let per_pread = |cfg: &str| {
+        stat(cfg, &|d| {
+            let preads = match d.counted {
+                Some((p, _, _)) => p,
+                // The floor counts nothing: its pread enter program's runs.
+                None => d.prog.iter().find(|p| p.label == "ktm_pread").map_or(0, |p| p.runs),
+            };
+            total_ns(d) / preads.max(1) as f64
+        })
+    };
+    let (fl, k, s) = (per_pread("floor"), per_pread("ktm"), per_pread("shipped"));
+    println!(
+        "| all program time ÷ target preads, ns | {} | {} | {} | {:.2} |",
+        cell(fl, 0),
+        cell(k, 0),
+        cell(s, 0),
+        k.0 / s.0
+    );
+    let share = |cfg: &str| stat(cfg, &|d| 100.0 * total_ns(d) / 1e3 / d.cgroup_usec.max(1) as f64);
+    let (fl, k, s) = (share("floor"), share("ktm"), share("shipped"));
+    println!(
+        "| programs' CPU ÷ the database cgroup's CPU, % | {} | {} | {} | {:.2} |",
+        cell(fl, 2),
+        cell(k, 2),
+        cell(s, 2),
+        k.0 / s.0
+    );
+    println!(
+        "| the same above the floor, % | | {:.2} | {:.2} | {:.2} |",
+        k.0 - fl.0,
+        s.0 - fl.0,
+        (k.0 - fl.0) / (s.0 - fl.0)
+    );
+    let tps = |cfg: &str| stat(cfg, &|d| d.tps);
+    println!(
+        "| tps (too noisy here to compare) | {} | {} | {} | {:.2} |",
+        cell(tps("floor"), 0),
+        cell(tps("ktm"), 0),
+        cell(tps("shipped"), 0),
+        tps("ktm").0 / tps("shipped").0
+    );
+    println!("\n| round | config | preads | reads | preads+reads | db syscr | exact | pread enter runs | lookups | lookup runs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut exact = true;
+    for (cfg, enter, look) in [("ktm", "ktm_pread", "ktm_cache_look"), ("shipped", SHIPPED_PREAD[0], SHIPPED_PREAD[2])]
+    {
+        for (i, d) in rounds(cfg).iter().enumerate() {
+            let (p, r, l) = d.counted.unwrap_or((0, 0, 0));
+            let runs = |n: &str| d.prog.iter().find(|x| x.label == n).map_or(0, |x| x.runs);
+            let ok = p + r == d.syscr;
+            exact &= ok;
+            println!(
+                "| {} | {cfg} | {p} | {r} | {} | {} | {} | {} | {l} | {} |",
+                i + 1,
+                p + r,
+                d.syscr,
+                if ok { "yes" } else { "NO" },
+                runs(enter),
+                runs(look)
+            );
+        }
+    }
+    println!(
+        "\ncounts: {}",
+        if exact {
+            "exact for both: in every round preads + reads = the database processes' syscr"
+        } else {
+            "NOT EXACT in some round (see the table)"
+        }
+    );
 }
