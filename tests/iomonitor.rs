@@ -17,6 +17,16 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
+/// The comm prefix of this binary's targets: unique to the process, so that comm mode counts
+/// no other process of the host (a stand-in BanyanDB of the podman step is named `banyand`).
+fn target_prefix() -> String {
+    format!("bd{}-", std::process::id())
+}
+
+fn target_comm() -> String {
+    format!("{}test", target_prefix())
+}
+
 fn setup(name: &str) -> Option<Setup> {
     setup_with(name, ktm::programs::probes())
 }
@@ -31,7 +41,7 @@ fn setup_with(name: &str, probes: Vec<ktm::programs::Probe>) -> Option<Setup> {
     static REPORTED: std::sync::Once = std::sync::Once::new();
     REPORTED.call_once(|| monitor.reports().for_each(|r| println!("plan {r}")));
     let (tcg, dcg) = (TestCgroup::new(&format!("{name}-t")), TestCgroup::new(&format!("{name}-d")));
-    let target = Workload::spawn(&common::ktm_bin(), "banyand-test", Some(&tcg.path)).unwrap();
+    let target = Workload::spawn(&common::ktm_bin(), &target_comm(), Some(&tcg.path)).unwrap();
     let decoy = Workload::spawn(&common::ktm_bin(), "decoy", Some(&dcg.path)).unwrap();
     monitor.set_scope(&Scope::Cgroup(tcg.id())).unwrap();
     Some(Setup { monitor, target, decoy, _cgroups: (tcg, dcg), dir: common::scratch() })
@@ -227,7 +237,7 @@ fn page_cache_misses_and_adds_match_mincore() {
 #[test]
 fn comm_mode_counts_by_prefix_only() {
     let Some(mut s) = setup("comm") else { return };
-    s.monitor.set_scope(&Scope::Comm("banyand".into())).unwrap();
+    s.monitor.set_scope(&Scope::Comm(target_prefix())).unwrap();
     let file = s.file("data", 4096);
     // A decoy in the target's own cgroup, with another comm: comm mode must not count it.
     let mut intruder = Workload::spawn(&common::ktm_bin(), "bash", Some(&s._cgroups.0.path)).unwrap();

@@ -301,8 +301,13 @@ def failure_digest(kind, lines):
             out += [b[0]] + body[-DIGEST_RUN_TAIL:]
         out += [l for l in lines if l.startswith("failed runs:") or l.startswith("run-matrix: ") and "fail" in l]
     elif kind == "libtest":
-        out = [l for l in lines if re.match(r"^test .* \.\.\. FAILED$", l) or re.match(r"^---- .* ----$", l)
-               or CARGO_FAILED.search(l) or l.startswith("thread '") or l.startswith("error")]
+        for i, l in enumerate(lines):
+            if re.match(r"^test .* \.\.\. FAILED$", l) or re.match(r"^---- .* ----$", l) \
+                    or CARGO_FAILED.search(l) or l.startswith("error"):
+                out.append(l)
+            elif l.startswith("thread '"):
+                # The panic and its message (an assertion's left and right).
+                out += [l] + [m for m in lines[i + 1:i + 4] if m.strip() and not m.startswith("stack backtrace")]
     elif kind == "gotest":
         out = [l for l in lines if GO_TEST.match(l) and "FAIL" in l or l.strip().startswith("FAIL")
                or re.search(r"_test\.go:\d+:", l) and "FAIL" not in l and "INFO" not in l and "WARN" not in l]
