@@ -234,21 +234,48 @@ add_binary() { # arch path
   names_of[$arch]+=" $name"
   specs_of[$arch]+="${specs_of[$arch]:+$'\n'}$name=$(realpath "$path")"
 }
+built() { # arch rc listing seconds: records a build's binaries, or its failure
+  if [ "$2" = 0 ] && [ -n "$3" ]; then
+    while IFS= read -r path; do add_binary "$1" "$path"; done <<<"$3"
+    echo "run-matrix: $1 binaries built in $4s" >&2
+  else
+    # Its runs still happen, each failing with every expected binary counted failed.
+    echo "run-matrix: building the $1 test binaries FAILED (build-tests.sh --arch $1)" >&2
+    build_failed[$1]=1
+    for t in ${KTM_QEMU_TESTS:-build}; do names_of[$1]+=" $t"; done
+  fi
+}
+# The arm64 binaries (cross-built in the chroot: minutes) are built while the amd64 guests
+# run, which come first and leave part of the cores idle while their tests wait for
+# collections; finish_build waits for them before the first arm64 guest.
+pending_build="" pending_start=0
+finish_build() { # arch
+  [ -n "$pending_build" ] && [ "$1" = arm64 ] || return 0
+  # Its status from the file: the guest loop's `wait -n` may have reaped it already.
+  wait "$pending_build" 2>/dev/null || true
+  pending_build=""
+  cat "$out/build-arm64.log" >&2
+  built arm64 "$(cat "$out/build-arm64.rc" 2>/dev/null || echo 1)" "$(cat "$out/build-arm64.list")" "$((SECONDS - pending_start))"
+}
 if [ $# -eq 0 ]; then
   # The privileged test targets of the crate, unless KTM_QEMU_TESTS names others ("" = all).
   export KTM_QEMU_TESTS="${KTM_QEMU_TESTS-toolkit iomonitor collector reclaim pod lockdown}"
+  mkdir -p "$out"
+  out="$(cd "$out" && pwd)"
   for arch in "${archs[@]}"; do
     echo "run-matrix: no binaries given: building the crate's (${KTM_QEMU_TESTS:-all tests}) for $arch with build-tests.sh" >&2
-    start=$SECONDS
-    if listing="$("$here/build-tests.sh" --arch "$arch")" && [ -n "$listing" ]; then
-      while IFS= read -r path; do add_binary "$arch" "$path"; done <<<"$listing"
-      echo "run-matrix: $arch binaries built in $((SECONDS - start))s" >&2
-    else
-      # Its runs still happen, each failing with every expected binary counted failed.
-      echo "run-matrix: building the $arch test binaries FAILED (build-tests.sh --arch $arch)" >&2
-      build_failed[$arch]=1
-      for t in ${KTM_QEMU_TESTS:-build}; do names_of[$arch]+=" $t"; done
+    if [ "$arch" = arm64 ] && [[ " ${archs[*]} " == *" amd64 "* ]]; then
+      echo "run-matrix: (arm64 in the background, while the amd64 guests run; its output when they are done)" >&2
+      pending_start=$SECONDS
+      rm -f "$out/build-arm64.rc"
+      { brc=0; "$here/build-tests.sh" --arch arm64 > "$out/build-arm64.list" 2> "$out/build-arm64.log" || brc=$?
+        echo "$brc" > "$out/build-arm64.rc"; } &
+      pending_build=$!
+      continue
     fi
+    start=$SECONDS rc=0
+    listing="$("$here/build-tests.sh" --arch "$arch")" || rc=$?
+    built "$arch" "$rc" "$listing" "$((SECONDS - start))"
   done
 else
   for path in "$@"; do
@@ -260,6 +287,7 @@ else
 fi
 for arch in "${archs[@]}"; do
   [ -n "${names_of[$arch]:-}" ] && continue
+  [ "$arch" = arm64 ] && [ -n "$pending_build" ] && continue
   runs="$(for label in "${labels[@]}" $([ "$host" = 1 ] && echo host); do
     if [ "$(arch_of "$label")" = "$arch" ]; then printf '%s ' "$label"; fi; done)"
   [ -n "$runs" ] || continue # only podman columns: they need the ktm binary alone
@@ -401,6 +429,7 @@ if [ ${#fetch_labels[@]} -gt 0 ]; then
     run_accel="$amd64_accel"
     [ "$arch" = amd64 ] || run_accel=tcg
     initrd="$out/initrd-$label.cpio.gz"
+    finish_build "$arch"
     specs_for "$arch"
     ktm_arg_for "$arch"
     if [[ " ${labels[*]} " != *" $label "* ]]; then
