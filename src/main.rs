@@ -526,7 +526,7 @@ fn dump(args: &[String]) -> Result<(), Fail> {
         if probe.metrics.is_empty() {
             println!("== {} (feeds no metric: it keeps the scope on BanyanDB)", probe.plan.name);
         } else {
-            println!("== {} (feeds {})", probe.plan.name, probe.metrics.join(", "));
+            println!("== {} (feeds {})", probe.plan.name, probe.metric_names().join(", "));
         }
         for alt in &probe.plan.alternatives {
             for (point, build) in alt.parts() {

@@ -1,10 +1,10 @@
 //! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
 
-use super::kernel::{IoMonitor, Latency, Scope, Snapshot, ADVICE_LABELS};
+use super::kernel::{IoMonitor, Latency, Scope, Snapshot};
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
-use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
+use crate::metrics::{Histogram, Metric, MetricSource, ModuleState, ModuleStatus};
 use crate::module::Module;
 use crate::Result;
 use std::path::PathBuf;
@@ -384,55 +384,27 @@ impl Module for IoMonitorModule {
     }
 }
 
-/// The snapshot as the design's metrics.
+/// The snapshot as the design's metrics, named and described by the catalogue.
 pub fn metrics(s: &Snapshot) -> Vec<Metric> {
-    let c = |name: &str, help: &str, v: u64| Metric::counter(name, help, v);
+    use crate::catalogue as c;
     let mut out = vec![
-        c(
-            "ktm_cache_read_attempts_total",
-            "Page-cache lookup rounds (filemap_get_pages) of the target's buffered reads.",
-            s.cache_read_attempts,
-        ),
-        c(
-            "ktm_cache_misses_total",
-            "Lookup rounds that found no cached page and read synchronously (page_cache_sync_ra).",
-            s.cache_misses,
-        ),
-        c("ktm_page_cache_adds_total", "Pages the target inserted into the page cache.", s.page_cache_adds),
-        c(
-            "ktm_page_cache_deletes_total",
-            "Pages removed from the page cache while the target's task ran (its truncations, fadvise DONTNEED, invalidations, own reclaim).",
-            s.page_cache_deletes,
-        ),
-        c("ktm_sys_read_bytes_total", "Bytes returned by the target's read(2) calls.", s.read_bytes),
-        c("ktm_sys_pread_bytes_total", "Bytes returned by the target's pread64(2) calls.", s.pread_bytes),
-        c("ktm_fadvise_calls_total", "fadvise64 calls by the target.", s.fadvise_calls),
-        c("ktm_fadvise_success_total", "fadvise64 calls that returned 0.", s.fadvise_success),
-        c("ktm_memory_lru_pages_scanned_total", "Inactive-LRU pages scanned by reclaim the target ran.", s.lru_scanned),
-        c(
-            "ktm_memory_lru_pages_reclaimed_total",
-            "Inactive-LRU pages reclaimed by reclaim the target ran.",
-            s.lru_reclaimed,
-        ),
-        c("ktm_memory_direct_reclaim_begin_total", "Times a target thread entered direct reclaim.", s.direct_reclaim),
+        c::CACHE_READ_ATTEMPTS.counter(s.cache_read_attempts),
+        c::CACHE_MISSES.counter(s.cache_misses),
+        c::PAGE_CACHE_ADDS.counter(s.page_cache_adds),
+        c::PAGE_CACHE_DELETES.counter(s.page_cache_deletes),
+        c::SYS_READ_BYTES.counter(s.read_bytes),
+        c::SYS_PREAD_BYTES.counter(s.pread_bytes),
+        c::FADVISE_CALLS.counter(s.fadvise_calls),
+        c::FADVISE_SUCCESS.counter(s.fadvise_success),
+        c::MEMORY_LRU_PAGES_SCANNED.counter(s.lru_scanned),
+        c::MEMORY_LRU_PAGES_RECLAIMED.counter(s.lru_reclaimed),
+        c::MEMORY_DIRECT_RECLAIM_BEGIN.counter(s.direct_reclaim),
     ];
-    for (label, v) in ADVICE_LABELS.iter().zip(s.fadvise_advice) {
-        out.push(
-            c("ktm_fadvise_advice_total", "fadvise64 calls by the target, by advice.", v).with_label("advice", label),
-        );
+    for (label, v) in c::ADVICE.values.iter().zip(s.fadvise_advice) {
+        out.push(c::FADVISE_ADVICE.counter(v).with_label(c::ADVICE.name, label));
     }
-    out.push(Metric {
-        name: "ktm_sys_read_latency_seconds".into(),
-        help: "Latency of the target's read(2) calls.".into(),
-        labels: Vec::new(),
-        value: MetricValue::Histogram(histogram(&s.read)),
-    });
-    out.push(Metric {
-        name: "ktm_sys_pread_latency_seconds".into(),
-        help: "Latency of the target's pread64(2) calls.".into(),
-        labels: Vec::new(),
-        value: MetricValue::Histogram(histogram(&s.pread)),
-    });
+    out.push(c::SYS_READ_LATENCY.histogram(histogram(&s.read)));
+    out.push(c::SYS_PREAD_LATENCY.histogram(histogram(&s.pread)));
     out
 }
 

@@ -11,14 +11,23 @@ use super::emit::{
 use super::exercise;
 use super::layout::{lane, tag};
 use crate::attach::{tracepoint_field, Alternative, AttachPoint, Exercise, Plan};
+use crate::catalogue::{self as metric, MetricDef};
 use crate::insn::{Asm, Helper, Label, Program, R0, R1, R10, R2, R3, R6};
 use crate::{Error, Result};
 
-/// A probe: its plan and the metrics it feeds.
+/// A probe: its plan and the metrics it feeds (catalogue entries, so a misspelt metric does
+/// not compile).
 #[derive(Debug)]
 pub struct Probe {
     pub plan: Plan,
-    pub metrics: &'static [&'static str],
+    pub metrics: &'static [&'static MetricDef],
+}
+
+impl Probe {
+    /// The exported names of the metrics it feeds.
+    pub fn metric_names(&self) -> Vec<&'static str> {
+        self.metrics.iter().map(|m| m.name).collect()
+    }
 }
 
 /// `struct pt_regs` argument offsets as a kprobe sees them: di, si, dx, cx on x86-64, with
@@ -548,7 +557,7 @@ pub fn probes() -> Vec<Probe> {
     vec![
         Probe {
             plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ, lane::READ_BYTES, exercise::read),
-            metrics: &["ktm_sys_read_latency_seconds", "ktm_sys_read_bytes_total"],
+            metrics: &[&metric::SYS_READ_LATENCY, &metric::SYS_READ_BYTES],
         },
         Probe {
             plan: latency(
@@ -560,11 +569,11 @@ pub fn probes() -> Vec<Probe> {
                 lane::PREAD_BYTES,
                 exercise::pread,
             ),
-            metrics: &["ktm_sys_pread_latency_seconds", "ktm_sys_pread_bytes_total"],
+            metrics: &[&metric::SYS_PREAD_LATENCY, &metric::SYS_PREAD_BYTES],
         },
         Probe {
             plan: fadvise(),
-            metrics: &["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"],
+            metrics: &[&metric::FADVISE_CALLS, &metric::FADVISE_ADVICE, &metric::FADVISE_SUCCESS],
         },
         Probe {
             // Every buffered read passes filemap_get_pages and the tracepoint in it.
@@ -575,7 +584,7 @@ pub fn probes() -> Vec<Probe> {
                 lane::CACHE_ATTEMPTS,
                 exercise::cached_read,
             ),
-            metrics: &["ktm_cache_read_attempts_total"],
+            metrics: &[&metric::CACHE_READ_ATTEMPTS],
         },
         Probe {
             plan: counting_calls(
@@ -585,17 +594,17 @@ pub fn probes() -> Vec<Probe> {
                 lane::CACHE_MISSES,
                 exercise::cold_read,
             ),
-            metrics: &["ktm_cache_misses_total"],
+            metrics: &[&metric::CACHE_MISSES],
         },
         Probe {
             plan: page_cache_plan("ktm_cache_add", "mm_filemap_add_to_page_cache", lane::PAGE_CACHE_ADDS),
-            metrics: &["ktm_page_cache_adds_total"],
+            metrics: &[&metric::PAGE_CACHE_ADDS],
         },
         Probe {
             // Fires in the task that removes the folio: truncation, invalidation (fadvise
             // DONTNEED) and reclaim alike; only the target's own count (README).
             plan: page_cache_plan("ktm_cache_del", "mm_filemap_delete_from_page_cache", lane::PAGE_CACHE_DELETES),
-            metrics: &["ktm_page_cache_deletes_total"],
+            metrics: &[&metric::PAGE_CACHE_DELETES],
         },
         Probe {
             plan: Plan {
@@ -616,7 +625,7 @@ pub fn probes() -> Vec<Probe> {
                 ],
                 exercise: None,
             },
-            metrics: &["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"],
+            metrics: &[&metric::MEMORY_LRU_PAGES_SCANNED, &metric::MEMORY_LRU_PAGES_RECLAIMED],
         },
         Probe {
             plan: Plan {
@@ -627,7 +636,7 @@ pub fn probes() -> Vec<Probe> {
                 ],
                 exercise: None,
             },
-            metrics: &["ktm_memory_direct_reclaim_begin_total"],
+            metrics: &[&metric::MEMORY_DIRECT_RECLAIM_BEGIN],
         },
         Probe { plan: follow(), metrics: &[] },
         Probe { plan: follow_join(), metrics: &[] },
