@@ -434,9 +434,9 @@ mod tests {
         for d in ALL {
             let n = d.lane_count();
             assert_eq!(n == 0, d.lanes == Lanes::None, "{}", d.name);
-            for lane in d.lanes.base()..d.lanes.base() + n {
-                assert!(lane < LANES, "{} runs past the counters value", d.name);
-                assert_eq!(owner[lane].replace(d.name), None, "lane {lane}: {} overlaps", d.name);
+            assert!(d.lanes.base() + n <= LANES, "{} runs past the counters value", d.name);
+            for (lane, o) in owner.iter_mut().enumerate().skip(d.lanes.base()).take(n) {
+                assert_eq!(o.replace(d.name), None, "lane {lane}: {} overlaps", d.name);
             }
         }
         assert!(owner.iter().all(Option::is_some), "unused lanes: {owner:?}");

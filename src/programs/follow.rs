@@ -53,8 +53,7 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
 
     a.st_dw(R10, stack::COMM, 0);
     a.st_dw(R10, stack::COMM + 8, 0);
-    a.mov64(R1, R10);
-    a.add64(R1, stack::COMM as i32);
+    a.stack_addr(R1, stack::COMM);
     a.mov64(R2, 16);
     a.ldx_dw(R3, R6, comm_at);
     a.call(Helper::ProbeReadKernelStr);
@@ -62,8 +61,7 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
 
     a.ldx_dw(R1, R7, off(config::PIDNS_DEV));
     a.ldx_dw(R2, R7, off(config::PIDNS_INO));
-    a.mov64(R3, R10);
-    a.add64(R3, stack::PIDNS_INFO as i32);
+    a.stack_addr(R3, stack::PIDNS_INFO);
     a.mov64(R4, 8);
     a.call(Helper::GetNsCurrentPidTgid);
     a.jne(R0, 0, out);
@@ -182,8 +180,7 @@ pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Progra
             Some(()) => a.ldx_dw(R3, R10, stack::READ_BUF),
         };
         a.add64(R3, at as i32);
-        a.mov64(R1, R10);
-        a.add64(R1, stack::READ_BUF as i32);
+        a.stack_addr(R1, stack::READ_BUF);
         a.mov64(R2, 8);
         a.call(Helper::ProbeReadKernel);
         a.jne(R0, 0, out);

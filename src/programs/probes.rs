@@ -343,8 +343,7 @@ fn fadvise_tracepoints(syscall: &'static str) -> Alternative {
 fn read_through(a: &mut Asm, out: Label, ptr_at: i16, at: u32) {
     a.ldx_dw(R3, R6, ptr_at);
     a.add64(R3, at as i32);
-    a.mov64(R1, R10);
-    a.add64(R1, stack::READ_BUF as i32);
+    a.stack_addr(R1, stack::READ_BUF);
     a.mov64(R2, 8);
     a.call(Helper::ProbeReadKernel);
     a.jne(R0, 0, out);
