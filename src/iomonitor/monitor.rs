@@ -1,5 +1,5 @@
-//! The iomonitor's kernel side: creates the maps, attaches every probe by its plan, programs
-//! the scope, and reads the counters.
+//! The running monitor ([`IoMonitor`]): creates the maps, attaches every probe by its plan,
+//! programs the scope, and reads the counters as a [`Snapshot`].
 
 use crate::attach::{attach_plan, Attached, PlanReport, Policy};
 use crate::catalogue::MetricDef;
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn the_exported_series_read_the_catalogues_lanes() {
         let lanes: Vec<u64> = (1..=catalogue::LANES as u64).collect();
-        let out = crate::iomonitor::module::metrics(&Snapshot::from_lanes(&lanes));
+        let out = Snapshot::from_lanes(&lanes).metrics();
         for d in catalogue::IOMONITOR {
             let series: Vec<_> = out.iter().filter(|m| m.name == d.name).collect();
             assert!(!series.is_empty(), "{} not exported", d.name);

@@ -7,7 +7,7 @@
 //! on itself. Off, the program series are left out (zeros would read as "never ran") and
 //! `ktm_bpf_stats_enabled` says 0.
 
-use super::kernel::IoMonitor;
+use super::monitor::IoMonitor;
 use crate::catalogue;
 use crate::metrics::Metric;
 

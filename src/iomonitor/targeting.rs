@@ -1,10 +1,12 @@
-//! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
+//! The iomonitor as the collector drives it ([`IoMonitorModule`]): finding the target and
+//! keeping the programs on it (discovery, re-targeting, health checks), its status, and its
+//! metrics from the snapshot ([`super::export`]).
 
-use super::kernel::{IoMonitor, Latency, Scope, Snapshot};
+use super::monitor::{IoMonitor, Scope};
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
-use crate::metrics::{Histogram, Metric, MetricSource, ModuleState, ModuleStatus};
+use crate::metrics::{Metric, MetricSource, ModuleState, ModuleStatus};
 use crate::module::Module;
 use crate::Result;
 use std::path::PathBuf;
@@ -267,7 +269,7 @@ impl Module for IoMonitorModule {
             Ok(s) => {
                 let available: Vec<&str> =
                     monitor.sources().iter().filter(|s| s.mechanism.is_some()).map(|s| s.metric).collect();
-                metrics(&s).into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
+                s.metrics().into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
             }
             Err(e) => {
                 self.last_error = Some(format!("cannot read the counters: {e}"));
@@ -382,33 +384,4 @@ impl Module for IoMonitorModule {
     fn self_metrics(&self) -> Vec<Metric> {
         self.monitor.as_ref().map(super::stats::program_metrics).unwrap_or_default()
     }
-}
-
-/// The snapshot as the design's metrics, named and described by the catalogue.
-pub fn metrics(s: &Snapshot) -> Vec<Metric> {
-    use crate::catalogue as c;
-    let mut out = vec![
-        c::CACHE_READ_ATTEMPTS.counter(s.cache_read_attempts),
-        c::CACHE_MISSES.counter(s.cache_misses),
-        c::PAGE_CACHE_ADDS.counter(s.page_cache_adds),
-        c::PAGE_CACHE_DELETES.counter(s.page_cache_deletes),
-        c::SYS_READ_BYTES.counter(s.read_bytes),
-        c::SYS_PREAD_BYTES.counter(s.pread_bytes),
-        c::FADVISE_CALLS.counter(s.fadvise_calls),
-        c::FADVISE_SUCCESS.counter(s.fadvise_success),
-        c::MEMORY_LRU_PAGES_SCANNED.counter(s.lru_scanned),
-        c::MEMORY_LRU_PAGES_RECLAIMED.counter(s.lru_reclaimed),
-        c::MEMORY_DIRECT_RECLAIM_BEGIN.counter(s.direct_reclaim),
-    ];
-    for (label, v) in c::ADVICE.values.iter().zip(s.fadvise_advice) {
-        out.push(c::FADVISE_ADVICE.counter(v).with_label(c::ADVICE.name, label));
-    }
-    out.push(c::SYS_READ_LATENCY.histogram(histogram(&s.read)));
-    out.push(c::SYS_PREAD_LATENCY.histogram(histogram(&s.pread)));
-    out
-}
-
-/// Log2 slots as a Prometheus histogram (true upper bounds; the last slot only in `+Inf`).
-fn histogram(l: &Latency) -> Histogram {
-    Histogram::from_log2_ns(&l.slots, l.sum_ns)
 }
