@@ -11,9 +11,8 @@
 //! misspelt metric is then a compile error, and [`check_fed`] (run by the tests) fails when
 //! a plan feeds a metric this table lacks.
 //!
-//! **A new metric** is one entry here (with its lanes, if the programs count it), the program
-//! and plan that feed it (`programs`, naming the entry in its `Probe`), and its value read
-//! from the snapshot (`iomonitor`).
+//! A new metric starts with its entry here; the README's Architecture section has the rest
+//! of the way (one recipe, kept there).
 
 use crate::metrics::{Histogram, Metric, MetricValue, LOG2_NS_SLOTS};
 
