@@ -97,8 +97,8 @@ impl Shared {
         let (lock, cv) = &*self.0;
         let mut l = lock.lock().unwrap();
         l.batches += 1;
-        l.preads = hist("ktm_sys_pread_latency_seconds");
-        l.reads = hist("ktm_sys_read_latency_seconds");
+        l.preads = hist(ktm::catalogue::SYS_PREAD_LATENCY.name);
+        l.reads = hist(ktm::catalogue::SYS_READ_LATENCY.name);
         l.scope = b.status.iter().map(|s| s.scope.clone()).collect::<Vec<_>>().join("; ");
         cv.notify_all();
     }

@@ -147,6 +147,22 @@ char *ktm_take_log(int *level);
 /* Frees a string returned by this library. NULL is ignored. */
 void ktm_string_free(char *s);
 
+/* One entry of the metric catalogue: every metric the library exports, as the library's
+ * own table (src/catalogue.rs) defines it. */
+typedef struct ktm_metric_def {
+    const char *key;    /* the entry's constant name, e.g. SYS_PREAD_LATENCY */
+    const char *name;   /* the exported family name, e.g. ktm_sys_pread_latency_seconds */
+    const char *help;   /* the # HELP text */
+    uint32_t type;      /* KTM_COUNTER, KTM_GAUGE or KTM_HISTOGRAM */
+    const char *unit;   /* e.g. seconds, pages, calls */
+    const char *labels; /* comma-separated label names; a closed label is followed by ':' and
+                         * its values joined by '|', e.g. advice:normal|random|...|other */
+} ktm_metric_def_t;
+
+/* The metric catalogue: *defs (if not NULL) receives its entries, static and never freed;
+ * returns their number. Needs no handle and no privilege. */
+size_t ktm_catalogue(const ktm_metric_def_t **defs);
+
 #ifdef __cplusplus
 }
 #endif

@@ -712,7 +712,7 @@ mod tests {
             let text = std::fs::read_to_string(&file).unwrap();
             assert!(text.starts_with("# batch at unix time "), "{text}");
             let families = crate::prometheus::parse(&text).unwrap();
-            let state = families.iter().find(|f| f.name == "ktm_module_state").unwrap();
+            let state = families.iter().find(|f| f.name == crate::catalogue::MODULE_STATE.name).unwrap();
             assert_eq!(state.samples.len(), 1, "{text}");
             assert_eq!(state.samples[0].labels["reason"], "not started");
             assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
@@ -760,5 +760,116 @@ mod tests {
             assert!((*s.sources).mechanism.is_null());
             ktm_batch_free(p);
         }
+    }
+}
+
+// ---- The metric catalogue (`ktm_catalogue`): self-contained, kept last in this file. ----
+
+/// `ktm_metric_def_t`: one entry of the metric catalogue ([`crate::catalogue`]).
+#[repr(C)]
+pub struct KtmMetricDef {
+    pub key: *const c_char,
+    pub name: *const c_char,
+    pub help: *const c_char,
+    pub r#type: u32,
+    pub unit: *const c_char,
+    pub labels: *const c_char,
+}
+
+/// The catalogue as C structs, built once and never freed: its pointers lead into `_text`,
+/// whose heap buffers never move.
+struct CatalogueTable {
+    _text: Vec<CString>,
+    defs: Vec<KtmMetricDef>,
+}
+
+// SAFETY: the table is immutable once built and its pointers only lead into its own
+// strings, which live as long as the process.
+unsafe impl Send for CatalogueTable {}
+// SAFETY: as above: shared reads only.
+unsafe impl Sync for CatalogueTable {}
+
+/// A catalogue entry's labels as `ktm_metric_def_t.labels` spells them: comma-separated
+/// names, a closed label followed by `:` and its values joined by `|` in lane order
+/// (`advice:normal|random|...|other`).
+fn catalogue_labels(d: &crate::catalogue::MetricDef) -> String {
+    let label = |l: &crate::catalogue::Label| match l.values {
+        [] => l.name.to_string(),
+        values => format!("{}:{}", l.name, values.join("|")),
+    };
+    d.labels.iter().map(label).collect::<Vec<_>>().join(",")
+}
+
+fn catalogue_table() -> &'static CatalogueTable {
+    static TABLE: std::sync::OnceLock<CatalogueTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        use crate::catalogue::{Kind, ALL};
+        let mut text = Vec::new();
+        let mut c = |s: &str| {
+            // Catalogue text has no NUL (its tests check the help); an empty string if it did.
+            let s = CString::new(s).unwrap_or_default();
+            let p = s.as_ptr();
+            text.push(s);
+            p
+        };
+        let defs = ALL
+            .iter()
+            .map(|d| KtmMetricDef {
+                key: c(d.key),
+                name: c(d.name),
+                help: c(d.help),
+                r#type: match d.kind {
+                    Kind::Counter => KTM_COUNTER,
+                    Kind::Gauge => KTM_GAUGE,
+                    Kind::Histogram => KTM_HISTOGRAM,
+                },
+                unit: c(d.unit.as_str()),
+                labels: c(&catalogue_labels(d)),
+            })
+            .collect();
+        CatalogueTable { _text: text, defs }
+    })
+}
+
+/// Every metric the library exports: `*defs` receives the catalogue's entries (static,
+/// never freed), the return value their number. A NULL `defs` only counts them.
+///
+/// # Safety
+/// `defs` is NULL or points to writable storage for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ktm_catalogue(defs: *mut *const KtmMetricDef) -> usize {
+    let table = catalogue_table();
+    if !defs.is_null() {
+        // SAFETY: the caller passes storage for one pointer.
+        unsafe { *defs = table.defs.as_ptr() };
+    }
+    table.defs.len()
+}
+
+#[cfg(test)]
+mod catalogue_abi_tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_crosses_the_abi_whole() {
+        let mut p: *const KtmMetricDef = std::ptr::null();
+        let n = unsafe { ktm_catalogue(&mut p) };
+        assert_eq!(n, crate::catalogue::ALL.len());
+        assert_eq!(unsafe { ktm_catalogue(std::ptr::null_mut()) }, n);
+        let defs = unsafe { std::slice::from_raw_parts(p, n) };
+        let s = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
+        for (c, d) in defs.iter().zip(crate::catalogue::ALL) {
+            assert_eq!(
+                (s(c.key), s(c.name), s(c.help), s(c.unit)),
+                (d.key.into(), d.name.into(), d.help.into(), d.unit.as_str().into())
+            );
+        }
+        let advice = defs.iter().find(|c| s(c.key) == "FADVISE_ADVICE").unwrap();
+        assert_eq!(s(advice.labels), "advice:normal|random|sequential|willneed|dontneed|noreuse|other");
+        assert_eq!(advice.r#type, KTM_COUNTER);
+        let runs = defs.iter().find(|c| s(c.key) == "BPF_PROGRAM_RUNS").unwrap();
+        assert_eq!(s(runs.labels), "module,program,attach");
+        let latency = defs.iter().find(|c| s(c.key) == "SYS_PREAD_LATENCY").unwrap();
+        assert_eq!((latency.r#type, s(latency.labels)), (KTM_HISTOGRAM, String::new()));
     }
 }

@@ -146,7 +146,8 @@ pub fn run(intervals: u64, interval: Duration, stop: &AtomicBool, on_attached: f
         limit = MemoryLimit::apply(cgroup.as_ref(), child.pid());
         eprintln!("ktm demo: {}", limit.describe());
         eprintln!(
-            "ktm demo: ktm_memory_direct_reclaim_begin_total counts global direct reclaim only (the whole machine short of memory), which the demo does not cause; a cgroup limit's reclaim shows in the LRU counters"
+            "ktm demo: {} counts global direct reclaim only (the whole machine short of memory), which the demo does not cause; a cgroup limit's reclaim shows in the LRU counters",
+            crate::catalogue::MEMORY_DIRECT_RECLAIM_BEGIN.name
         );
         eprintln!("ktm demo: loading and attaching the iomonitor programs (interval {interval:?})");
         let recorder = MemoryRecorder::new(4);

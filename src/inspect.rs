@@ -91,7 +91,7 @@ pub fn dump(only: Option<&str>, out: &mut dyn Write) -> std::io::Result<usize> {
         if probe.metrics.is_empty() {
             writeln!(out, "== {name} (feeds no metric: it keeps the scope on BanyanDB)")?;
         } else {
-            writeln!(out, "== {name} (feeds {})", probe.metrics.join(", "))?;
+            writeln!(out, "== {name} (feeds {})", probe.metric_names().join(", "))?;
         }
         for (point, build) in probe_programs(probe) {
             shown += 1;

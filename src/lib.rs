@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod btf;
 pub mod capi;
+pub mod catalogue;
 pub mod collector;
 pub mod config;
 pub mod demo;

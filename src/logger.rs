@@ -4,7 +4,7 @@
 //! A library logs through `log` and installs nothing; a program decides where its lines go.
 //! This is the logger of `ktm run`, `demo` and `probe`, in the library so that a sidecar
 //! written in Rust can install the same one. Its line format is
-//! `2026-12-07T00:45:12.123Z WARN ktm::iomonitor::module: message`, readable by a human
+//! `2026-12-07T00:45:12.123Z WARN ktm::iomonitor::targeting: message`, readable by a human
 //! in `kubectl logs` and split by any log shipper on its first three spaces.
 //!
 //! Rate limiting is per log statement (its file and line), not per message text: a read that

@@ -12,9 +12,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-/// `posix_fadvise` advice values, in the kernel's numbering.
-pub const ADVICE: [(&str, i32); 6] =
-    [("normal", 0), ("random", 1), ("sequential", 2), ("willneed", 3), ("dontneed", 4), ("noreuse", 5)];
+/// `posix_fadvise` advice values, in the kernel's numbering, named as the metric catalogue's
+/// `advice` label names them (value i is the catalogue's i-th; its last, "other", is no
+/// advice of the kernel's).
+pub const ADVICE: [(&str, i32); 6] = {
+    let v = crate::catalogue::ADVICE_VALUES;
+    [(v[0], 0), (v[1], 1), (v[2], 2), (v[3], 3), (v[4], 4), (v[5], 5)]
+};
 
 /// A running workload child. Dropping it kills the child.
 #[derive(Debug)]

@@ -80,8 +80,14 @@ fn matching(s: &str, start: usize, open: char, close: char) -> (usize, usize) {
 }
 
 fn parse_rust(src: &str) -> Api {
-    // Only the library part: the unit tests below `mod tests` are not ABI.
-    let src = src.split("#[cfg(test)]").next().unwrap();
+    // Only the library part: the unit test modules (`#[cfg(test)] mod ... { }`, wherever
+    // they sit) are not ABI.
+    let mut lib = src.to_string();
+    while let Some(at) = lib.find("#[cfg(test)]") {
+        let (_, close) = matching(&lib, lib[at..].find('{').expect("a test module") + at, '{', '}');
+        lib.replace_range(at..=close, "");
+    }
+    let src = lib.as_str();
     let mut api = Api::default();
     let mut rest = src;
     while let Some(at) = rest.find("extern \"C\" fn ") {

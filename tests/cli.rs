@@ -3,6 +3,7 @@
 mod common;
 
 use common::run::KtmRun;
+use ktm::catalogue as c;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -127,9 +128,10 @@ fn without_privileges_demo_exits_1_and_run_stays_up_disabled() {
     // `run` is the sidecar: it must never exit (and crash-loop its pod) for want of
     // privileges. It reports disabled with the reason and exits 0 on SIGTERM.
     let mut run = KtmRun::spawn_with(None, &["--interval", "100ms"], Some(drop_every_capability));
-    let written =
-        run.wait_for("a third batch written without capabilities", |s| s.contains("ktm_collections_total 3\n"));
-    let state = written.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap();
+    let written = run.wait_for("a third batch written without capabilities", |s| {
+        s.contains(&format!("{} 3\n", c::COLLECTIONS.name))
+    });
+    let state = written.lines().find(|l| l.starts_with(&format!("{}{{", c::MODULE_STATE.name))).unwrap();
     assert!(state.contains("state=\"disabled\""), "{state}");
     assert!(state.contains("CAP_BPF"), "the reason names the missing capability: {state}");
     let o = run.sigterm();
@@ -161,37 +163,40 @@ fn demo_prints_every_metric_moving() {
     let value =
         |name: &str| -> f64 { fams.iter().flat_map(|f| &f.samples).filter(|s| s.name == name).map(|s| s.value).sum() };
     for m in [
-        "ktm_cache_read_attempts_total",
-        "ktm_cache_misses_total",
-        "ktm_page_cache_adds_total",
-        "ktm_page_cache_deletes_total",
-        "ktm_sys_read_bytes_total",
-        "ktm_sys_pread_bytes_total",
-        "ktm_fadvise_calls_total",
-        "ktm_fadvise_success_total",
-        "ktm_sys_read_latency_seconds_count",
-        "ktm_sys_pread_latency_seconds_count",
+        c::CACHE_READ_ATTEMPTS.name,
+        c::CACHE_MISSES.name,
+        c::PAGE_CACHE_ADDS.name,
+        c::PAGE_CACHE_DELETES.name,
+        c::SYS_READ_BYTES.name,
+        c::SYS_PREAD_BYTES.name,
+        c::FADVISE_CALLS.name,
+        c::FADVISE_SUCCESS.name,
+        &format!("{}_count", c::SYS_READ_LATENCY.name),
+        &format!("{}_count", c::SYS_PREAD_LATENCY.name),
     ] {
         assert!(value(m) > 0.0, "{m} did not move:\n{last}");
     }
     // Reclaim moves where the demo could limit its workload's memory, and it says why not
     // where it could not.
     if err.contains("ktm demo: memory limited to") {
-        for m in ["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"] {
+        for m in [c::MEMORY_LRU_PAGES_SCANNED.name, c::MEMORY_LRU_PAGES_RECLAIMED.name] {
             assert!(value(m) > 0.0, "{m} did not move under the demo's memory limit:\n{last}");
         }
     } else {
         assert!(err.contains("ktm demo: no memory limit ("), "{err}");
     }
-    assert!(err.contains("ktm_memory_direct_reclaim_begin_total counts global direct reclaim only"), "{err}");
-    let advice = fams.iter().find(|f| f.name == "ktm_fadvise_advice_total").unwrap();
-    for a in ["normal", "random", "sequential", "willneed", "dontneed", "noreuse"] {
+    assert!(
+        err.contains(&format!("{} counts global direct reclaim only", c::MEMORY_DIRECT_RECLAIM_BEGIN.name)),
+        "{err}"
+    );
+    let advice = fams.iter().find(|f| f.name == c::FADVISE_ADVICE.name).unwrap();
+    for a in &c::ADVICE_VALUES[..6] {
         let s = advice.samples.iter().find(|s| s.labels.get("advice").map(String::as_str) == Some(a)).unwrap();
         assert!(s.value >= 4.0, "advice {a}: {}", s.value);
     }
-    let counter = fams.iter().find(|f| f.name == "ktm_cache_misses_total").unwrap();
+    let counter = fams.iter().find(|f| f.name == c::CACHE_MISSES.name).unwrap();
     assert_eq!(counter.kind, "counter");
-    let hist = fams.iter().find(|f| f.name == "ktm_sys_pread_latency_seconds").unwrap();
+    let hist = fams.iter().find(|f| f.name == c::SYS_PREAD_LATENCY.name).unwrap();
     assert_eq!(hist.kind, "histogram");
     assert!(
         hist.samples.iter().any(|s| s.labels.get("le").map(String::as_str) == Some("5.12e-7")),
@@ -219,7 +224,7 @@ fn run_pushes_batches_and_stops_cleanly_on_sigterm() {
     assert!(o.stderr.contains("detaching"));
     let written = o.written.unwrap();
     let fams = parse_batches(&written);
-    let state = fams.iter().find(|f| f.name == "ktm_module_state").unwrap();
+    let state = fams.iter().find(|f| f.name == c::MODULE_STATE.name).unwrap();
     assert_eq!(state.samples[0].labels["state"], "waiting_for_target");
 }
 
@@ -369,7 +374,9 @@ fn run_interval_overrides_the_config_and_probe_speaks_json() {
     let mut run =
         KtmRun::spawn(Some("collector:\n  interval: 1h\n  ebpf:\n    comm_prefix: ktmival\n"), &["--interval", "50ms"]);
     // With the config's 1 h, only the first batch would come.
-    run.wait_for("--interval did not override collector.interval", |s| s.contains("ktm_collections_total 5\n"));
+    run.wait_for("--interval did not override collector.interval", |s| {
+        s.contains(&format!("{} 5\n", c::COLLECTIONS.name))
+    });
     assert_eq!(run.sigterm().status.code(), Some(0));
 
     let o = ktm(&["probe", "--json"]);
@@ -446,7 +453,8 @@ fn promtool_accepts_every_output() {
     for (what, text) in [("--output", o.written.unwrap()), ("/metrics", body.to_string())] {
         let (rc, msg) = promtool(&text).unwrap();
         assert_eq!(rc, 0, "promtool check metrics on {what}: {msg}\n{text}");
-        assert!(text.contains("ktm_memory_direct_reclaim_begin_total") || !text.contains("ktm_memory_"), "{text}");
+        let lru = [c::MEMORY_LRU_PAGES_SCANNED.name, c::MEMORY_LRU_PAGES_RECLAIMED.name];
+        assert!(text.contains(c::MEMORY_DIRECT_RECLAIM_BEGIN.name) || !lru.iter().any(|m| text.contains(m)), "{text}");
     }
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::{Alternative, AttachPoint, Plan, Policy};
+use ktm::catalogue as c;
 use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
 use ktm::discovery::Roots;
@@ -75,7 +76,7 @@ impl Run {
 
     fn preads(&self) -> u64 {
         let b = self.next_batch();
-        hist_count(&b, "ktm_sys_pread_latency_seconds")
+        hist_count(&b, c::SYS_PREAD_LATENCY.name)
     }
 }
 
@@ -203,7 +204,7 @@ fn probes_with_a_bad_one() -> Vec<Probe> {
             })],
             exercise: None,
         },
-        metrics: &["ktm_sys_read_latency_seconds"],
+        metrics: &[&c::SYS_READ_LATENCY],
     };
     probes
 }
@@ -270,11 +271,14 @@ fn rejected_program_degrades_the_module_and_the_rest_runs_on() {
     let b = run.next_batch();
     let s = run.status(&b);
     assert_eq!(s.state, ModuleState::WaitingForTarget, "no target yet: {s:?}");
-    assert!(s.reason.as_deref().unwrap().contains("unavailable on this kernel: ktm_sys_read_latency_seconds"), "{s:?}");
-    let src = s.sources.iter().find(|x| x.metric == "ktm_sys_read_latency_seconds").unwrap();
+    assert!(
+        s.reason.as_deref().unwrap().contains(&format!("unavailable on this kernel: {}", c::SYS_READ_LATENCY.name)),
+        "{s:?}"
+    );
+    let src = s.sources.iter().find(|x| x.metric == c::SYS_READ_LATENCY.name).unwrap();
     assert_eq!(src.mechanism, None);
     assert!(src.detail.contains("invalid mem access"), "verifier text in the status: {}", src.detail);
-    assert!(find(&b, "ktm_sys_read_latency_seconds").is_none(), "an unavailable metric is not exported");
+    assert!(find(&b, c::SYS_READ_LATENCY.name).is_none(), "an unavailable metric is not exported");
     // The other probes of the module still count.
     let mut target = run.target(None);
     let file = run.file();
@@ -312,7 +316,7 @@ fn probes_with_a_silent_one() -> Vec<Probe> {
             ],
             exercise: Some(common::call_getppid),
         },
-        metrics: &["ktm_fadvise_calls_total"],
+        metrics: &[&c::FADVISE_CALLS],
     };
     probes
 }

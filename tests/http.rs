@@ -6,6 +6,7 @@
 mod common;
 
 use common::TestCgroup;
+use ktm::catalogue as c;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -115,7 +116,7 @@ fn value(body: &str, name: &str) -> Option<u64> {
 }
 
 fn preads(body: &str) -> Option<u64> {
-    value(body, "ktm_sys_pread_latency_seconds_count")
+    value(body, &format!("{}_count", c::SYS_PREAD_LATENCY.name))
 }
 
 /// A target `ktm workload` with `prefix` in a cgroup of its own, and a file to pread.
@@ -151,7 +152,7 @@ fn counting(tag: &str) -> (Ktm, Target) {
     let target = Target::start(&p);
     let ktm = Ktm::start(&p, "200ms");
     ktm.until("programmed on the target's cgroup", |b| {
-        b.lines().any(|l| l.starts_with("ktm_module_state{") && l.contains("scope=\"cgroup "))
+        b.lines().any(|l| l.starts_with(&format!("{}{{", c::MODULE_STATE.name)) && l.contains("scope=\"cgroup "))
     });
     (ktm, target)
 }
@@ -215,21 +216,21 @@ fn a_real_prometheus_scrapes_the_exact_pread_count() {
     let t = Instant::now();
     let mut got = None;
     while t.elapsed() < Duration::from_secs(60) {
-        got = query(port, "ktm_sys_pread_latency_seconds_count%7Bjob%3D%22ktm%22%7D");
+        got = query(port, &format!("{}_count%7Bjob%3D%22ktm%22%7D", c::SYS_PREAD_LATENCY.name));
         if got.as_deref() == Some("1000") {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     let up = query(port, "up%7Bjob%3D%22ktm%22%7D");
-    let scrapes = query(port, "ktm_scrapes_total");
+    let scrapes = query(port, c::SCRAPES.name);
     unsafe { libc::kill(prom.id() as i32, libc::SIGTERM) };
     let _ = prom.wait();
     let mut log = String::new();
     let _ = prom.stderr.take().unwrap().read_to_string(&mut log);
     assert_eq!(got.as_deref(), Some("1000"), "Prometheus' value of the pread count; prometheus log:\n{log}");
     assert_eq!(up.as_deref(), Some("1"), "up");
-    assert!(scrapes.as_ref().is_some_and(|s| s.parse::<u64>().unwrap_or(0) >= 1), "ktm_scrapes_total {scrapes:?}");
+    assert!(scrapes.as_ref().is_some_and(|s| s.parse::<u64>().unwrap_or(0) >= 1), "{} {scrapes:?}", c::SCRAPES.name);
     // More preads: Prometheus is gone, KTM still counts exactly.
     target.preads(234);
     ktm.until("1234 preads", |b| preads(b) == Some(1234));
@@ -254,7 +255,7 @@ fn hostile_clients_neither_break_serving_nor_delay_collection() {
     target.preads(1000);
     ktm.until("1000 preads", |b| preads(b) == Some(1000));
     let addr = ktm.addr;
-    let collections = |b: &str| value(b, "ktm_collections_total").unwrap();
+    let collections = |b: &str| value(b, c::COLLECTIONS.name).unwrap();
 
     // Slowloris: 50 connections trickling a request head a byte every 100 ms.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -344,8 +345,8 @@ fn hostile_clients_neither_break_serving_nor_delay_collection() {
     assert!(t1.elapsed() < Duration::from_secs(3), "a scrape behind 1000 idle connections took {:?}", t1.elapsed());
     drop(held);
     let body = ktm.metrics();
-    assert!(value(&body, "ktm_http_connections_evicted_total").unwrap() >= 1000 - 128, "{body}");
-    assert!(value(&body, "ktm_http_requests_refused_total").unwrap() >= 3, "{body}");
+    assert!(value(&body, c::HTTP_CONNECTIONS_EVICTED.name).unwrap() >= 1000 - 128, "{body}");
+    assert!(value(&body, c::HTTP_REQUESTS_REFUSED.name).unwrap() >= 3, "{body}");
 
     // Counting went on exactly through all of it.
     target.preads(500);
@@ -371,7 +372,7 @@ fn bpf_program_statistics_are_exported_when_the_kernel_counts_them() {
     }
     let (ktm, mut target) = counting("stat");
     let body = ktm.metrics();
-    assert!(body.contains("# TYPE ktm_bpf_stats_enabled gauge\n"), "{body}");
+    assert!(body.contains(&format!("# TYPE {} gauge\n", c::BPF_STATS_ENABLED.name)), "{body}");
     // Statistics on for the length of this test only (an fd, not the sysctl).
     let stats = ktm::sys::bpf::enable_stats().expect("BPF_ENABLE_STATS");
     target.preads(1000);
@@ -379,7 +380,9 @@ fn bpf_program_statistics_are_exported_when_the_kernel_counts_them() {
     drop(stats);
     let runs = |b: &str| -> u64 {
         b.lines()
-            .filter(|l| l.starts_with("ktm_bpf_program_runs_total{") && l.contains("program=\"ktm_pread\""))
+            .filter(|l| {
+                l.starts_with(&format!("{}{{", c::BPF_PROGRAM_RUNS.name)) && l.contains("program=\"ktm_pread\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .max()
             .unwrap_or(0)
@@ -388,13 +391,13 @@ fn bpf_program_statistics_are_exported_when_the_kernel_counts_them() {
     assert!(runs(&body) >= 1000, "{body}");
     let time = body
         .lines()
-        .find(|l| l.starts_with("ktm_bpf_program_run_time_seconds_total{") && l.contains("program=\"ktm_pread\""))
+        .find(|l| l.starts_with(&format!("{}{{", c::BPF_PROGRAM_RUN_TIME.name)) && l.contains("program=\"ktm_pread\""))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(time > 0.0, "{body}");
-    assert!(body.contains("# TYPE ktm_bpf_program_run_time_seconds_total counter\n"), "{body}");
-    assert!(body.contains("# TYPE ktm_collection_duration_seconds gauge\n"), "{body}");
-    assert!(value(&body, "ktm_collections_total").unwrap() >= 1, "{body}");
-    assert!(value(&body, "ktm_scrapes_total").unwrap() >= 2, "{body}");
+    assert!(body.contains(&format!("# TYPE {} counter\n", c::BPF_PROGRAM_RUN_TIME.name)), "{body}");
+    assert!(body.contains(&format!("# TYPE {} gauge\n", c::COLLECTION_DURATION.name)), "{body}");
+    assert!(value(&body, c::COLLECTIONS.name).unwrap() >= 1, "{body}");
+    assert!(value(&body, c::SCRAPES.name).unwrap() >= 2, "{body}");
     assert_eq!(ktm.stop(), Some(0));
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::Policy;
+use ktm::catalogue as c;
 use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
 use ktm::workload::{Workload, ADVICE};
 use std::time::Instant;
@@ -102,8 +103,8 @@ fn read_and_pread_latency_count_exactly() {
     };
     check_hist(&delta(&after.pread, &before.pread), N, pread_wall, "pread");
     check_hist(&delta(&after.read, &before.read), M, read_wall, "read");
-    common::matrix("ktm_sys_pread_latency_seconds", &format!("{} pass", s.source("ktm_sys_pread_latency_seconds")));
-    common::matrix("ktm_sys_read_latency_seconds", &format!("{} pass", s.source("ktm_sys_read_latency_seconds")));
+    common::matrix(c::SYS_PREAD_LATENCY.name, &format!("{} pass", s.source(c::SYS_PREAD_LATENCY.name)));
+    common::matrix(c::SYS_READ_LATENCY.name, &format!("{} pass", s.source(c::SYS_READ_LATENCY.name)));
 }
 
 /// The start time of a read normally sits in the thread's array slot; when another thread
@@ -162,8 +163,8 @@ fn fadvise_counts_each_advice_calls_and_successes() {
     assert_eq!(after.fadvise_advice[6] - before.fadvise_advice[6], 2, "advice other");
     assert_eq!(after.fadvise_calls - before.fadvise_calls, 21 + 3 + 2, "calls");
     assert_eq!(after.fadvise_success - before.fadvise_success, 21, "successes");
-    let src = s.source("ktm_fadvise_calls_total");
-    for m in ["ktm_fadvise_calls_total", "ktm_fadvise_advice_total", "ktm_fadvise_success_total"] {
+    let src = s.source(c::FADVISE_CALLS.name);
+    for m in [c::FADVISE_CALLS.name, c::FADVISE_ADVICE.name, c::FADVISE_SUCCESS.name] {
         common::matrix(m, &format!("{src} pass"));
     }
 }
@@ -197,9 +198,9 @@ fn page_cache_misses_and_adds_match_mincore() {
         }
         ok
     };
-    let misses = available("ktm_cache_misses_total", after.cache_misses);
-    let attempts = available("ktm_cache_read_attempts_total", after.cache_read_attempts);
-    let adds = available("ktm_page_cache_adds_total", after.page_cache_adds);
+    let misses = available(c::CACHE_MISSES.name, after.cache_misses);
+    let attempts = available(c::CACHE_READ_ATTEMPTS.name, after.cache_read_attempts);
+    let adds = available(c::PAGE_CACHE_ADDS.name, after.page_cache_adds);
     // Where adds are switched off, the growth checks below compare zero with zero.
     let grown = if adds { grown } else { 0 };
     assert!(!misses || after.cache_misses - before.cache_misses >= 1, "a cold read misses");
@@ -228,7 +229,7 @@ fn page_cache_misses_and_adds_match_mincore() {
     let grown = if adds { file_pages + dev_grown } else { 0 };
     assert_eq!(after.page_cache_adds - before.page_cache_adds, grown, "write adds == pages that became resident");
     assert_eq!(after.cache_misses, before.cache_misses, "writes do not miss");
-    for m in ["ktm_cache_read_attempts_total", "ktm_cache_misses_total", "ktm_page_cache_adds_total"] {
+    for m in [c::CACHE_READ_ATTEMPTS.name, c::CACHE_MISSES.name, c::PAGE_CACHE_ADDS.name] {
         let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };
         common::matrix(m, &cell);
     }
@@ -291,18 +292,18 @@ fn bytes(s: &mut Setup, row: &str) {
     s.both(&format!("pread {file} 3 4096 20000"));
     s.both("pread - 2 4096");
     let after = s.snap();
-    for (m, hist) in [("ktm_sys_read_bytes_total", "read"), ("ktm_sys_pread_bytes_total", "pread")] {
+    for (m, hist) in [(c::SYS_READ_BYTES.name, "read"), (c::SYS_PREAD_BYTES.name, "pread")] {
         assert_eq!(s.available(m), s.available(&format!("ktm_sys_{hist}_latency_seconds")), "{m}: one probe");
     }
-    if s.available("ktm_sys_read_bytes_total") {
+    if s.available(c::SYS_READ_BYTES.name) {
         assert_eq!(after.read.count - before.read.count, 8, "read calls");
         assert_eq!(after.read_bytes - before.read_bytes, 2 * (4096 + 4096 + 1808), "read bytes");
     }
-    if s.available("ktm_sys_pread_bytes_total") {
+    if s.available(c::SYS_PREAD_BYTES.name) {
         assert_eq!(after.pread.count - before.pread.count, 5 + 3 + 2, "pread calls");
         assert_eq!(after.pread_bytes - before.pread_bytes, 5 * 1808, "pread bytes");
     }
-    for m in ["ktm_sys_read_bytes_total", "ktm_sys_pread_bytes_total"] {
+    for m in [c::SYS_READ_BYTES.name, c::SYS_PREAD_BYTES.name] {
         let cell = if s.available(m) { format!("{} pass", s.source(m)) } else { "unavailable".to_string() };
         common::matrix(&format!("{row}{m}"), &cell);
     }
@@ -328,7 +329,7 @@ fn deletes(s: &mut Setup, row: &str) {
     }
     let (ts, ds) = (t.to_str().unwrap().to_string(), d.to_str().unwrap().to_string());
     let resident = |p: &std::path::Path| common::resident_pages(p) as u64;
-    let available = s.available("ktm_page_cache_deletes_total");
+    let available = s.available(c::PAGE_CACHE_DELETES.name);
     let cache_both = |s: &mut Setup| {
         s.target.run(&format!("readall {ts} 65536")).unwrap();
         s.decoy.run(&format!("readall {ds} 65536")).unwrap();
@@ -359,9 +360,8 @@ fn deletes(s: &mut Setup, row: &str) {
     cache_both(s);
     let dropped = step(s, format!("truncate {ts} {}", 4 * 4096), format!("truncate {ds} 0"), "ftruncate to 4 pages");
     assert!(dropped >= (PAGES - 4) as u64, "ftruncate drops every page past the new end: {dropped}");
-    let cell =
-        if available { format!("{} pass", s.source("ktm_page_cache_deletes_total")) } else { "unavailable".into() };
-    common::matrix(&format!("{row}ktm_page_cache_deletes_total"), &cell);
+    let cell = if available { format!("{} pass", s.source(c::PAGE_CACHE_DELETES.name)) } else { "unavailable".into() };
+    common::matrix(&format!("{row}{}", c::PAGE_CACHE_DELETES.name), &cell);
 }
 
 /// `ksys_fadvise64_64` alone: arm64 6.12 inlines it into `__arm64_sys_fadvise64_64` (the

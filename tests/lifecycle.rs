@@ -14,6 +14,7 @@ mod kobj;
 use common::TestCgroup;
 use kobj::{assert_gone, held, still_in_kernel, Held};
 use ktm::attach::Policy;
+use ktm::catalogue as c;
 use ktm::collector::Collector;
 use ktm::config::EbpfConfig;
 use ktm::discovery::Roots;
@@ -50,7 +51,7 @@ fn module(prefix: &str) -> Vec<Box<dyn Module>> {
 }
 
 fn pread_count(b: &Batch) -> Option<u64> {
-    b.metrics.iter().find(|m| m.name == "ktm_sys_pread_latency_seconds").and_then(|m| match &m.value {
+    b.metrics.iter().find(|m| m.name == c::SYS_PREAD_LATENCY.name).and_then(|m| match &m.value {
         MetricValue::Histogram(h) => Some(h.count),
         _ => None,
     })
@@ -268,8 +269,8 @@ fn parse_file(out: &std::path::Path) -> Option<Vec<ktm::prometheus::Family>> {
 
 fn file_preads(out: &std::path::Path) -> Option<u64> {
     let fams = parse_file(out)?;
-    let f = fams.iter().find(|f| f.name == "ktm_sys_pread_latency_seconds")?;
-    f.value("ktm_sys_pread_latency_seconds_count", &[]).map(|v| v as u64)
+    let f = fams.iter().find(|f| f.name == c::SYS_PREAD_LATENCY.name)?;
+    f.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).map(|v| v as u64)
 }
 
 /// Runs `ktm run`, checks its counts against a target and a decoy, sends `signal` and checks
@@ -410,7 +411,7 @@ fn output_file_is_replaced_atomically_and_never_read_partial() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(reads > 100, "only {reads} reads");
     assert!(batches >= 2, "the file was replaced by later batches ({batches} seen)");
-    for f in ["ktm_sys_pread_latency_seconds", "ktm_module_state", "ktm_metric_source"] {
+    for f in [c::SYS_PREAD_LATENCY.name, c::MODULE_STATE.name, c::METRIC_SOURCE.name] {
         assert!(families.iter().any(|n| n == f), "{f} missing from {families:?}");
     }
     use std::os::unix::fs::PermissionsExt;

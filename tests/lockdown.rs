@@ -17,6 +17,7 @@ mod kobj;
 mod pod;
 
 use ktm::attach::Policy;
+use ktm::catalogue as c;
 use ktm::iomonitor::{IoMonitor, Scope};
 use ktm::lockdown::{lock_down, map_reads_need_capability, LockDown};
 use ktm::privileges::{Held, Seccomp};
@@ -255,7 +256,7 @@ fn pid_in_pod(w: &mut Workload) -> u32 {
 }
 
 fn pread_count(b: &Batch) -> f64 {
-    b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap_or(0.0)
+    b.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).unwrap_or(0.0)
 }
 
 /// Exactly `n` preads of the target counted: the count before is read once three batches in

@@ -11,6 +11,7 @@ mod common;
 mod pod;
 
 use ktm::attach::Policy;
+use ktm::catalogue as c;
 use ktm::iomonitor::{IoMonitor, Scope, Snapshot};
 use ktm::workload::{Workload, ADVICE};
 use pod::{Batch, Entry, Pod, Sidecar};
@@ -46,22 +47,22 @@ fn sidecar_entry(pod: &Pod, own_cgroupns: bool) -> Entry {
 /// Every metric family the window drives, as (sample name, labels).
 fn series() -> Vec<(String, Vec<(&'static str, &'static str)>)> {
     let mut out: Vec<(String, Vec<(&str, &str)>)> = [
-        "ktm_sys_pread_latency_seconds_count",
-        "ktm_sys_read_latency_seconds_count",
-        "ktm_fadvise_calls_total",
-        "ktm_fadvise_success_total",
-        "ktm_cache_read_attempts_total",
-        "ktm_cache_misses_total",
-        "ktm_page_cache_adds_total",
-        "ktm_page_cache_deletes_total",
-        "ktm_sys_read_bytes_total",
-        "ktm_sys_pread_bytes_total",
+        &format!("{}_count", c::SYS_PREAD_LATENCY.name),
+        &format!("{}_count", c::SYS_READ_LATENCY.name),
+        c::FADVISE_CALLS.name,
+        c::FADVISE_SUCCESS.name,
+        c::CACHE_READ_ATTEMPTS.name,
+        c::CACHE_MISSES.name,
+        c::PAGE_CACHE_ADDS.name,
+        c::PAGE_CACHE_DELETES.name,
+        c::SYS_READ_BYTES.name,
+        c::SYS_PREAD_BYTES.name,
     ]
     .iter()
     .map(|n| (n.to_string(), Vec::new()))
     .collect();
     for (label, _) in ADVICE {
-        out.push(("ktm_fadvise_advice_total".into(), vec![("advice", label)]));
+        out.push((c::FADVISE_ADVICE.name.into(), vec![("advice", label)]));
     }
     out
 }
@@ -73,23 +74,26 @@ fn metric_of(series: &str) -> &str {
 
 /// The reference monitor's value of a series.
 fn reference(s: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
-    match name {
-        "ktm_sys_pread_latency_seconds_count" => s.pread.count,
-        "ktm_sys_read_latency_seconds_count" => s.read.count,
-        "ktm_fadvise_calls_total" => s.fadvise_calls,
-        "ktm_fadvise_success_total" => s.fadvise_success,
-        "ktm_cache_read_attempts_total" => s.cache_read_attempts,
-        "ktm_cache_misses_total" => s.cache_misses,
-        "ktm_page_cache_adds_total" => s.page_cache_adds,
-        "ktm_page_cache_deletes_total" => s.page_cache_deletes,
-        "ktm_sys_read_bytes_total" => s.read_bytes,
-        "ktm_sys_pread_bytes_total" => s.pread_bytes,
-        "ktm_fadvise_advice_total" => {
-            let i = ADVICE.iter().position(|(l, _)| Some(l) == labels.first().map(|(_, v)| v)).unwrap();
-            s.fadvise_advice[i]
-        }
-        _ => unreachable!("{name}"),
+    let metric = c::find(metric_of(name)).unwrap_or_else(|| panic!("{name} is no catalogue metric"));
+    if metric == &c::FADVISE_ADVICE {
+        let i = ADVICE.iter().position(|(l, _)| Some(l) == labels.first().map(|(_, v)| v)).unwrap();
+        return s.fadvise_advice[i];
     }
+    [
+        (&c::SYS_PREAD_LATENCY, s.pread.count),
+        (&c::SYS_READ_LATENCY, s.read.count),
+        (&c::FADVISE_CALLS, s.fadvise_calls),
+        (&c::FADVISE_SUCCESS, s.fadvise_success),
+        (&c::CACHE_READ_ATTEMPTS, s.cache_read_attempts),
+        (&c::CACHE_MISSES, s.cache_misses),
+        (&c::PAGE_CACHE_ADDS, s.page_cache_adds),
+        (&c::PAGE_CACHE_DELETES, s.page_cache_deletes),
+        (&c::SYS_READ_BYTES, s.read_bytes),
+        (&c::SYS_PREAD_BYTES, s.pread_bytes),
+    ]
+    .into_iter()
+    .find(|(d, _)| *d == metric)
+    .map_or_else(|| unreachable!("{name}"), |(_, v)| v)
 }
 
 /// Known I/O: a cold file read to its end, cached preads and reads, every advice once and
@@ -157,26 +161,32 @@ fn check_exact(w: &Window, case: &str) {
         let got = d(&name, &labels).unwrap_or_else(|| panic!("{case}: {name}{labels:?} missing from the batch"));
         let want = reference(&w.ref_after, &name, &labels) - reference(&w.ref_before, &name, &labels);
         assert_eq!(got, want, "{case}: {name}{labels:?} ({mechanism}) against the reference monitor");
-        if metric.starts_with("ktm_cache_") {
+        if [c::CACHE_READ_ATTEMPTS.name, c::CACHE_MISSES.name].contains(&metric) {
             // The page-cache lookups and misses a least-privilege sidecar has only through
             // function probes where no tracepoint exists: shown in the log with their source.
             println!("{case}: {name} = {got} by the sidecar ({mechanism}), {want} by the reference");
         }
-        let exact = match name.as_str() {
-            "ktm_sys_pread_latency_seconds_count" => Some(PREAD_X),
-            "ktm_sys_read_latency_seconds_count" => Some(READ_X + w.readall),
-            "ktm_fadvise_calls_total" => Some(ADVICE.len() as u64 + FAILING_FADVISE),
-            "ktm_fadvise_success_total" => Some(ADVICE.len() as u64),
-            "ktm_fadvise_advice_total" => Some(1 + if labels[0].1 == "dontneed" { FAILING_FADVISE } else { 0 }),
+        let (is, count) = (|d: &c::MetricDef| name == d.name, |d: &c::MetricDef| name == format!("{}_count", d.name));
+        let exact = if count(&c::SYS_PREAD_LATENCY) {
+            Some(PREAD_X)
+        } else if count(&c::SYS_READ_LATENCY) {
+            Some(READ_X + w.readall)
+        } else if is(&c::FADVISE_CALLS) {
+            Some(ADVICE.len() as u64 + FAILING_FADVISE)
+        } else if is(&c::FADVISE_SUCCESS) {
+            Some(ADVICE.len() as u64)
+        } else if is(&c::FADVISE_ADVICE) {
+            Some(1 + if labels[0].1 == "dontneed" { FAILING_FADVISE } else { 0 })
+        } else if is(&c::SYS_READ_BYTES) {
             // readall: the whole file; then READ_X reads of a page that return 0 at the end of
             // the file (every FILE_PAGES + 1st call, followed by a rewind).
-            "ktm_sys_read_bytes_total" => Some((FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
-            "ktm_sys_pread_bytes_total" => Some(PREAD_X * 4096),
+            Some((FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096)
+        } else if is(&c::SYS_PREAD_BYTES) {
+            Some(PREAD_X * 4096)
+        } else {
             // A cold read: lookups, at least one miss, pages added; DONTNEED: pages deleted.
-            _ => {
-                assert!(got > 0, "{case}: {name} counted nothing for a cold read");
-                None
-            }
+            assert!(got > 0, "{case}: {name} counted nothing for a cold read");
+            None
         };
         if let Some(exact) = exact {
             assert_eq!(got, exact, "{case}: {name}{labels:?} ({mechanism})");
@@ -197,11 +207,11 @@ fn check_sources(b: &Batch, reference: &IoMonitor, case: &str) -> Vec<&'static s
     let mut paranoid = Vec::new();
     for s in reference.sources() {
         let got = b.source(s.metric);
-        assert_ne!(got, "missing", "{case}: no ktm_metric_source for {}", s.metric);
+        assert_ne!(got, "missing", "{case}: no {} for {}", c::METRIC_SOURCE.name, s.metric);
         let detail = b
             .samples
             .iter()
-            .find(|x| x.name == "ktm_metric_source" && x.labels.get("metric").map(String::as_str) == Some(s.metric))
+            .find(|x| x.name == c::METRIC_SOURCE.name && x.labels.get("metric").map(String::as_str) == Some(s.metric))
             .and_then(|x| x.labels.get("detail").cloned())
             .unwrap_or_default();
         // The excuse holds only where the reference needed a perf event: a mechanism that
@@ -306,7 +316,7 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
         b.state_label("state"),
         if b.samples
             .iter()
-            .any(|s| s.name == "ktm_metric_source"
+            .any(|s| s.name == c::METRIC_SOURCE.name
                 && s.labels.get("mechanism").map(String::as_str) == Some("unavailable"))
         {
             "degraded"
@@ -320,16 +330,16 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
 
     // BanyanDB restarts in its container: new pid, same cgroup; the counters go on (what
     // it did as `ktm` before taking BanyanDB's name is a stranger's and not counted).
-    let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
+    let kept = w.after.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).unwrap();
     drop(tx);
     let mut tx = x.workload("banyand-ctr", prefix);
     let pid = pid_in_pod(&mut tx);
     let b = sidecar.wait_for("re-learning", |b| contains(b, "scope", &format!("from pid {pid}")));
-    let before = b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
+    let before = b.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).unwrap();
     assert!(before >= kept, "restart: counters go on ({before} after {kept})");
     tx.run(&format!("pread {} 1 4096", warm.display())).unwrap();
     // (A batch collected just before that pread may arrive after it: wait for the count.)
-    let preads = |b: &Batch| b.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap_or(0.0);
+    let preads = |b: &Batch| b.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).unwrap_or(0.0);
     let b = sidecar
         .wait_for("re-learned", |b| contains(b, "scope", &format!("learned from pid {pid}")) && preads(b) > before);
     assert_eq!(preads(&b), before + 1.0, "restart: counters go on");
@@ -341,7 +351,7 @@ fn sidecar_in_its_own_cgroup_namespace_counts_its_pod_only_through_restarts() {
 
     // The container is recreated: another cgroup, whose id the rename hook learns as its
     // process takes BanyanDB's name; the counters go on.
-    let kept = w.after.value("ktm_sys_pread_latency_seconds_count", &[]).unwrap();
+    let kept = w.after.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]).unwrap();
     pod::remove_tree(&x.container("banyand-ctr"));
     let reference = reference_on(&x, "banyand-ctr2");
     let mut tx = x.workload("banyand-ctr2", prefix);
@@ -476,11 +486,8 @@ fn memcg_reclaim_in_the_pod_counts_its_banyandb_only() {
     let mut tx = x.workload("banyand-ctr", prefix);
     let mut ty = y.workload("banyand-ctr", prefix);
     let reference = reference_on(&x, "banyand-ctr");
-    let metrics = [
-        "ktm_memory_lru_pages_scanned_total",
-        "ktm_memory_lru_pages_reclaimed_total",
-        "ktm_memory_direct_reclaim_begin_total",
-    ];
+    let metrics =
+        [c::MEMORY_LRU_PAGES_SCANNED.name, c::MEMORY_LRU_PAGES_RECLAIMED.name, c::MEMORY_DIRECT_RECLAIM_BEGIN.name];
     if reference.sources().iter().filter(|s| metrics.contains(&s.metric)).all(|s| s.mechanism.is_none()) {
         common::matrix("pod: memcg reclaim", "unavailable");
         return;
@@ -553,16 +560,16 @@ fn shared_cgroup_in_the_pod_falls_back_to_comm_narrowed_to_the_pod() {
         w.after.value(name, labels).zip(w.before.value(name, labels)).map(|(a, b)| (a - b) as u64)
     };
     for (name, labels, exact) in [
-        ("ktm_sys_pread_latency_seconds_count", vec![], PREAD_X),
-        ("ktm_sys_read_latency_seconds_count", vec![], READ_X + w.readall),
-        ("ktm_fadvise_calls_total", vec![], ADVICE.len() as u64 + FAILING_FADVISE),
-        ("ktm_fadvise_success_total", vec![], ADVICE.len() as u64),
-        ("ktm_fadvise_advice_total", vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
+        (format!("{}_count", c::SYS_PREAD_LATENCY.name), vec![], PREAD_X),
+        (format!("{}_count", c::SYS_READ_LATENCY.name), vec![], READ_X + w.readall),
+        (c::FADVISE_CALLS.name.to_string(), vec![], ADVICE.len() as u64 + FAILING_FADVISE),
+        (c::FADVISE_SUCCESS.name.to_string(), vec![], ADVICE.len() as u64),
+        (c::FADVISE_ADVICE.name.to_string(), vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
     ] {
-        if w.after.source(metric_of(name)) == "unavailable" {
+        if w.after.source(metric_of(&name)) == "unavailable" {
             continue;
         }
-        assert_eq!(d(name, &labels), Some(exact), "shared cgroup: {name}{labels:?}");
+        assert_eq!(d(&name, &labels), Some(exact), "shared cgroup: {name}{labels:?}");
     }
     common::matrix(row, &cell(&paranoid));
 }
@@ -580,16 +587,16 @@ const MANUAL_HELPER: &str = "manual_sidecar_helper";
 /// makes them (`readall`: the read(2) calls of its whole-file read).
 type Labels = Vec<(&'static str, &'static str)>;
 
-fn exact_calls(readall: u64) -> Vec<(&'static str, Labels, u64)> {
+fn exact_calls(readall: u64) -> Vec<(String, Labels, u64)> {
     vec![
-        ("ktm_sys_pread_latency_seconds_count", vec![], PREAD_X),
-        ("ktm_sys_read_latency_seconds_count", vec![], READ_X + readall),
-        ("ktm_fadvise_calls_total", vec![], ADVICE.len() as u64 + FAILING_FADVISE),
-        ("ktm_fadvise_success_total", vec![], ADVICE.len() as u64),
-        ("ktm_fadvise_advice_total", vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
-        ("ktm_fadvise_advice_total", vec![("advice", "willneed")], 1),
-        ("ktm_sys_pread_bytes_total", vec![], PREAD_X * 4096),
-        ("ktm_sys_read_bytes_total", vec![], (FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
+        (format!("{}_count", c::SYS_PREAD_LATENCY.name), vec![], PREAD_X),
+        (format!("{}_count", c::SYS_READ_LATENCY.name), vec![], READ_X + readall),
+        (c::FADVISE_CALLS.name.to_string(), vec![], ADVICE.len() as u64 + FAILING_FADVISE),
+        (c::FADVISE_SUCCESS.name.to_string(), vec![], ADVICE.len() as u64),
+        (c::FADVISE_ADVICE.name.to_string(), vec![("advice", "dontneed")], 1 + FAILING_FADVISE),
+        (c::FADVISE_ADVICE.name.to_string(), vec![("advice", "willneed")], 1),
+        (c::SYS_PREAD_BYTES.name.to_string(), vec![], PREAD_X * 4096),
+        (c::SYS_READ_BYTES.name.to_string(), vec![], (FILE_PAGES + READ_X - READ_X / (FILE_PAGES + 1)) * 4096),
     ]
 }
 
@@ -599,10 +606,10 @@ fn increases(before: &Batch, after: &Batch, readall: u64) -> Vec<(String, Option
     exact_calls(readall)
         .into_iter()
         .map(|(name, labels, exact)| {
-            let got = if after.source(metric_of(name)) == "unavailable" {
+            let got = if after.source(metric_of(&name)) == "unavailable" {
                 None
             } else {
-                let (a, b) = (after.value(name, &labels), before.value(name, &labels).unwrap_or(0.0));
+                let (a, b) = (after.value(&name, &labels), before.value(&name, &labels).unwrap_or(0.0));
                 Some(a.map_or(0, |a| (a - b) as u64))
             };
             (format!("{name}{labels:?}"), got, exact)

@@ -1,6 +1,7 @@
 //! Prometheus exposition of pushed batches: rendered, parsed back by the strict parser and
 //! checked value by value; the parser's rejections; the recorder feeding it across threads.
 
+use ktm::catalogue as c;
 use ktm::metrics::{
     Batch, Bucket, Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus, LOG2_NS_SLOTS,
 };
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const ADVICE: [&str; 7] = ["normal", "random", "sequential", "willneed", "dontneed", "noreuse", "other"];
+const ADVICE: [&str; 7] = c::ADVICE_VALUES;
 const NASTY: &str = "a\"b\\c\nd";
 
 fn family<'a>(fams: &'a [Family], name: &str) -> &'a Family {
@@ -35,26 +36,25 @@ fn pread_slots() -> Vec<u64> {
 /// A batch like the iomonitor's, with nasty strings and repeated series mixed in.
 fn sample_batch() -> Batch {
     let mut metrics = vec![
-        Metric::counter("ktm_cache_read_attempts_total", "Page-cache lookups by the target's buffered reads.", 1000),
-        Metric::counter("ktm_cache_misses_total", "Lookups that found no cached data.", 42),
+        Metric::counter(c::CACHE_READ_ATTEMPTS.name, "Page-cache lookups by the target's buffered reads.", 1000),
+        Metric::counter(c::CACHE_MISSES.name, "Lookups that found no cached data.", 42),
     ];
     for (i, a) in ADVICE.iter().enumerate() {
         metrics.push(
-            Metric::counter("ktm_fadvise_advice_total", "fadvise calls by advice.", 10 + i as u64)
-                .with_label("advice", *a),
+            Metric::counter(c::FADVISE_ADVICE.name, "fadvise calls by advice.", 10 + i as u64).with_label("advice", *a),
         );
         // Families interleaved with another family: must still come out grouped.
         if i == 2 {
-            metrics.push(Metric::counter("ktm_fadvise_calls_total", "fadvise calls.", 77));
+            metrics.push(Metric::counter(c::FADVISE_CALLS.name, "fadvise calls.", 77));
         }
     }
     metrics.push(Metric::histogram(
-        "ktm_sys_read_latency_seconds",
+        c::SYS_READ_LATENCY.name,
         "Latency of read(2).",
         Histogram::from_log2_ns(&read_slots(), 123_456_789),
     ));
     metrics.push(Metric::histogram(
-        "ktm_sys_pread_latency_seconds",
+        c::SYS_PREAD_LATENCY.name,
         "Latency of pread64(2).",
         Histogram::from_log2_ns(&pread_slots(), 5),
     ));
@@ -64,14 +64,14 @@ fn sample_batch() -> Batch {
     // Same series as the one above with labels in another order: later wins.
     metrics.push(Metric::gauge("ktm_test_gauge", "", 4.0).with_label("unit", "x").with_label("what", "big"));
     // A repeated counter: later wins, emitted once.
-    metrics.push(Metric::counter("ktm_cache_misses_total", "Lookups that found no cached data.", 43));
+    metrics.push(Metric::counter(c::CACHE_MISSES.name, "Lookups that found no cached data.", 43));
     let status = vec![
         ModuleStatus::new("iomonitor", ModuleState::Degraded)
             .with_reason("kprobes unavailable: kernel built without CONFIG_KPROBES")
             .with_scope("cgroup /sys/fs/cgroup/banyand (id 123)")
-            .with_source(MetricSource::attached("ktm_cache_misses_total", "tracepoint", "filemap:mm_filemap_get_pages"))
-            .with_source(MetricSource::attached("ktm_sys_read_latency_seconds", "raw_tracepoint", "sys_enter/sys_exit"))
-            .with_source(MetricSource::unavailable("ktm_memory_lru_pages_scanned_total", NASTY)),
+            .with_source(MetricSource::attached(c::CACHE_MISSES.name, "tracepoint", "filemap:mm_filemap_get_pages"))
+            .with_source(MetricSource::attached(c::SYS_READ_LATENCY.name, "raw_tracepoint", "sys_enter/sys_exit"))
+            .with_source(MetricSource::unavailable(c::MEMORY_LRU_PAGES_SCANNED.name, NASTY)),
         ModuleStatus::new("other", ModuleState::WaitingForTarget),
     ];
     Batch { timestamp: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123), metrics, status }
@@ -87,41 +87,40 @@ fn rendered_batch_parses_back_to_every_value() {
     assert_eq!(
         names,
         [
-            "ktm_cache_read_attempts_total",
-            "ktm_cache_misses_total",
-            "ktm_fadvise_advice_total",
-            "ktm_fadvise_calls_total",
-            "ktm_sys_read_latency_seconds",
-            "ktm_sys_pread_latency_seconds",
+            c::CACHE_READ_ATTEMPTS.name,
+            c::CACHE_MISSES.name,
+            c::FADVISE_ADVICE.name,
+            c::FADVISE_CALLS.name,
+            c::SYS_READ_LATENCY.name,
+            c::SYS_PREAD_LATENCY.name,
             "ktm_test_gauge",
-            "ktm_module_state",
-            "ktm_metric_source",
+            c::MODULE_STATE.name,
+            c::METRIC_SOURCE.name,
         ]
     );
     assert_eq!(text.matches("# TYPE ").count(), names.len());
     assert_eq!(text.matches("# HELP ").count(), names.len());
 
     // Counters keep their names and type.
-    let attempts = family(&fams, "ktm_cache_read_attempts_total");
+    let attempts = family(&fams, c::CACHE_READ_ATTEMPTS.name);
     assert_eq!(attempts.kind, MetricType::Counter);
     assert_eq!(attempts.help.as_deref(), Some("Page-cache lookups by the target's buffered reads."));
-    assert_eq!(attempts.value("ktm_cache_read_attempts_total", &[]), Some(1000.0));
-    let misses = family(&fams, "ktm_cache_misses_total");
+    assert_eq!(attempts.value(c::CACHE_READ_ATTEMPTS.name, &[]), Some(1000.0));
+    let misses = family(&fams, c::CACHE_MISSES.name);
     assert_eq!(misses.samples.len(), 1, "repeated series emitted once");
-    assert_eq!(misses.value("ktm_cache_misses_total", &[]), Some(43.0), "later wins");
-    assert_eq!(family(&fams, "ktm_fadvise_calls_total").value("ktm_fadvise_calls_total", &[]), Some(77.0));
-    let advice = family(&fams, "ktm_fadvise_advice_total");
+    assert_eq!(misses.value(c::CACHE_MISSES.name, &[]), Some(43.0), "later wins");
+    assert_eq!(family(&fams, c::FADVISE_CALLS.name).value(c::FADVISE_CALLS.name, &[]), Some(77.0));
+    let advice = family(&fams, c::FADVISE_ADVICE.name);
     assert_eq!(advice.kind, "counter");
     assert_eq!(advice.samples.len(), ADVICE.len());
     for (i, a) in ADVICE.iter().enumerate() {
-        assert_eq!(advice.value("ktm_fadvise_advice_total", &[("advice", a)]), Some(10.0 + i as f64), "{a}");
+        assert_eq!(advice.value(c::FADVISE_ADVICE.name, &[("advice", a)]), Some(10.0 + i as f64), "{a}");
     }
 
     // Histograms.
-    for (name, slots, sum_ns) in [
-        ("ktm_sys_read_latency_seconds", read_slots(), 123_456_789u64),
-        ("ktm_sys_pread_latency_seconds", pread_slots(), 5),
-    ] {
+    for (name, slots, sum_ns) in
+        [(c::SYS_READ_LATENCY.name, read_slots(), 123_456_789u64), (c::SYS_PREAD_LATENCY.name, pread_slots(), 5)]
+    {
         let h = family(&fams, name);
         assert_eq!(h.kind, MetricType::Histogram);
         let buckets: Vec<_> = h.samples.iter().filter(|s| s.name == format!("{name}_bucket")).collect();
@@ -142,7 +141,7 @@ fn rendered_batch_parses_back_to_every_value() {
         assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value));
     }
     // Exact spellings of a few bounds: exact decimals of 2^(i+1) ns, shortest round-trip.
-    let read = family(&fams, "ktm_sys_read_latency_seconds");
+    let read = family(&fams, c::SYS_READ_LATENCY.name);
     let les: Vec<&str> = read.samples.iter().filter_map(|s| s.labels.get("le").map(String::as_str)).collect();
     assert_eq!(les[0], "2e-9");
     assert_eq!(les[8], "5.12e-7");
@@ -151,9 +150,9 @@ fn rendered_batch_parses_back_to_every_value() {
     assert_eq!(les[33], "17.179869184");
     assert_eq!(les[35], "68.719476736");
     // The 2^36+ ns slot is only in +Inf; the 2^34 ns one (above 16 s) has a finite bucket.
-    assert_eq!(read.value("ktm_sys_read_latency_seconds_bucket", &[("le", "34.359738368")]), Some(161.0));
-    assert_eq!(read.value("ktm_sys_read_latency_seconds_bucket", &[("le", "68.719476736")]), Some(161.0));
-    assert_eq!(read.value("ktm_sys_read_latency_seconds_count", &[]), Some(163.0));
+    assert_eq!(read.value(&format!("{}_bucket", c::SYS_READ_LATENCY.name), &[("le", "34.359738368")]), Some(161.0));
+    assert_eq!(read.value(&format!("{}_bucket", c::SYS_READ_LATENCY.name), &[("le", "68.719476736")]), Some(161.0));
+    assert_eq!(read.value(&format!("{}_count", c::SYS_READ_LATENCY.name), &[]), Some(163.0));
 
     // Gauges, escaping, dedupe with labels in another order.
     let g = family(&fams, "ktm_test_gauge");
@@ -167,12 +166,12 @@ fn rendered_batch_parses_back_to_every_value() {
     assert!(text.contains("# HELP ktm_test_gauge A gauge with a nasty \\\\ help\\nsecond line.\n"));
 
     // Status.
-    let state = family(&fams, "ktm_module_state");
+    let state = family(&fams, c::MODULE_STATE.name);
     assert_eq!(state.kind, MetricType::Gauge);
     assert_eq!(state.samples.len(), 2);
     assert_eq!(
         state.value(
-            "ktm_module_state",
+            c::MODULE_STATE.name,
             &[
                 ("module", "iomonitor"),
                 ("state", "degraded"),
@@ -182,18 +181,18 @@ fn rendered_batch_parses_back_to_every_value() {
         ),
         Some(1.0)
     );
-    assert_eq!(state.value("ktm_module_state", &[("module", "other"), ("state", "waiting_for_target")]), Some(1.0));
-    let sources = family(&fams, "ktm_metric_source");
+    assert_eq!(state.value(c::MODULE_STATE.name, &[("module", "other"), ("state", "waiting_for_target")]), Some(1.0));
+    let sources = family(&fams, c::METRIC_SOURCE.name);
     assert_eq!(sources.samples.len(), 3);
     let src = |metric: &str| -> BTreeMap<String, String> {
         sources.samples.iter().find(|s| s.labels["metric"] == metric).unwrap().labels.clone()
     };
-    assert_eq!(src("ktm_cache_misses_total")["mechanism"], "tracepoint");
-    assert_eq!(src("ktm_cache_misses_total")["detail"], "filemap:mm_filemap_get_pages");
-    assert_eq!(src("ktm_cache_misses_total")["module"], "iomonitor");
-    assert_eq!(src("ktm_sys_read_latency_seconds")["mechanism"], "raw_tracepoint");
-    assert_eq!(src("ktm_memory_lru_pages_scanned_total")["mechanism"], "unavailable");
-    assert_eq!(src("ktm_memory_lru_pages_scanned_total")["detail"], NASTY);
+    assert_eq!(src(c::CACHE_MISSES.name)["mechanism"], "tracepoint");
+    assert_eq!(src(c::CACHE_MISSES.name)["detail"], "filemap:mm_filemap_get_pages");
+    assert_eq!(src(c::CACHE_MISSES.name)["module"], "iomonitor");
+    assert_eq!(src(c::SYS_READ_LATENCY.name)["mechanism"], "raw_tracepoint");
+    assert_eq!(src(c::MEMORY_LRU_PAGES_SCANNED.name)["mechanism"], "unavailable");
+    assert_eq!(src(c::MEMORY_LRU_PAGES_SCANNED.name)["detail"], NASTY);
     assert!(sources.samples.iter().all(|s| s.value == 1.0));
 
     // No sample timestamps by default.

@@ -6,6 +6,7 @@ mod common;
 
 use common::TestCgroup;
 use ktm::attach::Policy;
+use ktm::catalogue as c;
 use ktm::iomonitor::{IoMonitor, Scope};
 use ktm::workload::Workload;
 
@@ -69,7 +70,7 @@ fn memcg_reclaim_counts_the_target_only() {
     }
     no_huge_pages();
     let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
-    if switched_off(&monitor, &["ktm_memory_lru_pages_scanned_total", "ktm_memory_lru_pages_reclaimed_total"]) {
+    if switched_off(&monitor, &[c::MEMORY_LRU_PAGES_SCANNED.name, c::MEMORY_LRU_PAGES_RECLAIMED.name]) {
         return;
     }
     let (tcg, dcg) = (TestCgroup::new("rclt"), TestCgroup::new("rcld"));
@@ -98,10 +99,10 @@ fn memcg_reclaim_counts_the_target_only() {
     // 64 MiB through a 16 MiB limit: at least 48 MiB must have been reclaimed.
     assert!(reclaimed >= (48 << 20) / 4096, "reclaimed {reclaimed} pages");
     assert!(scanned >= reclaimed, "scanned {scanned} < reclaimed {reclaimed}");
-    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_lru_pages_scanned_total").unwrap();
+    let src = monitor.sources().iter().find(|s| s.metric == c::MEMORY_LRU_PAGES_SCANNED.name).unwrap();
     let cell = format!("{} pass", src.mechanism.unwrap_or("unavailable"));
-    common::matrix("ktm_memory_lru_pages_scanned_total", &cell);
-    common::matrix("ktm_memory_lru_pages_reclaimed_total", &cell);
+    common::matrix(c::MEMORY_LRU_PAGES_SCANNED.name, &cell);
+    common::matrix(c::MEMORY_LRU_PAGES_RECLAIMED.name, &cell);
 }
 
 #[test]
@@ -112,7 +113,7 @@ fn direct_reclaim_of_the_target_is_counted() {
     }
     no_huge_pages();
     let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
-    if switched_off(&monitor, &["ktm_memory_direct_reclaim_begin_total"]) {
+    if switched_off(&monitor, &[c::MEMORY_DIRECT_RECLAIM_BEGIN.name]) {
         return;
     }
     let tcg = TestCgroup::new("drc");
@@ -146,9 +147,6 @@ fn direct_reclaim_of_the_target_is_counted() {
     eprintln!("filler holds {hold} MiB; the target allocated 192 MiB: direct reclaim entries {entered}");
     drop(filler);
     assert!(entered > 0, "the target never entered direct reclaim");
-    let src = monitor.sources().iter().find(|s| s.metric == "ktm_memory_direct_reclaim_begin_total").unwrap();
-    common::matrix(
-        "ktm_memory_direct_reclaim_begin_total",
-        &format!("{} pass", src.mechanism.unwrap_or("unavailable")),
-    );
+    let src = monitor.sources().iter().find(|s| s.metric == c::MEMORY_DIRECT_RECLAIM_BEGIN.name).unwrap();
+    common::matrix(c::MEMORY_DIRECT_RECLAIM_BEGIN.name, &format!("{} pass", src.mechanism.unwrap_or("unavailable")));
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ktm::catalogue as c;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -135,10 +136,13 @@ fn run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "ktm run exited under the seccomp filter");
     let text = std::fs::read_to_string(&out).unwrap();
-    let state = text.lines().find(|l| l.starts_with("ktm_module_state{")).unwrap_or_else(|| panic!("{text}"));
+    let state = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{}{{", c::MODULE_STATE.name)))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(state.contains("state=\"disabled\""), "{state}");
     assert!(state.contains("bpf() is blocked by a seccomp filter"), "{state}");
-    assert!(text.contains("ktm_module_start_failures_total 1\n"), "one start, no retry yet: {text}");
+    assert!(text.contains(&format!("{} 1\n", c::MODULE_START_FAILURES.name)), "one start, no retry yet: {text}");
     // The same on /metrics, and /healthz stays 200 (a disabled monitor never fails a probe).
     let get = |path: &str| {
         use std::io::{Read, Write};
@@ -151,7 +155,7 @@ fn run_under_seccomp_stays_up_disabled_and_exits_0_on_sigterm() {
     let metrics = get("/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
     assert!(
-        metrics.lines().any(|l| l.starts_with("ktm_module_state{")
+        metrics.lines().any(|l| l.starts_with(&format!("{}{{", c::MODULE_STATE.name))
             && l.contains("state=\"disabled\"")
             && l.contains("bpf() is blocked by a seccomp filter")),
         "{metrics}"

@@ -134,12 +134,13 @@ func convert(cb *C.ktm_batch_t) *Batch {
 	return b
 }
 
-// Names and help of the status families, as the crate's Prometheus renderer has them.
-const (
-	ModuleStateName  = "ktm_module_state"
-	MetricSourceName = "ktm_metric_source"
-	moduleStateHelp  = "State of each KTM module (1 for its current state), with why it is not plainly active."
-	metricSourceHelp = "Mechanism feeding each KTM metric on this kernel (unavailable: none could; detail says why)."
+// Names and help of the status families, from the library's metric catalogue (the crate's
+// Prometheus renderer reads the same entries).
+var (
+	ModuleStateName  = catalogued("MODULE_STATE").Name
+	MetricSourceName = catalogued("METRIC_SOURCE").Name
+	moduleStateHelp  = catalogued("MODULE_STATE").Help
+	metricSourceHelp = catalogued("METRIC_SOURCE").Help
 )
 
 // RawMetrics flattens the batch into the agent's series: a counter or gauge is one

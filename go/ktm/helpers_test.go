@@ -17,6 +17,17 @@ import (
 	"banyandb.local/ktm"
 )
 
+// catalogued is the library's catalogue entry key (ktm_catalogue): the tests name metrics by
+// it, never by writing an exported name again. A key the library lacks fails the test.
+func catalogued(t *testing.T, key string) ktm.MetricDef {
+	t.Helper()
+	d, ok := ktm.CatalogueEntry(key)
+	if !ok {
+		t.Fatalf("the metric catalogue has no entry %s", key)
+	}
+	return d
+}
+
 // privileged says whether the test may use bpf(); otherwise it skips, or, under CI=true,
 // fails: CI must never silently skip a privileged test.
 func privileged(t *testing.T) {

@@ -144,7 +144,14 @@ func TestExactCountsFromATargetBesideADecoy(t *testing.T) {
 	before := k.GetMetrics()
 	target.run(t, "pread "+file+" 100 4096")
 	target.run(t, "read "+file+" 60 4096")
-	for _, a := range []string{"normal", "random", "sequential", "willneed", "dontneed", "noreuse"} {
+	pread, read := catalogued(t, "SYS_PREAD_LATENCY").Name, catalogued(t, "SYS_READ_LATENCY").Name
+	calls, success := catalogued(t, "FADVISE_CALLS").Name, catalogued(t, "FADVISE_SUCCESS").Name
+	advice := catalogued(t, "FADVISE_ADVICE")
+	advices := advice.LabelValues("advice")
+	if len(advices) != 7 || advices[6] != "other" {
+		t.Fatalf("advice values %v: want the kernel's six, then other", advices)
+	}
+	for _, a := range advices[:6] {
 		target.run(t, "fadvise "+file+" "+a+" 2")
 	}
 	target.run(t, "fadvise - normal 1") // EBADF: a call, not a success
@@ -161,33 +168,33 @@ func TestExactCountsFromATargetBesideADecoy(t *testing.T) {
 		label []ktm.Label
 		n     float64
 	}{
-		{"ktm_sys_pread_latency_seconds_count", nil, 100},
-		{"ktm_sys_pread_latency_seconds_bucket", []ktm.Label{lbl("le", "+Inf")}, 100},
-		{"ktm_sys_read_latency_seconds_count", nil, 60},
-		{"ktm_fadvise_calls_total", nil, 13},
-		{"ktm_fadvise_success_total", nil, 12},
-		{"ktm_fadvise_advice_total", []ktm.Label{lbl("advice", "normal")}, 3},
-		{"ktm_fadvise_advice_total", []ktm.Label{lbl("advice", "random")}, 2},
-		{"ktm_fadvise_advice_total", []ktm.Label{lbl("advice", "dontneed")}, 2},
-		{"ktm_fadvise_advice_total", []ktm.Label{lbl("advice", "noreuse")}, 2},
+		{pread + "_count", nil, 100},
+		{pread + "_bucket", []ktm.Label{lbl("le", "+Inf")}, 100},
+		{read + "_count", nil, 60},
+		{calls, nil, 13},
+		{success, nil, 12},
+		{advice.Name, []ktm.Label{lbl("advice", advices[0])}, 3}, // normal, and the EBADF call
+		{advice.Name, []ktm.Label{lbl("advice", advices[1])}, 2},
+		{advice.Name, []ktm.Label{lbl("advice", advices[4])}, 2},
+		{advice.Name, []ktm.Label{lbl("advice", advices[5])}, 2},
 	}
 	for _, w := range want {
 		if got := delta(w.name, w.label...); got != w.n {
 			t.Errorf("%s%v: +%v, want +%v (the decoy's I/O must not count)", w.name, w.label, got, w.n)
 		}
 	}
-	if s := delta("ktm_sys_pread_latency_seconds_sum"); !(s > 0) {
+	if s := delta(pread + "_sum"); !(s > 0) {
 		t.Errorf("pread _sum grew by %v", s)
 	}
 	if n := checkHistograms(t, after); n != 2 {
 		t.Errorf("%d histograms, want read and pread", n)
 	}
 	for name, typ := range map[string]string{
-		"ktm_fadvise_calls_total":             "counter",
-		"ktm_sys_pread_latency_seconds_count": "histogram",
-		"ktm_sys_read_latency_seconds_bucket": "histogram",
-		ktm.ModuleStateName:                   "gauge",
-		ktm.MetricSourceName:                  "gauge",
+		calls:                "counter",
+		pread + "_count":     "histogram",
+		read + "_bucket":     "histogram",
+		ktm.ModuleStateName:  "gauge",
+		ktm.MetricSourceName: "gauge",
 	} {
 		if got := typeOf(t, after, name); got != typ {
 			t.Errorf("%s has type %q, want %q", name, got, typ)
@@ -465,6 +472,7 @@ func TestConcurrentCollect(t *testing.T) {
 	target := spawn(t, prefix, cg)
 	untilScope(t, k, cg)
 	mod := k.Modules()[0]
+	count := catalogued(t, "SYS_PREAD_LATENCY").Name + "_count"
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for g := 0; g < 8; g++ {
@@ -484,7 +492,7 @@ func TestConcurrentCollect(t *testing.T) {
 					}
 				}
 				_ = k.IsDegraded()
-				v, ok := value(ms, "ktm_sys_pread_latency_seconds_count")
+				v, ok := value(ms, count)
 				if !ok || v < last {
 					errs <- fmt.Errorf("goroutine %d: pread count %v (present %v) after %v", g, v, ok, last)
 					return
@@ -513,4 +521,45 @@ func TestConcurrentCollect(t *testing.T) {
 		}()
 	}
 	stops.Wait()
+}
+
+// TestCatalogueCrossesTheABI reads the library's metric catalogue: unique keys and names,
+// a Prometheus type each, the status families this package renders among them, and the
+// fadvise advice label with its closed values. Needs no privilege.
+func TestCatalogueCrossesTheABI(t *testing.T) {
+	defs := ktm.Catalogue()
+	if len(defs) < 14 {
+		t.Fatalf("%d catalogue entries, want at least the iomonitor's 14", len(defs))
+	}
+	keys, names := map[string]bool{}, map[string]bool{}
+	for _, d := range defs {
+		if keys[d.Key] || names[d.Name] {
+			t.Errorf("%s (%s) twice", d.Key, d.Name)
+		}
+		keys[d.Key], names[d.Name] = true, true
+		if !strings.HasPrefix(d.Name, "ktm_") || d.Help == "" || d.Unit == "" {
+			t.Errorf("entry %+v", d)
+		}
+		if (d.Type == "counter") != strings.HasSuffix(d.Name, "_total") {
+			t.Errorf("%s is a %s: counters and only counters end in _total", d.Name, d.Type)
+		}
+		if d.Type != "counter" && d.Type != "gauge" && d.Type != "histogram" {
+			t.Errorf("%s has type %q", d.Name, d.Type)
+		}
+	}
+	if ktm.ModuleStateName == "" || ktm.ModuleStateName != catalogued(t, "MODULE_STATE").Name {
+		t.Errorf("ModuleStateName %q", ktm.ModuleStateName)
+	}
+	if ktm.MetricSourceName == "" || ktm.MetricSourceName != catalogued(t, "METRIC_SOURCE").Name {
+		t.Errorf("MetricSourceName %q", ktm.MetricSourceName)
+	}
+	if got := catalogued(t, "FADVISE_ADVICE").LabelValues("advice"); strings.Join(got, ",") != "normal,random,sequential,willneed,dontneed,noreuse,other" {
+		t.Errorf("advice values %v", got)
+	}
+	if got := catalogued(t, "BPF_PROGRAM_RUNS").Labels; len(got) != 3 || got[1].Name != "program" || got[1].Values != nil {
+		t.Errorf("program labels %+v", got)
+	}
+	if _, ok := ktm.CatalogueEntry("NO_SUCH_ENTRY"); ok {
+		t.Error("an unknown key was found")
+	}
 }

@@ -85,8 +85,11 @@ pub fn warn_cgroup_path(cfg: &crate::config::EbpfConfig, roots: &crate::discover
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(60);
 
 /// The names of the collector's own metrics, in every batch.
-pub const SELF_METRICS: [&str; 3] =
-    ["ktm_collections_total", "ktm_collection_duration_seconds", "ktm_module_start_failures_total"];
+pub const SELF_METRICS: [&str; 3] = [
+    crate::catalogue::COLLECTIONS.name,
+    crate::catalogue::COLLECTION_DURATION.name,
+    crate::catalogue::MODULE_START_FAILURES.name,
+];
 
 /// Run-time choices of the collector besides its interval, modules and recorder.
 #[must_use]
@@ -275,18 +278,11 @@ fn run(
 
 /// The collector's own metrics ([`SELF_METRICS`]).
 fn self_metrics(collections: u64, took: Duration, start_failures: u64) -> Vec<Metric> {
+    use crate::catalogue as c;
     vec![
-        Metric::counter("ktm_collections_total", "Collections the KTM collector has run (one batch each).", collections),
-        Metric::gauge(
-            "ktm_collection_duration_seconds",
-            "How long the last collection took: reading every module's counters and status, before the batch is recorded.",
-            took.as_secs_f64(),
-        ),
-        Metric::counter(
-            "ktm_module_start_failures_total",
-            "Times a KTM module failed to start (load or attach); a disabled module is started again every minute.",
-            start_failures,
-        ),
+        c::COLLECTIONS.counter(collections),
+        c::COLLECTION_DURATION.gauge(took.as_secs_f64()),
+        c::MODULE_START_FAILURES.counter(start_failures),
     ]
 }
 
@@ -349,7 +345,7 @@ mod tests {
         assert_eq!((s.state, s.reason.as_deref()), (ModuleState::Disabled, Some("bpf() is refused")));
         assert!(first.get("flaky_total", &[]).is_none());
         assert_eq!(
-            first.get("ktm_module_start_failures_total", &[]).map(|m| &m.value),
+            first.get(crate::catalogue::MODULE_START_FAILURES.name, &[]).map(|m| &m.value),
             Some(&crate::metrics::MetricValue::Counter(1))
         );
         let t = Instant::now();

@@ -407,24 +407,16 @@ fn route(path: &str, published: &Published, counters: &Counters) -> (u16, &'stat
 
 /// The server's own families, appended to every scrape.
 fn server_metrics(scrapes: u64, counters: &Counters) -> String {
-    let family = |name: &str, help: &str, v: u64| format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+    use crate::catalogue::{self as c, MetricDef};
+    let family = |d: &MetricDef, v: u64| {
+        let (name, help) = (d.name, d.help);
+        format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n")
+    };
     [
-        family("ktm_scrapes_total", "GET /metrics requests answered, this one included.", scrapes),
-        family(
-            "ktm_http_requests_refused_total",
-            "Requests answered with 4xx or 5xx because they were malformed, too large or not GET/HEAD.",
-            counters.refused.load(Ordering::Relaxed),
-        ),
-        family(
-            "ktm_http_connections_evicted_total",
-            "Connections closed to admit a new one past the connection cap.",
-            counters.evicted.load(Ordering::Relaxed),
-        ),
-        family(
-            "ktm_log_lines_suppressed_total",
-            "Log lines held back by the logger's rate limit (repeats of one statement).",
-            crate::logger::suppressed_total(),
-        ),
+        family(&c::SCRAPES, scrapes),
+        family(&c::HTTP_REQUESTS_REFUSED, counters.refused.load(Ordering::Relaxed)),
+        family(&c::HTTP_CONNECTIONS_EVICTED, counters.evicted.load(Ordering::Relaxed)),
+        family(&c::LOG_LINES_SUPPRESSED, crate::logger::suppressed_total()),
     ]
     .concat()
 }
@@ -457,8 +449,11 @@ mod tests {
         rec.record(Batch::new(vec![Metric::counter("x_total", "X.", 7)], vec![status]));
         let r = ask(addr, "GET /metrics HTTP/1.0\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"), "{r}");
-        assert!(r.contains("\nx_total 7\n") && r.contains("\nktm_scrapes_total 1\n"), "{r}");
-        assert!(r.contains("ktm_module_state{module=\"iomonitor\",state=\"disabled\",reason=\"bpf() is refused\"} 1"));
+        let (scrapes, state) = (crate::catalogue::SCRAPES.name, crate::catalogue::MODULE_STATE.name);
+        assert!(r.contains("\nx_total 7\n") && r.contains(&format!("\n{scrapes} 1\n")), "{r}");
+        assert!(
+            r.contains(&format!("{state}{{module=\"iomonitor\",state=\"disabled\",reason=\"bpf() is refused\"}} 1"))
+        );
         let r = ask(addr, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert!(r.ends_with("ok\niomonitor disabled: bpf() is refused\n"), "{r}");
         assert!(ask(addr, "GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200 "));

@@ -406,7 +406,15 @@ impl Asm {
     /// at stack offset `key`. Sets r1 and r2; an update's r3 and r4 must be set before.
     #[track_caller]
     pub fn map_call(&mut self, helper: Helper, map: MapRef, key: i16) -> &mut Self {
-        self.ld_map_fd(R1, map).mov64(R2, R10).add64(R2, i32::from(key)).call(helper)
+        self.ld_map_fd(R1, map).stack_addr(R2, key).call(helper)
+    }
+
+    /// `dst = fp + slot`: the address of the stack slot at offset `slot` (negative), as a
+    /// helper's pointer argument. Two instructions: the verifier wants the frame pointer
+    /// copied, then offset.
+    #[track_caller]
+    pub fn stack_addr(&mut self, dst: Reg, slot: i16) -> &mut Self {
+        self.mov64(dst, R10).add64(dst, i32::from(slot))
     }
 
     /// `return r0`.

@@ -7,7 +7,8 @@
 //! on itself. Off, the program series are left out (zeros would read as "never ran") and
 //! `ktm_bpf_stats_enabled` says 0.
 
-use super::kernel::IoMonitor;
+use super::monitor::IoMonitor;
+use crate::catalogue;
 use crate::metrics::Metric;
 
 /// Where the kernel says whether statistics are on.
@@ -24,11 +25,7 @@ pub fn stats_enabled() -> bool {
 /// not show, turns them on too).
 pub fn program_metrics(monitor: &IoMonitor) -> Vec<Metric> {
     let on = stats_enabled();
-    let mut out = vec![Metric::gauge(
-        "ktm_bpf_stats_enabled",
-        "Whether the kernel counts BPF program runs and run time (sysctl kernel.bpf_stats_enabled), so that the ktm_bpf_program_* series exist.",
-        if on { 1.0 } else { 0.0 },
-    )];
+    let mut out = vec![catalogue::BPF_STATS_ENABLED.gauge(if on { 1.0 } else { 0.0 })];
     let infos: Vec<_> =
         monitor.attached_at().filter_map(|(point, program)| Some((point, program, program.info().ok()?))).collect();
     if !on && infos.iter().all(|(_, _, i)| i.run_cnt == 0) {
@@ -39,16 +36,8 @@ pub fn program_metrics(monitor: &IoMonitor) -> Vec<Metric> {
         let label = |m: Metric| {
             m.with_label("module", "iomonitor").with_label("program", program.name()).with_label("attach", &attach)
         };
-        out.push(label(Metric::counter(
-            "ktm_bpf_program_runs_total",
-            "Times the kernel ran this KTM BPF program (run_cnt; counted while kernel.bpf_stats_enabled is 1).",
-            info.run_cnt,
-        )));
-        out.push(label(Metric::new(
-            "ktm_bpf_program_run_time_seconds_total",
-            "Time the kernel spent running this KTM BPF program (run_time_ns; counted while kernel.bpf_stats_enabled is 1).",
-            crate::metrics::MetricValue::FloatCounter(info.run_time_ns as f64 / 1e9),
-        )));
+        out.push(label(catalogue::BPF_PROGRAM_RUNS.counter(info.run_cnt)));
+        out.push(label(catalogue::BPF_PROGRAM_RUN_TIME.float_counter(info.run_time_ns as f64 / 1e9)));
     }
     out
 }

@@ -90,8 +90,7 @@ fn scope(a: &mut Asm, out: Label) {
 
     a.bind(comm);
     a.jne(R1, config::MODE_COMM as i32, out);
-    a.mov64(R1, R10);
-    a.add64(R1, stack::COMM as i32);
+    a.stack_addr(R1, stack::COMM);
     a.mov64(R2, 16);
     a.call(Helper::GetCurrentComm);
     comm_has_prefix(a, out);
@@ -119,8 +118,7 @@ fn pid_namespace(a: &mut Asm, out: Label, pass: Label) {
     a.ldx_dw(R2, R7, off(config::PIDNS_INO));
     a.jeq(R2, 0, pass);
     a.ldx_dw(R1, R7, off(config::PIDNS_DEV));
-    a.mov64(R3, R10);
-    a.add64(R3, stack::PIDNS_INFO as i32);
+    a.stack_addr(R3, stack::PIDNS_INFO);
     a.mov64(R4, 8);
     a.call(Helper::GetNsCurrentPidTgid);
     a.jne(R0, 0, outside);
@@ -228,8 +226,7 @@ pub(crate) fn latency_enter(a: &mut Asm, out: Label, tag: u32) {
     start_key(a, tag);
     a.call(Helper::KtimeGetNs);
     a.stx_dw(R10, stack::TIMESTAMP, R0);
-    a.mov64(R3, R10);
-    a.add64(R3, stack::TIMESTAMP as i32);
+    a.stack_addr(R3, stack::TIMESTAMP);
     a.mov64(R4, 0);
     a.map_call(Helper::MapUpdateElem, START, stack::START_KEY);
     a.jne(R0, 0, out);

@@ -6,8 +6,11 @@
 //! a shell exec'd into BanyanDB's container. Catching those moments here, rather than at
 //! the next collection, costs nothing on the counting programs' hot paths: renames are rare.
 
+use super::arch::kprobe_regs;
 use super::emit::{comm_has_prefix, off, stack};
 use super::layout::{config, renamed, CONFIG, RENAMED};
+use super::plan::KPROBES;
+use crate::attach::{Alternative, AttachPoint, Plan};
 use crate::insn::{Asm, Helper, Program, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
 
@@ -53,8 +56,7 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
 
     a.st_dw(R10, stack::COMM, 0);
     a.st_dw(R10, stack::COMM + 8, 0);
-    a.mov64(R1, R10);
-    a.add64(R1, stack::COMM as i32);
+    a.stack_addr(R1, stack::COMM);
     a.mov64(R2, 16);
     a.ldx_dw(R3, R6, comm_at);
     a.call(Helper::ProbeReadKernelStr);
@@ -62,8 +64,7 @@ pub(crate) fn rename_hook(task_at: i16, comm_at: i16) -> Result<Program> {
 
     a.ldx_dw(R1, R7, off(config::PIDNS_DEV));
     a.ldx_dw(R2, R7, off(config::PIDNS_INO));
-    a.mov64(R3, R10);
-    a.add64(R3, stack::PIDNS_INFO as i32);
+    a.stack_addr(R3, stack::PIDNS_INFO);
     a.mov64(R4, 8);
     a.call(Helper::GetNsCurrentPidTgid);
     a.jne(R0, 0, out);
@@ -116,6 +117,59 @@ fn switch_to_comm(a: &mut Asm) {
     a.mov64(R1, 1);
     a.atomic_add64(R8, off(renamed::GENERATION), R1);
     a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
+}
+
+/// The name of the rename hook's plan ([`rename_hook`]): it feeds no metric, it keeps
+/// the scope on BanyanDB across restarts.
+pub const RENAME_HOOK: &str = "ktm_follow";
+
+/// The rename hook's plan: the raw tracepoint (no tracefs, no BTF), fentry on the function
+/// it sits in, then kprobes there ([`KPROBES`]: kprobe_multi needs no perf event, so a
+/// sidecar on a `perf_event_paranoid` 3 kernel without fentry keeps the hook); every one gives the task and the new name as the first
+/// two arguments. `__set_task_comm` is exported and never inlined, so no self-test.
+pub(super) fn rename_plan() -> Plan {
+    const FUNC: &str = "__set_task_comm";
+    Plan {
+        name: RENAME_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("task_rename"), || rename_hook(0, 8)),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || rename_hook(0, 8)),
+        ]
+        .into_iter()
+        .chain(KPROBES.map(|k| {
+            Alternative::new(k(FUNC, false), || {
+                let (args, _) = kprobe_regs()?;
+                rename_hook(args[0], args[1])
+            })
+        }))
+        .collect(),
+        exercise: None,
+    }
+}
+
+/// The name of the join hook's plan ([`join_hook`]).
+pub const JOIN_HOOK: &str = "ktm_follow_join";
+
+/// The join hook's plan: the raw tracepoint `cgroup_attach_task` (after the move), else
+/// fentry or kprobes ([`KPROBES`]) on `cgroup_attach_task` (before it); the destination cgroup is the
+/// first argument of each.
+pub(super) fn join_plan() -> Plan {
+    const FUNC: &str = "cgroup_attach_task";
+    Plan {
+        name: JOIN_HOOK.into(),
+        alternatives: vec![
+            Alternative::new(AttachPoint::raw_tracepoint("cgroup_attach_task"), || {
+                join_hook(0, CgroupIdLayout::from_kernel()?)
+            }),
+            Alternative::new(AttachPoint::fentry(FUNC, false), || join_hook(0, CgroupIdLayout::from_kernel()?)),
+        ]
+        .into_iter()
+        .chain(KPROBES.map(|k| {
+            Alternative::new(k(FUNC, false), || join_hook(kprobe_regs()?.0[0], CgroupIdLayout::from_kernel()?))
+        }))
+        .collect(),
+        exercise: None,
+    }
 }
 
 #[cfg(test)]
@@ -182,8 +236,7 @@ pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Progra
             Some(()) => a.ldx_dw(R3, R10, stack::READ_BUF),
         };
         a.add64(R3, at as i32);
-        a.mov64(R1, R10);
-        a.add64(R1, stack::READ_BUF as i32);
+        a.stack_addr(R1, stack::READ_BUF);
         a.mov64(R2, 8);
         a.call(Helper::ProbeReadKernel);
         a.jne(R0, 0, out);

@@ -125,28 +125,30 @@ impl HistLanes {
     }
 }
 
-/// Counter lanes (u64 each) of the per-CPU counters value.
+/// Counter lanes (u64 each) of the per-CPU counters value, as the metric catalogue assigns
+/// them ([`crate::catalogue::Lanes`]).
 pub mod lane {
-    use super::{HistLanes, HIST_SLOTS};
-    pub const CACHE_ATTEMPTS: usize = 0;
-    pub const CACHE_MISSES: usize = 1;
-    pub const PAGE_CACHE_ADDS: usize = 2;
-    pub const FADVISE_CALLS: usize = 3;
-    pub const FADVISE_SUCCESS: usize = 4;
+    use super::HistLanes;
+    use crate::catalogue as c;
+    pub const CACHE_ATTEMPTS: usize = c::CACHE_READ_ATTEMPTS.lanes.base();
+    pub const CACHE_MISSES: usize = c::CACHE_MISSES.lanes.base();
+    pub const PAGE_CACHE_ADDS: usize = c::PAGE_CACHE_ADDS.lanes.base();
+    pub const FADVISE_CALLS: usize = c::FADVISE_CALLS.lanes.base();
+    pub const FADVISE_SUCCESS: usize = c::FADVISE_SUCCESS.lanes.base();
     /// Seven lanes: advice 0..=5 (normal .. noreuse), then "other".
-    pub const FADVISE_ADVICE: usize = 5;
-    pub const FADVISE_ADVICE_LANES: usize = 7;
-    pub const LRU_SCANNED: usize = 12;
-    pub const LRU_RECLAIMED: usize = 13;
-    pub const DIRECT_RECLAIM: usize = 14;
-    pub const READ: HistLanes = HistLanes { base: 15 };
-    pub const PREAD: HistLanes = HistLanes { base: 15 + 1 + HIST_SLOTS };
+    pub const FADVISE_ADVICE: usize = c::FADVISE_ADVICE.lanes.base();
+    pub const FADVISE_ADVICE_LANES: usize = c::FADVISE_ADVICE.lane_count();
+    pub const LRU_SCANNED: usize = c::MEMORY_LRU_PAGES_SCANNED.lanes.base();
+    pub const LRU_RECLAIMED: usize = c::MEMORY_LRU_PAGES_RECLAIMED.lanes.base();
+    pub const DIRECT_RECLAIM: usize = c::MEMORY_DIRECT_RECLAIM_BEGIN.lanes.base();
+    pub const READ: HistLanes = HistLanes { base: c::SYS_READ_LATENCY.lanes.base() };
+    pub const PREAD: HistLanes = HistLanes { base: c::SYS_PREAD_LATENCY.lanes.base() };
     /// Pages removed from the page cache while a target task ran.
-    pub const PAGE_CACHE_DELETES: usize = 15 + 2 * (1 + HIST_SLOTS);
+    pub const PAGE_CACHE_DELETES: usize = c::PAGE_CACHE_DELETES.lanes.base();
     /// Bytes returned by read(2) and pread64(2) (positive returns only).
-    pub const READ_BYTES: usize = PAGE_CACHE_DELETES + 1;
-    pub const PREAD_BYTES: usize = PAGE_CACHE_DELETES + 2;
-    pub const LANES: usize = PAGE_CACHE_DELETES + 3;
+    pub const READ_BYTES: usize = c::SYS_READ_BYTES.lanes.base();
+    pub const PREAD_BYTES: usize = c::SYS_PREAD_BYTES.lanes.base();
+    pub const LANES: usize = c::LANES;
 }
 
 /// The counters value.

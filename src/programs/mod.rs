@@ -2,12 +2,27 @@
 //!
 //! Each program reads like the C it replaces: a scope test, a lookup of this CPU's counters,
 //! and atomic adds. [`probes`] lists them with their attach plans.
+//!
+//! From the ground up: `layout` (maps, lanes, the config record shared with user space),
+//! `emit` (the snippets every program shares, its stack frame named), `arch` (per-architecture
+//! tables), `folio` (a folio's layout from BTF), `exercise` (the paths the self-tests drive),
+//! `plan` (what the families' plans share), one file per probe family: `latency` (read,
+//! pread), `fadvise`, `page_cache`, `reclaim`, `follow` (the rename and join hooks), and
+//! `probes` (the list: each plan with the catalogue metrics it feeds).
 
+mod arch;
 mod emit;
 mod exercise;
+mod fadvise;
 pub mod folio;
 mod follow;
+mod latency;
 pub mod layout;
+mod page_cache;
+mod plan;
 mod probes;
+mod reclaim;
 
-pub use probes::{probes, syscall_fn, Probe, JOIN_HOOK, RENAME_HOOK};
+pub use arch::syscall_fn;
+pub use follow::{JOIN_HOOK, RENAME_HOOK};
+pub use probes::{probes, Probe};

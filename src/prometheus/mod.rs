@@ -25,15 +25,16 @@ pub use parse::{parse, parse_samples, sample_value, Family, MetricType, ParseErr
 pub use syntax::format_value;
 use syntax::{valid_label_name, valid_metric_name};
 
+use crate::catalogue;
 use crate::metrics::{Batch, Metric, MetricValue, ModuleStatus};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
-/// Name of the module-state gauge family.
-pub const MODULE_STATE: &str = "ktm_module_state";
-/// Name of the metric-source gauge family.
-pub const METRIC_SOURCE: &str = "ktm_metric_source";
+/// Name of the module-state gauge family ([`catalogue::MODULE_STATE`]).
+pub const MODULE_STATE: &str = catalogue::MODULE_STATE.name;
+/// Name of the metric-source gauge family ([`catalogue::METRIC_SOURCE`]).
+pub const METRIC_SOURCE: &str = catalogue::METRIC_SOURCE.name;
 
 /// The batch as exposition text, without sample timestamps.
 ///
@@ -106,13 +107,10 @@ fn status_metrics(status: &[ModuleStatus]) -> Vec<Metric> {
     }
     let mut out = Vec::new();
     for s in &modules {
-        let mut m = Metric::gauge(
-            MODULE_STATE,
-            "State of each KTM module (1 for its current state), with why it is not plainly active.",
-            1.0,
-        )
-        .with_label("module", s.module.as_str())
-        .with_label("state", s.state.as_str());
+        let mut m = catalogue::MODULE_STATE
+            .gauge(1.0)
+            .with_label("module", s.module.as_str())
+            .with_label("state", s.state.as_str());
         if let Some(reason) = &s.reason {
             m = m.with_label("reason", reason.as_str());
         }
@@ -131,15 +129,12 @@ fn status_metrics(status: &[ModuleStatus]) -> Vec<Metric> {
         }
         for src in sources {
             out.push(
-                Metric::gauge(
-                    METRIC_SOURCE,
-                    "Mechanism feeding each KTM metric on this kernel (unavailable: none could; detail says why).",
-                    1.0,
-                )
-                .with_label("module", s.module.as_str())
-                .with_label("metric", src.metric.as_str())
-                .with_label("mechanism", src.mechanism.as_deref().unwrap_or("unavailable"))
-                .with_label("detail", src.detail.as_str()),
+                catalogue::METRIC_SOURCE
+                    .gauge(1.0)
+                    .with_label("module", s.module.as_str())
+                    .with_label("metric", src.metric.as_str())
+                    .with_label("mechanism", src.mechanism.as_deref().unwrap_or("unavailable"))
+                    .with_label("detail", src.detail.as_str()),
             );
         }
     }

@@ -14,6 +14,7 @@
 //! second dies with it (PR_SET_PDEATHSIG), so killing the `Child` kills the container.
 #![allow(dead_code)]
 
+use ktm::catalogue as c;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -291,7 +292,7 @@ impl Batch {
     pub fn state_label(&self, label: &str) -> String {
         self.samples
             .iter()
-            .find(|s| s.name == "ktm_module_state" && s.labels.get("module").map(String::as_str) == Some("iomonitor"))
+            .find(|s| s.name == c::MODULE_STATE.name && s.labels.get("module").map(String::as_str) == Some("iomonitor"))
             .and_then(|s| s.labels.get(label).cloned())
             .unwrap_or_default()
     }
@@ -300,7 +301,7 @@ impl Batch {
     pub fn source(&self, metric: &str) -> String {
         self.samples
             .iter()
-            .find(|s| s.name == "ktm_metric_source" && s.labels.get("metric").map(String::as_str) == Some(metric))
+            .find(|s| s.name == c::METRIC_SOURCE.name && s.labels.get("metric").map(String::as_str) == Some(metric))
             .and_then(|s| s.labels.get("mechanism").cloned())
             .unwrap_or_else(|| "missing".into())
     }
@@ -374,7 +375,7 @@ impl Sidecar {
             assert!(
                 Instant::now() < deadline,
                 "{what}: not reached within 20 s; pread count {:?}; last state {:?}, reason {:?}, scope {:?}",
-                b.value("ktm_sys_pread_latency_seconds_count", &[]),
+                b.value(&format!("{}_count", c::SYS_PREAD_LATENCY.name), &[]),
                 b.state_label("state"),
                 b.state_label("reason"),
                 b.state_label("scope")

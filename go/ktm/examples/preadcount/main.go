@@ -29,8 +29,9 @@ func main() {
 	for i := 0; i < 100; i++ {
 		f.ReadAt(buf, 0) // pread64
 	}
+	pread, _ := ktm.CatalogueEntry("SYS_PREAD_LATENCY") // the library's name for the histogram
 	for _, m := range k.GetMetrics() {
-		if m.Name == "ktm_sys_pread_latency_seconds_count" {
+		if m.Name == pread.Name+"_count" {
 			fmt.Println(m.Value)
 		}
 	}

@@ -1,7 +1,8 @@
-//! The iomonitor's kernel side: creates the maps, attaches every probe by its plan, programs
-//! the scope, and reads the counters.
+//! The running monitor ([`IoMonitor`]): creates the maps, attaches every probe by its plan,
+//! programs the scope, and reads the counters as a [`Snapshot`].
 
 use crate::attach::{attach_plan, Attached, PlanReport, Policy};
+use crate::catalogue::MetricDef;
 use crate::discovery::PidNs;
 use crate::insn::MapRef;
 use crate::maps::{Array, HashMap, Map, PerCpuArray, Pod};
@@ -105,8 +106,8 @@ pub struct Snapshot {
     pub pread_bytes: u64,
 }
 
-/// Advice label values in lane order.
-pub const ADVICE_LABELS: [&str; 7] = ["normal", "random", "sequential", "willneed", "dontneed", "noreuse", "other"];
+/// Advice label values in lane order (the catalogue's).
+pub const ADVICE_LABELS: [&str; 7] = crate::catalogue::ADVICE_VALUES;
 
 impl Snapshot {
     fn from_lanes(v: &[u64]) -> Snapshot {
@@ -162,7 +163,7 @@ const _: fn() = || {
 pub struct IoMonitor {
     // Attachments first: they drop before the maps their programs use.
     attached: Vec<Attached>,
-    reports: Vec<(PlanReport, &'static [&'static str])>,
+    reports: Vec<(PlanReport, &'static [&'static MetricDef])>,
     sources: Vec<Source>,
     config: Array<ConfigRecord>,
     counters: PerCpuArray<Counters>,
@@ -194,7 +195,12 @@ impl IoMonitor {
     }
 
     /// As [`IoMonitor::start`] with a given probe list (tests force failures with this).
+    ///
+    /// A probe that feeds a metric the catalogue lacks fails the start: its series would
+    /// never be exported.
     pub fn start_with(probes: Vec<Probe>, policy: &Policy) -> Result<IoMonitor> {
+        crate::catalogue::check_fed(probes.iter().map(|p| (p.plan.name.as_str(), p.metrics)))
+            .map_err(crate::Error::Other)?;
         let [config, counters, start_slots, start, spilled, learned, renamed] = layout::map_defs().map(Map::create);
         let config = Array::<ConfigRecord>::from_map(config?)?;
         let counters = PerCpuArray::<Counters>::from_map(counters?)?;
@@ -308,10 +314,10 @@ impl IoMonitor {
 }
 
 /// What feeds each metric, from the plans' reports.
-fn sources_of(reports: &[(PlanReport, &'static [&'static str])]) -> Vec<Source> {
+fn sources_of(reports: &[(PlanReport, &'static [&'static MetricDef])]) -> Vec<Source> {
     let mut out = Vec::new();
     for (report, metrics) in reports {
-        for &metric in metrics.iter() {
+        for metric in metrics.iter().map(|m| m.name) {
             out.push(match &report.attached {
                 Some(p) => Source { metric, mechanism: Some(p.mechanism().name()), detail: p.to_string() },
                 None => Source {
@@ -328,6 +334,62 @@ fn sources_of(reports: &[(PlanReport, &'static [&'static str])]) -> Vec<Source> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::{self, Lanes, MetricDef};
+    use crate::metrics::MetricValue;
+
+    #[test]
+    fn every_plan_feeds_catalogue_metrics_and_every_counted_metric_has_a_plan() {
+        let probes = probes();
+        catalogue::check_fed(probes.iter().map(|p| (p.plan.name.as_str(), p.metrics))).unwrap();
+        let fed: Vec<&str> = probes.iter().flat_map(|p| p.metrics.iter().map(|m| m.name)).collect();
+        for d in catalogue::IOMONITOR {
+            assert!(fed.contains(&d.name), "no plan feeds {}", d.name);
+        }
+        assert_eq!(fed.len(), catalogue::IOMONITOR.len());
+    }
+
+    #[test]
+    fn a_probe_feeding_a_metric_the_catalogue_lacks_is_refused_at_start() {
+        const STRAY: MetricDef = MetricDef { name: "ktm_cache_mises_total", ..catalogue::CACHE_MISSES };
+        let mut list = probes();
+        list[0].metrics = &[&STRAY];
+        let err = IoMonitor::start_with(list, &Policy::default()).unwrap_err().to_string();
+        assert!(err.contains("ktm_cache_mises_total, which the metric catalogue lacks"), "{err}");
+    }
+
+    /// Every exported series reads the lanes the catalogue gives it: lane i holds i + 1.
+    #[test]
+    fn the_exported_series_read_the_catalogues_lanes() {
+        let lanes: Vec<u64> = (1..=catalogue::LANES as u64).collect();
+        let out = Snapshot::from_lanes(&lanes).metrics();
+        for d in catalogue::IOMONITOR {
+            let series: Vec<_> = out.iter().filter(|m| m.name == d.name).collect();
+            assert!(!series.is_empty(), "{} not exported", d.name);
+            for m in &series {
+                assert!(d.kind.admits(&m.value), "{}: {:?}", d.name, m.value);
+                assert_eq!(m.help, d.help);
+            }
+            let lane = |i: usize| lanes[d.lanes.base() + i];
+            match d.lanes {
+                Lanes::One(_) => assert_eq!(series[0].value, MetricValue::Counter(lane(0)), "{}", d.name),
+                Lanes::PerLabel(_) => {
+                    let label = d.labels[0];
+                    assert_eq!(series.len(), label.values.len());
+                    for (i, (m, v)) in series.iter().zip(label.values).enumerate() {
+                        assert_eq!(m.labels, vec![(label.name.to_string(), v.to_string())]);
+                        assert_eq!(m.value, MetricValue::Counter(lane(i)), "{} {v}", d.name);
+                    }
+                }
+                Lanes::Log2Ns(_) => {
+                    let MetricValue::Histogram(h) = &series[0].value else { panic!("{}", d.name) };
+                    assert_eq!(h.sum, lane(0) as f64 / 1e9, "{}", d.name);
+                    assert_eq!(h.count, (1..=HIST_SLOTS).map(lane).sum::<u64>(), "{}", d.name);
+                }
+                Lanes::None => panic!("{} is counted by no lane", d.name),
+            }
+        }
+        assert!(out.iter().all(|m| catalogue::IOMONITOR.iter().any(|d| d.name == m.name)));
+    }
 
     #[test]
     fn guarded_cgroup_mode_carries_what_the_rename_hook_switches_to() {

@@ -1,10 +1,12 @@
-//! The iomonitor as a collector module: discovery, scoping, health checks and metrics.
+//! The iomonitor as the collector drives it ([`IoMonitorModule`]): finding the target and
+//! keeping the programs on it (discovery, re-targeting, health checks), its status, and its
+//! metrics from the snapshot ([`super::export`]).
 
-use super::kernel::{IoMonitor, Latency, Scope, Snapshot, ADVICE_LABELS};
+use super::monitor::{IoMonitor, Scope};
 use crate::attach::Policy;
 use crate::config::EbpfConfig;
 use crate::discovery::{self, CgroupVerdict, PidNs, Roots};
-use crate::metrics::{Histogram, Metric, MetricSource, MetricValue, ModuleState, ModuleStatus};
+use crate::metrics::{Metric, MetricSource, ModuleState, ModuleStatus};
 use crate::module::Module;
 use crate::Result;
 use std::path::PathBuf;
@@ -267,7 +269,7 @@ impl Module for IoMonitorModule {
             Ok(s) => {
                 let available: Vec<&str> =
                     monitor.sources().iter().filter(|s| s.mechanism.is_some()).map(|s| s.metric).collect();
-                metrics(&s).into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
+                s.metrics().into_iter().filter(|m| available.contains(&m.name.as_str())).collect()
             }
             Err(e) => {
                 self.last_error = Some(format!("cannot read the counters: {e}"));
@@ -376,61 +378,4 @@ impl Module for IoMonitorModule {
     fn self_metrics(&self) -> Vec<Metric> {
         self.monitor.as_ref().map(super::stats::program_metrics).unwrap_or_default()
     }
-}
-
-/// The snapshot as the design's metrics.
-pub fn metrics(s: &Snapshot) -> Vec<Metric> {
-    let c = |name: &str, help: &str, v: u64| Metric::counter(name, help, v);
-    let mut out = vec![
-        c(
-            "ktm_cache_read_attempts_total",
-            "Page-cache lookup rounds (filemap_get_pages) of the target's buffered reads.",
-            s.cache_read_attempts,
-        ),
-        c(
-            "ktm_cache_misses_total",
-            "Lookup rounds that found no cached page and read synchronously (page_cache_sync_ra).",
-            s.cache_misses,
-        ),
-        c("ktm_page_cache_adds_total", "Pages the target inserted into the page cache.", s.page_cache_adds),
-        c(
-            "ktm_page_cache_deletes_total",
-            "Pages removed from the page cache while the target's task ran (its truncations, fadvise DONTNEED, invalidations, own reclaim).",
-            s.page_cache_deletes,
-        ),
-        c("ktm_sys_read_bytes_total", "Bytes returned by the target's read(2) calls.", s.read_bytes),
-        c("ktm_sys_pread_bytes_total", "Bytes returned by the target's pread64(2) calls.", s.pread_bytes),
-        c("ktm_fadvise_calls_total", "fadvise64 calls by the target.", s.fadvise_calls),
-        c("ktm_fadvise_success_total", "fadvise64 calls that returned 0.", s.fadvise_success),
-        c("ktm_memory_lru_pages_scanned_total", "Inactive-LRU pages scanned by reclaim the target ran.", s.lru_scanned),
-        c(
-            "ktm_memory_lru_pages_reclaimed_total",
-            "Inactive-LRU pages reclaimed by reclaim the target ran.",
-            s.lru_reclaimed,
-        ),
-        c("ktm_memory_direct_reclaim_begin_total", "Times a target thread entered direct reclaim.", s.direct_reclaim),
-    ];
-    for (label, v) in ADVICE_LABELS.iter().zip(s.fadvise_advice) {
-        out.push(
-            c("ktm_fadvise_advice_total", "fadvise64 calls by the target, by advice.", v).with_label("advice", label),
-        );
-    }
-    out.push(Metric {
-        name: "ktm_sys_read_latency_seconds".into(),
-        help: "Latency of the target's read(2) calls.".into(),
-        labels: Vec::new(),
-        value: MetricValue::Histogram(histogram(&s.read)),
-    });
-    out.push(Metric {
-        name: "ktm_sys_pread_latency_seconds".into(),
-        help: "Latency of the target's pread64(2) calls.".into(),
-        labels: Vec::new(),
-        value: MetricValue::Histogram(histogram(&s.pread)),
-    });
-    out
-}
-
-/// Log2 slots as a Prometheus histogram (true upper bounds; the last slot only in `+Inf`).
-fn histogram(l: &Latency) -> Histogram {
-    Histogram::from_log2_ns(&l.slots, l.sum_ns)
 }
