@@ -11,7 +11,7 @@
 
 use super::attachment;
 use super::point::{AttachPoint, Mechanism};
-use crate::discovery::PidNs;
+use crate::host::PidNs;
 use crate::insn::{Asm, Helper, MapRef, R0, R1, R10, R2, R3, R4};
 use crate::load::{self, ProgramSpec};
 use crate::maps::Array;

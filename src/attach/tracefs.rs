@@ -1,5 +1,6 @@
 //! Finding (and if need be mounting) tracefs, where tracepoint ids and kprobe_events live.
 
+use crate::host::mounts;
 use crate::{Error, Result};
 use once_cell::sync::OnceCell;
 use std::ffi::CString;
@@ -14,13 +15,10 @@ pub fn root() -> Result<&'static Path> {
 }
 
 fn find_or_mount() -> Result<PathBuf> {
-    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    let mounts = crate::discovery::mountinfo::parse_mountinfo(&text);
+    let table = mounts::own().map_err(|e| Error::io(format!("read {}", mounts::SELF_MOUNTINFO), e))?;
     let found = |fstype: &str, sub: Option<&str>| {
-        mounts
-            .iter()
-            .filter(|m| m.fstype == fstype)
-            .map(|m| sub.map_or_else(|| m.mount_point.clone(), |s| m.mount_point.join(s)))
+        mounts::of_type(&table, fstype)
+            .map(|d| sub.map_or_else(|| d.to_path_buf(), |s| d.join(s)))
             .find(|d| d.join("events").is_dir())
     };
     if let Some(d) = found("tracefs", None).or_else(|| found("debugfs", Some("tracing"))) {
@@ -29,16 +27,16 @@ fn find_or_mount() -> Result<PathBuf> {
     // A tracefs that is mounted but closed to this process (mode 0700 owned by root, as the
     // kernel mounts it, read by a process without CAP_DAC_OVERRIDE): mounting another one
     // would not help, and "not mounted" would send the operator looking in the wrong place.
-    for m in mounts.iter().filter(|m| m.fstype == "tracefs") {
-        if let Err(e) = std::fs::metadata(m.mount_point.join("events")) {
+    for mount_point in mounts::of_type(&table, "tracefs") {
+        if let Err(e) = std::fs::metadata(mount_point.join("events")) {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 use std::os::unix::fs::MetadataExt;
-                let how = std::fs::metadata(&m.mount_point)
+                let how = std::fs::metadata(mount_point)
                     .map(|md| format!("mode {:04o}, owner uid {}", md.mode() & 0o7777, md.uid()))
                     .unwrap_or_else(|_| "its mode".into());
                 return Err(Error::Other(format!(
                     "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
-                    m.mount_point.display(),
+                    mount_point.display(),
                     nix::unistd::geteuid()
                 )));
             }
