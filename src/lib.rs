@@ -40,4 +40,4 @@ pub mod seccomp;
 pub mod textfile;
 pub mod workload;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Unsupported};

@@ -347,10 +347,10 @@ fn json(s: &str) -> String {
 }
 
 /// `{"works": true}` or `{"works": false, "why": ...}`.
-fn json_result(r: &Result<(), String>) -> String {
+fn json_result(r: &Result<(), impl std::fmt::Display>) -> String {
     match r {
         Ok(()) => "{\"works\":true}".into(),
-        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(why)),
+        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(&why.to_string())),
     }
 }
 

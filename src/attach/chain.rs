@@ -3,9 +3,10 @@
 use super::attachment::{self, Attachment};
 use super::fires::{self, Exercise, Verdict};
 use super::point::{AttachPoint, Policy};
+use crate::error::Unsupported;
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
-use crate::{Error, Result};
+use crate::Result;
 use std::fmt;
 
 /// A program builder for one attach point's context (tracepoint record, raw arguments,
@@ -177,12 +178,12 @@ fn try_one(
                 Verdict::Fired => {}
                 Verdict::Silent(why) => {
                     silent.push(point.clone());
-                    return Err(Error::Other(why));
+                    return Err(Unsupported::new(why).into());
                 }
                 Verdict::Unchecked(why) => unchecked.push((point.clone(), why)),
             }
         }
-        let attachment = attachment::program(&program, point)?;
+        let attachment = attachment::attach_program(&program, point)?;
         parts.push((attachment, program));
     }
     Ok((Attached { parts }, unchecked))

@@ -84,7 +84,7 @@ fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercis
     };
     let fd = hits.map().as_raw_fd();
     let prog = load::program(&spec, |m| (m == CANARY).then_some(fd))?;
-    let attached = attachment::program(&prog, point)?;
+    let attached = attachment::attach_program(&prog, point)?;
     // Only the exercise's hits count: attaching and detaching make syscalls of their own
     // (closing fds), which a canary on such a syscall's function would see.
     let before = hits.get(0)?;
