@@ -239,7 +239,7 @@ pub fn blocked(call: Syscall) -> bool {
 ///
 /// Read once per process and cached (it can only be raised, and only by an administrator).
 pub fn lockdown() -> std::result::Result<String, String> {
-    static MODE: once_cell::sync::OnceCell<std::result::Result<String, String>> = once_cell::sync::OnceCell::new();
+    static MODE: std::sync::OnceLock<std::result::Result<String, String>> = std::sync::OnceLock::new();
     MODE.get_or_init(read_lockdown).clone()
 }
 

@@ -18,9 +18,8 @@ use crate::maps::Array;
 use crate::sys::bpf::AttachType;
 use crate::sys::AsRawFd;
 use crate::Result;
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// Drives the path a plan measures once, from the calling thread (a pipe read for read(2), a
 /// cold read of a scratch file for a page-cache miss). `Err` says why it cannot here (no
@@ -57,7 +56,7 @@ pub(super) fn needs_check(m: Mechanism) -> bool {
 /// with `exercise`, once per process for each pair: whether a function is inlined does not
 /// change while the kernel runs.
 pub(super) fn check(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercise) -> Verdict {
-    static SEEN: Lazy<Mutex<HashMap<(AttachPoint, usize), Verdict>>> = Lazy::new(Default::default);
+    static SEEN: LazyLock<Mutex<HashMap<(AttachPoint, usize), Verdict>>> = LazyLock::new(Default::default);
     let key = (point.clone(), exercise as usize);
     // Held across the check: canaries of two threads must not see each other's exercise
     // (each counts only its own thread, but one check at a time also keeps attach cost flat).

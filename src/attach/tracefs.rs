@@ -2,16 +2,27 @@
 
 use crate::host::mounts;
 use crate::{Error, Result};
-use once_cell::sync::OnceCell;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-static TRACEFS: OnceCell<PathBuf> = OnceCell::new();
+static TRACEFS: OnceLock<PathBuf> = OnceLock::new();
+/// Held while one thread looks for (or mounts) tracefs, so that two first callers do not both
+/// mount it; a failure is not cached (the next caller tries again).
+static FINDING: Mutex<()> = Mutex::new(());
 
 /// The tracefs directory: a mounted tracefs, else `tracing/` under a mounted debugfs, else a
 /// tracefs this call mounts at /sys/kernel/tracing.
 pub fn root() -> Result<&'static Path> {
-    TRACEFS.get_or_try_init(find_or_mount).map(PathBuf::as_path)
+    if let Some(found) = TRACEFS.get() {
+        return Ok(found);
+    }
+    let _one = FINDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = TRACEFS.get() {
+        return Ok(found);
+    }
+    let found = find_or_mount()?;
+    Ok(TRACEFS.get_or_init(|| found))
 }
 
 fn find_or_mount() -> Result<PathBuf> {
@@ -37,7 +48,8 @@ fn find_or_mount() -> Result<PathBuf> {
                 return Err(Error::Other(format!(
                     "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
                     mount_point.display(),
-                    nix::unistd::geteuid()
+                    // SAFETY: geteuid takes no arguments and cannot fail.
+                    unsafe { libc::geteuid() }
                 )));
             }
         }
