@@ -155,7 +155,7 @@ impl Feature {
     }
 
     /// The oldest kernel expected to have this feature on `arch` (`std::env::consts::ARCH`):
-    /// from the kernel's history, see README "Kernel matrix" for the sources. None: an
+    /// from the kernel's history, each source in a comment below. None: an
     /// architecture KTM does not know.
     pub fn since(self, arch: &str) -> Option<Version> {
         let arm64 = match arch {
