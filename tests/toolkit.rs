@@ -430,7 +430,8 @@ fn a_function_probe_that_never_fires_is_refused() {
     let policy = Policy::from_env();
     let works = |m: Mechanism| common::mechanism_works(m, &policy);
 
-    let (attached, report) = attach_plan(&plan(common::call_getppid), &policy, &maps.fd_of());
+    let (attached, report) =
+        attach_plan(&plan(attach::Exercise::new("getppid", common::call_getppid)), &policy, &maps.fd_of());
     println!("{report}");
     let raw = Some(Mechanism::RawTracepoint).filter(|&m| works(m));
     assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), raw, "{report}");
@@ -458,7 +459,7 @@ fn a_function_probe_that_never_fires_is_refused() {
         if refused == 0 { "none works here" } else { &refused_cell },
     );
 
-    let (attached, report) = attach_plan(&plan(call_close), &policy, &maps.fd_of());
+    let (attached, report) = attach_plan(&plan(attach::Exercise::new("close", call_close)), &policy, &maps.fd_of());
     println!("{report}");
     let expected = [Mechanism::Fentry, Mechanism::KprobeMulti, Mechanism::Kprobe, Mechanism::RawTracepoint]
         .into_iter()

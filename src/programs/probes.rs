@@ -394,7 +394,7 @@ fn fadvise() -> Plan {
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), fadvise_raw_enter)
                 .and(AttachPoint::raw_tracepoint("sys_exit"), fadvise_raw_exit),
         ],
-        exercise: Some(exercise::fadvise),
+        exercise: Some(Exercise::new("fadvise", exercise::fadvise)),
     }
 }
 
@@ -547,7 +547,15 @@ pub fn probes() -> Vec<Probe> {
     let tp = |c: &str, n: &str| AttachPoint::tracepoint(c, n);
     vec![
         Probe {
-            plan: latency("ktm_read", "read", nr::READ, lane::READ, tag::READ, lane::READ_BYTES, exercise::read),
+            plan: latency(
+                "ktm_read",
+                "read",
+                nr::READ,
+                lane::READ,
+                tag::READ,
+                lane::READ_BYTES,
+                Exercise::new("read", exercise::read),
+            ),
             metrics: &["ktm_sys_read_latency_seconds", "ktm_sys_read_bytes_total"],
         },
         Probe {
@@ -558,7 +566,7 @@ pub fn probes() -> Vec<Probe> {
                 lane::PREAD,
                 tag::PREAD,
                 lane::PREAD_BYTES,
-                exercise::pread,
+                Exercise::new("pread", exercise::pread),
             ),
             metrics: &["ktm_sys_pread_latency_seconds", "ktm_sys_pread_bytes_total"],
         },
@@ -573,7 +581,7 @@ pub fn probes() -> Vec<Probe> {
                 "filemap_get_pages",
                 ("filemap", "mm_filemap_get_pages"),
                 lane::CACHE_ATTEMPTS,
-                exercise::cached_read,
+                Exercise::new("cached_read", exercise::cached_read),
             ),
             metrics: &["ktm_cache_read_attempts_total"],
         },
@@ -583,7 +591,7 @@ pub fn probes() -> Vec<Probe> {
                 "page_cache_sync_ra",
                 ("readahead", "page_cache_sync_ra"),
                 lane::CACHE_MISSES,
-                exercise::cold_read,
+                Exercise::new("cold_read", exercise::cold_read),
             ),
             metrics: &["ktm_cache_misses_total"],
         },
