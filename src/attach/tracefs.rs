@@ -1,5 +1,6 @@
 //! Finding (and if need be mounting) tracefs, where tracepoint ids and kprobe_events live.
 
+use crate::error::Unsupported;
 use crate::host::mounts;
 use crate::{Error, Result};
 use std::ffi::CString;
@@ -45,12 +46,16 @@ fn find_or_mount() -> Result<PathBuf> {
                 let how = std::fs::metadata(mount_point)
                     .map(|md| format!("mode {:04o}, owner uid {}", md.mode() & 0o7777, md.uid()))
                     .unwrap_or_else(|_| "its mode".into());
-                return Err(Error::Other(format!(
-                    "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
-                    mount_point.display(),
-                    // SAFETY: geteuid takes no arguments and cannot fail.
-                    unsafe { libc::geteuid() }
-                )));
+                return Err(Unsupported {
+                    why: format!(
+                        "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
+                        mount_point.display(),
+                        // SAFETY: geteuid takes no arguments and cannot fail.
+                        unsafe { libc::geteuid() }
+                    ),
+                    errno: e.raw_os_error(),
+                }
+                .into());
             }
         }
     }
@@ -66,10 +71,14 @@ fn find_or_mount() -> Result<PathBuf> {
         // CAP_PERFMON simply lacks it, and saying "policy refuses" would send its operator
         // looking in the wrong place.
         if err.raw_os_error() == Some(libc::EPERM) && !has_sys_admin {
-            return Err(Error::Other(format!(
-                "tracefs is not mounted, and mounting it at {target} needs CAP_SYS_ADMIN, which this process \
-                 does not have (mount tracefs into the container, or rely on the raw tracepoints)"
-            )));
+            return Err(Unsupported {
+                why: format!(
+                    "tracefs is not mounted, and mounting it at {target} needs CAP_SYS_ADMIN, which this process \
+                     does not have (mount tracefs into the container, or rely on the raw tracepoints)"
+                ),
+                errno: err.raw_os_error(),
+            }
+            .into());
         }
         let what = format!("tracefs is not mounted and mounting it at {target} failed");
         return Err(crate::sys::os_error(crate::privileges::Syscall::Bpf, what, err));
