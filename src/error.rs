@@ -24,8 +24,52 @@ pub enum Error {
     Verifier(Box<VerifierError>),
     /// A program could not be assembled (a builder mistake found without a kernel).
     Asm(crate::insn::AsmError),
+    /// The kernel lacks a feature, or its build or policy refuses it (see
+    /// [`crate::attach::features`]): a fallback's cue, with the kernel's errno kept.
+    Unsupported(Unsupported),
     /// Anything else, with a human explanation.
     Other(String),
+}
+
+/// What is unsupported here and why, with the kernel's answer (`errno`) when there was one, so
+/// that a caller can tell "this kernel has no such link" (EINVAL) from "built without it"
+/// (EOPNOTSUPP) or "refused by policy" (EPERM) without reading the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The explanation, as the status and `ktm probe` show it.
+    pub why: String,
+    pub errno: Option<i32>,
+}
+
+impl Unsupported {
+    /// Why, with no errno behind it (a file that is missing, a check that found nothing).
+    pub fn new(why: impl Into<String>) -> Self {
+        Unsupported { why: why.into(), errno: None }
+    }
+
+    /// Why, from a failed call's error: its errno is kept.
+    pub fn from_error(why: impl Into<String>, cause: &Error) -> Self {
+        Unsupported { why: why.into(), errno: cause.errno() }
+    }
+
+    /// Prefixes the explanation with what was being done.
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        Unsupported { why: format!("{what}: {}", self.why), errno: self.errno }
+    }
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl From<Unsupported> for Error {
+    fn from(u: Unsupported) -> Self {
+        Error::Unsupported(u)
+    }
 }
 
 impl Error {
@@ -52,6 +96,7 @@ impl Error {
         match self {
             Error::Sys { what: w, source, hint } => Error::Sys { what: format!("{what}: {w}"), source, hint },
             Error::Other(s) => Error::Other(format!("{what}: {s}")),
+            Error::Unsupported(u) => Error::Unsupported(u.context(what)),
             other => Error::Other(format!("{what}: {other}")),
         }
     }
@@ -61,6 +106,7 @@ impl Error {
         match self {
             Error::Sys { source, .. } => source.raw_os_error(),
             Error::Verifier(v) => Some(v.errno),
+            Error::Unsupported(u) => u.errno,
             _ => None,
         }
     }
@@ -73,6 +119,7 @@ impl fmt::Display for Error {
             Error::Verifier(v) => v.fmt(f),
             Error::Asm(e) => write!(f, "cannot assemble program: {e}"),
             Error::Parse { what, detail } => write!(f, "cannot parse {what}: {detail}"),
+            Error::Unsupported(u) => u.fmt(f),
             Error::Other(s) => f.write_str(s),
         }
     }
@@ -83,6 +130,7 @@ impl std::error::Error for Error {
         match self {
             Error::Sys { source, .. } => Some(source),
             Error::Asm(e) => Some(e),
+            Error::Unsupported(u) => Some(u),
             _ => None,
         }
     }

@@ -124,12 +124,15 @@ fn explain(spec: &ProgramSpec, p: &ProgLoad<'_>, bytes: &[u8], first: Error) -> 
                 }
                 if errno == libc::EPERM {
                     if let Some(done) = log.lines().find(|l| l.starts_with("processed ")) {
-                        return Error::Other(format!(
-                            "the kernel verified program `{}` ({done}) and then refused to load it: {} \
-                             (a policy of this kernel, not a fault in the program)",
-                            spec.name,
-                            std::io::Error::from_raw_os_error(errno)
-                        ));
+                        return Error::Unsupported(crate::Unsupported {
+                            why: format!(
+                                "the kernel verified program `{}` ({done}) and then refused to load it: {} \
+                                 (a policy of this kernel, not a fault in the program)",
+                                spec.name,
+                                std::io::Error::from_raw_os_error(errno)
+                            ),
+                            errno: Some(errno),
+                        });
                     }
                 }
                 let insn_index = log.lines().rev().find_map(VerifierError::traced_insn);

@@ -132,8 +132,8 @@ pub fn seccomp() -> Option<Seccomp> {
 }
 
 /// What a process holds, from its `/proc/PID/status`: the capability sets, no_new_privs and
-/// the seccomp mode. `ktm probe` and the status show it; after [`crate::lockdown`] a sidecar
-/// reads `CapEff: 0000000000000000`, `NoNewPrivs: 1`, `Seccomp: 2`.
+/// the seccomp mode. `ktm probe` and the status show it; after the application's lock-down a
+/// sidecar reads `CapEff: 0000000000000000`, `NoNewPrivs: 1`, `Seccomp: 2`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
     pub effective: u64,
@@ -190,28 +190,6 @@ impl Held {
     }
 }
 
-impl Held {
-    /// `ktm_privileges{capabilities, cap_eff, no_new_privs, seccomp} 1`: what the running
-    /// sidecar holds, in every batch, so a dashboard sees a lock-down that did not happen.
-    pub fn metric(&self) -> crate::metrics::Metric {
-        let seccomp = match self.seccomp {
-            Some(Seccomp::Disabled) => "0",
-            Some(Seccomp::Strict) => "1",
-            Some(Seccomp::Filter { .. }) => "2",
-            None => "unknown",
-        };
-        crate::metrics::Metric::gauge(
-            "ktm_privileges",
-            "What the KTM process holds: effective capabilities, no_new_privs, seccomp mode (2: filtered)",
-            1.0,
-        )
-        .with_label("capabilities", self.capability_names())
-        .with_label("cap_eff", format!("{:016x}", self.effective))
-        .with_label("no_new_privs", if self.no_new_privs { "1" } else { "0" })
-        .with_label("seccomp", seccomp)
-    }
-}
-
 impl std::fmt::Display for Held {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -261,17 +239,13 @@ pub fn blocked(call: Syscall) -> bool {
 ///
 /// Read once per process and cached (it can only be raised, and only by an administrator).
 pub fn lockdown() -> std::result::Result<String, String> {
-    static MODE: once_cell::sync::OnceCell<std::result::Result<String, String>> = once_cell::sync::OnceCell::new();
+    static MODE: std::sync::OnceLock<std::result::Result<String, String>> = std::sync::OnceLock::new();
     MODE.get_or_init(read_lockdown).clone()
 }
 
 fn read_lockdown() -> std::result::Result<String, String> {
-    let mounts = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
-    let mounted = crate::discovery::mountinfo::parse_mountinfo(&mounts)
-        .into_iter()
-        .filter(|m| m.fstype == "securityfs")
-        .map(|m| m.mount_point.join("lockdown"))
-        .find(|p| p.exists());
+    let mounts = crate::host::mounts::own().unwrap_or_default();
+    let mounted = crate::host::mounts::of_type(&mounts, "securityfs").map(|d| d.join("lockdown")).find(|p| p.exists());
     let text = match mounted {
         Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
         None => private_securityfs_read().ok_or_else(|| {
@@ -426,9 +400,6 @@ mod tests {
         assert!(h.no_new_privs);
         assert_eq!(h.seccomp, Some(Seccomp::Filter { filters: Some(1) }));
         assert_eq!(h.capability_names(), "CAP_BPF");
-        let m = h.metric();
-        assert_eq!(m.label("cap_eff"), Some("0000008000000000"));
-        assert_eq!(m.label("seccomp"), Some("2"));
         let none = Held { effective: 0, ..h.clone() };
         assert_eq!(none.capability_names(), "none");
         let many = Held { effective: 0x1ff_feff_ffff, ..h };

@@ -1,7 +1,7 @@
 //! `ktm probe`: what this machine allows KTM and why not (privileges, mechanisms, links, each
 //! plan's attach), as text for a person or one JSON object for a script.
 
-use crate::attach::{features, Mechanism};
+use crate::attach::features::{self, MECHANISMS};
 use crate::config::EbpfConfig;
 use crate::iomonitor::IoMonitorModule;
 use crate::json::str_literal as json;
@@ -47,10 +47,10 @@ impl From<std::io::Error> for ProbeError {
 }
 
 /// `{"works": true}` or `{"works": false, "why": ...}`.
-fn json_result(r: &Result<(), String>) -> String {
+fn json_result(r: &Result<(), impl std::fmt::Display>) -> String {
     match r {
         Ok(()) => "{\"works\":true}".into(),
-        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(why)),
+        Err(why) => format!("{{\"works\":false,\"why\":{}}}", json(&why.to_string())),
     }
 }
 
@@ -61,17 +61,6 @@ fn json_pairs(pairs: &[(crate::attach::AttachPoint, String)], key: &str) -> Stri
         .collect();
     format!("[{}]", items.join(","))
 }
-
-const MECHANISMS: [Mechanism; 8] = [
-    Mechanism::Fentry,
-    Mechanism::Fexit,
-    Mechanism::Kprobe,
-    Mechanism::Kretprobe,
-    Mechanism::KprobeMulti,
-    Mechanism::KretprobeMulti,
-    Mechanism::RawTracepoint,
-    Mechanism::Tracepoint,
-];
 
 /// Writes the report to `out`: the privileges first; without them, only those (and the
 /// error), else the mechanisms, links and the iomonitor's attach plans, found by starting it.

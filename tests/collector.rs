@@ -314,7 +314,7 @@ fn probes_with_a_silent_one() -> Vec<Probe> {
                 Alternative::new(AttachPoint::kprobe(&func, false), empty),
                 Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), empty),
             ],
-            exercise: Some(common::call_getppid),
+            exercise: Some(ktm::attach::Exercise::new("getppid", common::call_getppid)),
         },
         metrics: &[&c::FADVISE_CALLS],
     };

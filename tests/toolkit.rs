@@ -2,7 +2,7 @@
 
 mod common;
 
-use ktm::attach::{self, attach_plan, features, Alternative, AttachPoint, Mechanism, Plan, Policy};
+use ktm::attach::{self, attach_plan, features, Alternative, AttachPoint, Feature, Mechanism, Needs, Plan, Policy};
 use ktm::insn::{Asm, Helper, MapRef, Program, R0, R1, R10, R2, R6};
 use ktm::load::{self, ProgramSpec};
 use ktm::maps::{Array, PerCpuArray};
@@ -80,7 +80,7 @@ fn count_preads(point: AttachPoint, program: Program, test: &str) {
         attach: point.load_target().unwrap(),
     };
     let prog = load::program(&spec, maps.fd_of()).unwrap();
-    let attachment = attach::program(&prog, &point).unwrap();
+    let attachment = attach::attach_program(&prog, &point).unwrap();
     let dir = common::scratch();
     let file = file_of(dir.path(), 4096);
     let mut child = Workload::spawn(&common::ktm_bin(), "ktmtest", None).unwrap();
@@ -182,7 +182,7 @@ fn per_cpu_array_sums_over_pinned_threads() {
         attach: None,
     };
     let prog = load::program(&spec, maps.fd_of()).unwrap();
-    let _a = attach::program(&prog, &point).unwrap();
+    let _a = attach::attach_program(&prog, &point).unwrap();
     let cpus = ktm::sys::online_cpus().unwrap();
     let per_cpu_calls = |cpu: usize| 100 + 37 * cpu as u64;
     std::thread::scope(|s| {
@@ -281,12 +281,17 @@ fn kprobe_multi_counts_exact_preads() {
     let real = attach::mechanisms().get(Mechanism::KprobeMulti);
     println!("kprobe_multi link: {link:?}; kprobe_multi probe: {real:?}");
     if let Err(why) = link {
-        assert!(why.contains("CONFIG_FPROBE") || why.contains("5.18"), "unexplained: {why}");
+        // The kernel's answer, kept as an errno: EOPNOTSUPP built without fprobe, EINVAL no such link.
+        let cell = match why.errno {
+            Some(libc::EOPNOTSUPP) => "unavailable: no CONFIG_FPROBE",
+            Some(libc::EINVAL) => "unavailable: before 5.18",
+            _ => panic!("unexplained: {why} (errno {:?})", why.errno),
+        };
+        assert!(why.why.contains("CONFIG_FPROBE") || why.why.contains("5.18"), "unexplained: {why}");
         let e = AttachPoint::kprobe_multi(&func, false).load_target().expect_err("a load target without the link");
-        assert!(e.to_string().contains(why), "{e}");
+        assert!(e.to_string().contains(&why.why), "{e}");
+        assert_eq!(e.errno(), why.errno, "{e}");
         assert!(real.is_err(), "kprobe_multi worked although its link was reported missing");
-        let cell =
-            if why.contains("CONFIG_FPROBE") { "unavailable: no CONFIG_FPROBE" } else { "unavailable: before 5.18" };
         common::matrix("toolkit:kprobe_multi", cell);
         common::matrix("toolkit:kretprobe_multi", cell);
         return;
@@ -341,7 +346,7 @@ fn tracing_refusal_is_known_without_btf() {
     if !common::privileged("tracing_refusal_is_known_without_btf") {
         return;
     }
-    let refused = features::tracing_refused();
+    let refused = features::probe(Feature::TracingPrograms).err();
     let real = attach::mechanisms().get(Mechanism::Fentry);
     println!("tracing_refused: {refused:?}; fentry probe: {real:?}");
     match (&real, refused) {
@@ -359,11 +364,12 @@ fn tracing_refusal_is_known_without_btf() {
             };
             let e = load::program(&spec, |_| None).expect_err("fentry on vfs_read loaded although reported refused");
             assert_eq!(e.errno(), Some(libc::EPERM), "{e} (the check said: {why})");
+            assert_eq!(why.errno, Some(libc::EPERM), "{why}");
             common::matrix("toolkit:tracing-policy", "refused");
         }
         // Allowed by policy, yet the real probe failed for a reason of its own (no BTF, no
         // such function): the check must not have claimed a refusal.
-        (Err(e), None) => assert!(!e.contains("not permitted"), "refusal missed: {e}"),
+        (Err(e), None) => assert_ne!(e.errno, Some(libc::EPERM), "refusal missed: {e}"),
         (Ok(()), Some(why)) => panic!("fentry works, yet reported refused: {why}"),
     }
 }
@@ -424,7 +430,8 @@ fn a_function_probe_that_never_fires_is_refused() {
     let policy = Policy::from_env();
     let works = |m: Mechanism| common::mechanism_works(m, &policy);
 
-    let (attached, report) = attach_plan(&plan(common::call_getppid), &policy, &maps.fd_of());
+    let (attached, report) =
+        attach_plan(&plan(attach::Exercise::new("getppid", common::call_getppid)), &policy, &maps.fd_of());
     println!("{report}");
     let raw = Some(Mechanism::RawTracepoint).filter(|&m| works(m));
     assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), raw, "{report}");
@@ -452,7 +459,7 @@ fn a_function_probe_that_never_fires_is_refused() {
         if refused == 0 { "none works here" } else { &refused_cell },
     );
 
-    let (attached, report) = attach_plan(&plan(call_close), &policy, &maps.fd_of());
+    let (attached, report) = attach_plan(&plan(attach::Exercise::new("close", call_close)), &policy, &maps.fd_of());
     println!("{report}");
     let expected = [Mechanism::Fentry, Mechanism::KprobeMulti, Mechanism::Kprobe, Mechanism::RawTracepoint]
         .into_iter()
@@ -460,4 +467,51 @@ fn a_function_probe_that_never_fires_is_refused() {
     assert_eq!(report.attached.as_ref().map(|p| p.mechanism()), expected, "{report}");
     assert!(report.unchecked.is_empty(), "{report}");
     drop(attached);
+}
+
+/// The feature table against the kernel's history: every feature this kernel is new enough to
+/// have ([`Feature::since`]) is there, unless the host's build or policy is seen to exclude it
+/// ([`ktm::attach::Needs`]: no kprobes, no fprobe, no BTF, lockdown). A missing feature on a
+/// kernel that should have it fails here instead of passing as a fallback. The `KTM_DISABLE_*`
+/// switches of the matrix's variants steer attach plans, not this table: it holds in every column.
+#[test]
+fn features_present_on_kernels_that_have_them() {
+    if !common::privileged("features_present_on_kernels_that_have_them") {
+        return;
+    }
+    let arch = std::env::consts::ARCH;
+    let version = features::kernel_version().expect("uname release");
+    let mut rows = Vec::new();
+    for f in Feature::all() {
+        let Some(since) = f.since(arch) else {
+            println!("{f}: no minimum kernel known for {arch}");
+            continue;
+        };
+        let got = features::probe(f);
+        let excluded: Vec<String> = f.needs().iter().filter_map(|n| n.unmet()).collect();
+        println!("{f}: since {}.{}; {got:?}; host exclusions {excluded:?}", since.0, since.1);
+        let row = match (&got, version >= since, excluded.is_empty()) {
+            (Ok(()), _, true) => "present",
+            (Ok(()), _, false) => panic!("{f} works, yet the host was taken to exclude it: {excluded:?}"),
+            (Err(why), true, true) => panic!(
+                "{f} is missing on Linux {}.{} ({arch}), which should have it since {}.{}, and nothing on \
+                 this host excludes it: {why} (errno {:?})",
+                version.0, version.1, since.0, since.1, why.errno
+            ),
+            (Err(_), true, false) => "excluded by the host",
+            (Err(_), false, _) => "older kernel",
+        };
+        rows.push(format!("{f}: {row}"));
+    }
+    // Each exclusion is exact: lockdown refuses tracing with EPERM, a kernel without fprobe
+    // answers EOPNOTSUPP; any other answer is a failure of its own.
+    if Needs::NoLockdown.unmet().is_some() {
+        assert_eq!(features::probe(Feature::TracingPrograms).err().and_then(|u| u.errno), Some(libc::EPERM));
+    }
+    if Needs::Kprobes.unmet().is_some() {
+        assert!(attach::mechanisms().get(Mechanism::Kprobe).is_err(), "kprobes work without the kprobe PMU");
+    }
+    println!("{}", rows.join("\n"));
+    let present = rows.iter().filter(|r| r.ends_with("present")).count();
+    common::matrix("toolkit:features", &format!("{present}/{} present, none missing", rows.len()));
 }

@@ -261,7 +261,7 @@ impl Set {
                 attach: point.load_target()?,
             };
             let prog = load::program(&spec, fd_of).map_err(|e| format!("load {label} for {point}: {e}"))?;
-            let att = attach::program(&prog, point).map_err(|e| format!("attach {label} at {point}: {e}"))?;
+            let att = attach::attach_program(&prog, point).map_err(|e| format!("attach {label} at {point}: {e}"))?;
             parts.push(Part { label: label.clone(), point: point.clone(), _att: att, prog });
         }
         Ok(Set { parts, _maps: maps })

@@ -96,7 +96,7 @@ fn try_alt(
             }
         };
         let s = Instant::now();
-        let a = attach::program(&prog, point);
+        let a = attach::attach_program(&prog, point);
         t.attach_us += s.elapsed().as_nanos() as f64 / 1e3;
         match a {
             Ok(a) => held.push((a, prog)),

@@ -6,6 +6,7 @@ use super::kprobe;
 use super::kprobe_multi;
 use super::point::{AttachPoint, Mechanism};
 use super::tracefs::tracepoint_id;
+use crate::error::Unsupported;
 use crate::load::LoadedProgram;
 use crate::sys::bpf::{self, AttachType};
 use crate::sys::{perf, AsFd, AsRawFd, OwnedFd};
@@ -49,7 +50,7 @@ impl Attachment {
         self.fallback.as_deref()
     }
 
-    fn instead_of(mut self, link: Link, why: &str) -> Self {
+    fn instead_of(mut self, link: Link, why: &Unsupported) -> Self {
         let note = format!("{}, because {link:?} link is unavailable: {why}", link.fallback());
         log::debug!("{}: attached by {note}", self.point);
         self.fallback = Some(note);
@@ -58,7 +59,7 @@ impl Attachment {
 }
 
 /// Attaches `prog` (loaded for `point.prog_type()`) at `point`.
-pub fn program(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
+pub fn attach_program(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> {
     let pfd = prog.as_fd();
     let with = |hold, ev| Ok(Attachment { point: point.clone(), hold, _kprobe_event: ev, fallback: None });
     match point {
@@ -77,7 +78,7 @@ pub fn program(prog: &LoadedProgram, point: &AttachPoint) -> Result<Attachment> 
                 Ok(()) => with(Hold::Link { _link: bpf::link_create(pfd, 0, t)?, _perf: None }, None),
                 Err(why) => {
                     let link = bpf::raw_tracepoint_open(None, pfd)?;
-                    with(Hold::Link { _link: link, _perf: None }, None).map(|a| a.instead_of(Link::Tracing, why))
+                    with(Hold::Link { _link: link, _perf: None }, None).map(|a| a.instead_of(Link::Tracing, &why))
                 }
             }
         }
@@ -110,7 +111,7 @@ fn attach_perf(
         }
         Err(why) => {
             perf::set_bpf_and_enable(perf.as_fd(), prog.as_fd())?;
-            with(Hold::PerfIoctl(perf)).map(|a| a.instead_of(Link::PerfEvent, why))
+            with(Hold::PerfIoctl(perf)).map(|a| a.instead_of(Link::PerfEvent, &why))
         }
     }
 }

@@ -3,9 +3,10 @@
 use super::attachment::{self, Attachment};
 use super::fires::{self, Exercise, Verdict};
 use super::point::{AttachPoint, Policy};
+use crate::error::Unsupported;
 use crate::insn::{MapRef, Program};
 use crate::load::{self, LoadedProgram, ProgramSpec};
-use crate::{Error, Result};
+use crate::Result;
 use std::fmt;
 
 /// A program builder for one attach point's context (tracepoint record, raw arguments,
@@ -177,12 +178,12 @@ fn try_one(
                 Verdict::Fired => {}
                 Verdict::Silent(why) => {
                     silent.push(point.clone());
-                    return Err(Error::Other(why));
+                    return Err(Unsupported::new(why).into());
                 }
                 Verdict::Unchecked(why) => unchecked.push((point.clone(), why)),
             }
         }
-        let attachment = attachment::program(&program, point)?;
+        let attachment = attachment::attach_program(&program, point)?;
         parts.push((attachment, program));
     }
     Ok((Attached { parts }, unchecked))
@@ -209,5 +210,82 @@ mod tests {
             "reads: tracepoint via tracepoint/syscalls/sys_enter_read; tracepoint/syscalls/sys_enter_read attached \
              by ioctl(PERF_EVENT_IOC_SET_BPF), because PerfEvent link is unavailable: EINVAL"
         );
+    }
+
+    /// The chain's ordering and report on a kernel played by the test seam (no `bpf()` needed):
+    /// a switched-off mechanism is skipped without a syscall, a missing raw tracepoint and a
+    /// verifier refusal (retried with a log, which names the instruction) each fail their
+    /// alternative in order, and the next one attaches.
+    #[test]
+    fn fallback_order_and_report_without_a_kernel() {
+        use crate::sys::bpf::{cmd, fake};
+        use std::sync::{Arc, Mutex};
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let mut loads = 0;
+        let kernel: fake::Kernel = Box::new(move |c, attr, _size| {
+            seen.lock().unwrap().push(c);
+            match c {
+                cmd::PROG_LOAD => {
+                    loads += 1;
+                    match loads {
+                        1 | 4 => Ok(fake::fd()),
+                        2 => Err(libc::EACCES),
+                        _ => {
+                            // linux/bpf.h: log_size at 28, log_buf at 32 (checked in sys::bpf's tests).
+                            // SAFETY: attr is the caller's ProgLoadAttr; log_buf points to log_size bytes.
+                            unsafe {
+                                let size = attr.add(28).cast::<u32>().read_unaligned() as usize;
+                                let buf = attr.add(32).cast::<u64>().read_unaligned() as usize as *mut u8;
+                                let log = b"0: (b7) r0 = 0\nR0 !read_ok\n\0";
+                                assert!(size >= log.len());
+                                std::ptr::copy_nonoverlapping(log.as_ptr(), buf, log.len());
+                            }
+                            Err(libc::EACCES)
+                        }
+                    }
+                }
+                cmd::OBJ_GET_INFO_BY_FD => Ok(0),
+                cmd::RAW_TRACEPOINT_OPEN if loads == 1 => Err(libc::ENOENT),
+                cmd::RAW_TRACEPOINT_OPEN => Ok(fake::fd()),
+                other => panic!("unexpected bpf command {other}"),
+            }
+        });
+        let program = || {
+            let mut a = crate::insn::Asm::new();
+            a.mov64(crate::insn::R0, 0).exit();
+            Ok(a.finish()?)
+        };
+        let plan = Plan {
+            name: "ktm_fake".into(),
+            alternatives: vec![
+                Alternative::new(AttachPoint::fentry("vfs_read", false), program),
+                Alternative::new(AttachPoint::raw_tracepoint("ktm_gone"), program),
+                Alternative::new(AttachPoint::raw_tracepoint("ktm_refused"), program),
+                Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), program),
+            ],
+            exercise: None,
+        };
+        let policy = Policy { disable_fentry: true, ..Policy::default() };
+        let (attached, report) = fake::with(kernel, || attach_plan(&plan, &policy, &|_| None));
+        assert!(attached.is_some(), "{report}");
+        assert_eq!(report.attached, Some(AttachPoint::raw_tracepoint("sys_enter")));
+        let failed: Vec<String> = report.failures.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(failed, ["fentry/vfs_read", "raw_tracepoint/ktm_gone", "raw_tracepoint/ktm_refused"]);
+        assert_eq!(report.failures[0].1, "disabled by KTM_DISABLE_FENTRY");
+        assert!(
+            report.failures[1].1.starts_with("raw tracepoint ktm_gone does not exist on this kernel: "),
+            "{report}"
+        );
+        let refused = &report.failures[2].1;
+        assert!(refused.starts_with("the kernel rejected program `ktm_fake`"), "{refused}");
+        assert!(
+            refused.contains("R0 !read_ok; at instruction 0: (b7) r0 = 0 (emitted at src/attach/chain.rs:"),
+            "{refused}"
+        );
+        assert!(report.fallbacks.is_empty() && report.unchecked.is_empty() && report.silent.is_empty());
+        use cmd::{OBJ_GET_INFO_BY_FD as INFO, PROG_LOAD as LOAD, RAW_TRACEPOINT_OPEN as OPEN};
+        assert_eq!(*calls.lock().unwrap(), [LOAD, INFO, OPEN, LOAD, LOAD, LOAD, INFO, OPEN]);
+        drop(attached);
     }
 }

@@ -11,21 +11,35 @@
 
 use super::attachment;
 use super::point::{AttachPoint, Mechanism};
-use crate::discovery::PidNs;
+use crate::host::PidNs;
 use crate::insn::{Asm, Helper, MapRef, R0, R1, R10, R2, R3, R4};
 use crate::load::{self, ProgramSpec};
 use crate::maps::Array;
 use crate::sys::bpf::AttachType;
 use crate::sys::AsRawFd;
 use crate::Result;
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// Drives the path a plan measures once, from the calling thread (a pipe read for read(2), a
 /// cold read of a scratch file for a page-cache miss). `Err` says why it cannot here (no
 /// disk-backed scratch directory, say); the point is then trusted, with that reason reported.
-pub type Exercise = fn() -> std::result::Result<(), String>;
+///
+/// Known by its name, which keys the verdict cache: a function pointer's address names no
+/// function reliably (identical functions may be folded into one, one function may have two).
+#[derive(Clone, Copy, Debug)]
+pub struct Exercise {
+    /// Unique among the exercises of a process: the path it drives (`read`, `cold_read`).
+    pub name: &'static str,
+    pub run: fn() -> std::result::Result<(), String>,
+}
+
+impl Exercise {
+    /// The exercise `name`, driven by `run`.
+    pub const fn new(name: &'static str, run: fn() -> std::result::Result<(), String>) -> Exercise {
+        Exercise { name, run }
+    }
+}
 
 /// What the check found for one point.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +71,8 @@ pub(super) fn needs_check(m: Mechanism) -> bool {
 /// with `exercise`, once per process for each pair: whether a function is inlined does not
 /// change while the kernel runs.
 pub(super) fn check(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercise) -> Verdict {
-    static SEEN: Lazy<Mutex<HashMap<(AttachPoint, usize), Verdict>>> = Lazy::new(Default::default);
-    let key = (point.clone(), exercise as usize);
+    static SEEN: LazyLock<Mutex<HashMap<(AttachPoint, &'static str), Verdict>>> = LazyLock::new(Default::default);
+    let key = (point.clone(), exercise.name);
     // Held across the check: canaries of two threads must not see each other's exercise
     // (each counts only its own thread, but one check at a time also keeps attach cost flat).
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,11 +98,11 @@ fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercis
     };
     let fd = hits.map().as_raw_fd();
     let prog = load::program(&spec, |m| (m == CANARY).then_some(fd))?;
-    let attached = attachment::program(&prog, point)?;
+    let attached = attachment::attach_program(&prog, point)?;
     // Only the exercise's hits count: attaching and detaching make syscalls of their own
     // (closing fds), which a canary on such a syscall's function would see.
     let before = hits.get(0)?;
-    let driven = exercise();
+    let driven = (exercise.run)();
     let after = hits.get(0)?;
     drop(attached);
     if let Err(why) = driven {

@@ -2,6 +2,7 @@
 //! (4.17+) or, before it, a tracefs `kprobe_events` entry removed on drop.
 
 use super::tracefs;
+use crate::error::Unsupported;
 use crate::privileges::Syscall;
 use crate::sys::{perf, OwnedFd};
 use crate::{Error, Result};
@@ -9,7 +10,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
+pub(super) const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 
 /// A kprobe created through tracefs `kprobe_events`, removed on drop.
 #[derive(Debug)]
@@ -44,19 +45,22 @@ pub(super) fn open_kprobe(func: &str, ret: bool) -> Result<(OwnedFd, Option<Kpro
         let config = if ret { 1u64 << retprobe_bit()? } else { 0 };
         let cfunc = CString::new(func).map_err(|_| Error::Other("function name contains NUL".into()))?;
         return match perf::open_kprobe(pmu, config, &cfunc, &what) {
-            Err(e) if e.errno() == Some(libc::ENOENT) => {
-                Err(Error::Other(format!("{what}: no such function in this kernel (absent, renamed or inlined)")))
-            }
+            Err(e) if e.errno() == Some(libc::ENOENT) => Err(Unsupported::from_error(
+                format!("{what}: no such function in this kernel (absent, renamed or inlined)"),
+                &e,
+            )
+            .into()),
             other => Ok((other?, None)),
         };
     }
     let root = tracefs::root()?;
     let events = root.join("kprobe_events");
     if !events.exists() {
-        return Err(Error::Other(format!(
+        return Err(Unsupported::new(format!(
             "{what}: this kernel has no kprobes (no {KPROBE_PMU}, no {}): built without CONFIG_KPROBE_EVENTS",
             events.display()
-        )));
+        ))
+        .into());
     }
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let name = format!("ktm_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));

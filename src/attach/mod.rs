@@ -15,61 +15,27 @@ mod kprobe_multi;
 mod point;
 mod tracefs;
 
-pub use attachment::{program, Attachment};
+pub use attachment::{attach_program, Attachment};
 pub use chain::{attach_plan, Alternative, Attached, Build, Plan, PlanReport};
-pub use features::Link;
+pub use features::{Feature, Link, Needs};
 pub use fires::Exercise;
 pub use point::{AttachPoint, Mechanism, Policy};
 pub use tracefs::{
     field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,
 };
 
-use crate::load::{self, ProgramSpec};
-use crate::Result;
-use once_cell::sync::OnceCell;
+/// Each mechanism's row of the [`features`] table, as `ktm probe` lists them.
+#[derive(Clone, Copy, Debug)]
+pub struct MechanismTable;
 
-/// What this kernel lets KTM do, each mechanism tried for real.
-#[derive(Clone, Debug)]
-pub struct Features {
-    pub results: Vec<(Mechanism, AttachPoint, std::result::Result<(), String>)>,
-}
-
-impl Features {
-    /// Whether `m` worked, or why not.
-    pub fn get(&self, m: Mechanism) -> std::result::Result<(), String> {
-        self.results.iter().find(|(mm, _, _)| *mm == m).map_or(Err("not probed".into()), |(_, _, r)| r.clone())
+impl MechanismTable {
+    /// Whether `m` worked, or why not: [`features::mechanism`].
+    pub fn get(&self, m: Mechanism) -> std::result::Result<(), crate::Unsupported> {
+        features::mechanism(m)
     }
 }
 
-static FEATURES: OnceCell<Features> = OnceCell::new();
-
-/// Probes each mechanism once per process.
-pub fn mechanisms() -> &'static Features {
-    FEATURES.get_or_init(|| {
-        let points = [
-            AttachPoint::fentry("vfs_read", false),
-            AttachPoint::fentry("vfs_read", true),
-            AttachPoint::kprobe("vfs_read", false),
-            AttachPoint::kprobe("vfs_read", true),
-            AttachPoint::kprobe_multi("vfs_read", false),
-            AttachPoint::kprobe_multi("vfs_read", true),
-            AttachPoint::raw_tracepoint("sys_enter"),
-            AttachPoint::tracepoint("syscalls", "sys_enter_getppid"),
-        ];
-        let results =
-            points.into_iter().map(|p| (p.mechanism(), p.clone(), try_point(&p).map_err(|e| e.to_string()))).collect();
-        Features { results }
-    })
-}
-
-fn try_point(point: &AttachPoint) -> Result<()> {
-    let spec = ProgramSpec {
-        name: format!("ktm_probe_{}", point.mechanism().name()),
-        prog_type: point.prog_type(),
-        program: features::empty_program()?,
-        attach: point.load_target()?,
-    };
-    let prog = load::program(&spec, |_| None)?;
-    let _attached = program(&prog, point)?;
-    Ok(())
+/// The mechanisms' rows of the feature table (each probed on first use, once per process).
+pub fn mechanisms() -> &'static MechanismTable {
+    &MechanismTable
 }

@@ -1,9 +1,10 @@
 //! Where and how a program is hooked: the attach point, its mechanism, and the operator's
 //! policy over mechanisms.
 
-use super::features;
+use super::features::{self, Feature, Link};
+use crate::error::Unsupported;
 use crate::sys::bpf::{AttachType, ProgType};
-use crate::{Error, Result};
+use crate::Result;
 use std::fmt;
 
 /// How a program is hooked into the kernel.
@@ -114,22 +115,21 @@ impl AttachPoint {
     pub fn load_target(&self) -> Result<Option<(AttachType, u32)>> {
         match self {
             AttachPoint::Fentry { func, exit } => {
-                if let Some(why) = features::tracing_refused() {
-                    return Err(Error::Other(format!("tracing programs are refused: {why}")));
-                }
+                features::probe(Feature::TracingPrograms).map_err(|u| u.context("tracing programs are refused"))?;
                 let loc = crate::btf::find_kernel_func(func)
-                    .map_err(|e| Error::Other(format!("no BTF for function {func}: {e}")))?;
+                    .map_err(|e| Unsupported::new(format!("no BTF for function {func}: {e}")))?;
                 if let Some(module) = loc.module {
-                    return Err(Error::Other(format!(
+                    return Err(Unsupported::new(format!(
                         "function {func} is in module {module}; fentry on module functions is not supported"
-                    )));
+                    ))
+                    .into());
                 }
                 Ok(Some((if *exit { AttachType::TraceFexit } else { AttachType::TraceFentry }, loc.type_id)))
             }
-            AttachPoint::KprobeMulti { .. } => match features::link(features::Link::KprobeMulti) {
-                Ok(()) => Ok(Some((AttachType::TraceKprobeMulti, 0))),
-                Err(why) => Err(Error::Other(format!("kprobe_multi links are unavailable: {why}"))),
-            },
+            AttachPoint::KprobeMulti { .. } => {
+                features::link(Link::KprobeMulti).map_err(|u| u.context("kprobe_multi links are unavailable"))?;
+                Ok(Some((AttachType::TraceKprobeMulti, 0)))
+            }
             _ => Ok(None),
         }
     }

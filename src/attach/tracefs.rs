@@ -1,26 +1,36 @@
 //! Finding (and if need be mounting) tracefs, where tracepoint ids and kprobe_events live.
 
+use crate::error::Unsupported;
+use crate::host::mounts;
 use crate::{Error, Result};
-use once_cell::sync::OnceCell;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-static TRACEFS: OnceCell<PathBuf> = OnceCell::new();
+static TRACEFS: OnceLock<PathBuf> = OnceLock::new();
+/// Held while one thread looks for (or mounts) tracefs, so that two first callers do not both
+/// mount it; a failure is not cached (the next caller tries again).
+static FINDING: Mutex<()> = Mutex::new(());
 
 /// The tracefs directory: a mounted tracefs, else `tracing/` under a mounted debugfs, else a
 /// tracefs this call mounts at /sys/kernel/tracing.
 pub fn root() -> Result<&'static Path> {
-    TRACEFS.get_or_try_init(find_or_mount).map(PathBuf::as_path)
+    if let Some(found) = TRACEFS.get() {
+        return Ok(found);
+    }
+    let _one = FINDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = TRACEFS.get() {
+        return Ok(found);
+    }
+    let found = find_or_mount()?;
+    Ok(TRACEFS.get_or_init(|| found))
 }
 
 fn find_or_mount() -> Result<PathBuf> {
-    let text = std::fs::read("/proc/self/mountinfo").map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    let mounts = crate::discovery::mountinfo::parse_mountinfo(&text);
+    let table = mounts::own().map_err(|e| Error::io(format!("read {}", mounts::SELF_MOUNTINFO), e))?;
     let found = |fstype: &str, sub: Option<&str>| {
-        mounts
-            .iter()
-            .filter(|m| m.fstype == fstype)
-            .map(|m| sub.map_or_else(|| m.mount_point.clone(), |s| m.mount_point.join(s)))
+        mounts::of_type(&table, fstype)
+            .map(|d| sub.map_or_else(|| d.to_path_buf(), |s| d.join(s)))
             .find(|d| d.join("events").is_dir())
     };
     if let Some(d) = found("tracefs", None).or_else(|| found("debugfs", Some("tracing"))) {
@@ -29,18 +39,23 @@ fn find_or_mount() -> Result<PathBuf> {
     // A tracefs that is mounted but closed to this process (mode 0700 owned by root, as the
     // kernel mounts it, read by a process without CAP_DAC_OVERRIDE): mounting another one
     // would not help, and "not mounted" would send the operator looking in the wrong place.
-    for m in mounts.iter().filter(|m| m.fstype == "tracefs") {
-        if let Err(e) = std::fs::metadata(m.mount_point.join("events")) {
+    for mount_point in mounts::of_type(&table, "tracefs") {
+        if let Err(e) = std::fs::metadata(mount_point.join("events")) {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 use std::os::unix::fs::MetadataExt;
-                let how = std::fs::metadata(&m.mount_point)
+                let how = std::fs::metadata(mount_point)
                     .map(|md| format!("mode {:04o}, owner uid {}", md.mode() & 0o7777, md.uid()))
                     .unwrap_or_else(|_| "its mode".into());
-                return Err(Error::Other(format!(
-                    "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
-                    m.mount_point.display(),
-                    nix::unistd::geteuid()
-                )));
+                return Err(Unsupported {
+                    why: format!(
+                        "tracefs is mounted at {} but this process cannot read it ({how}; this process runs as uid {}): run KTM as root, or grant CAP_DAC_OVERRIDE, or rely on the raw tracepoints",
+                        mount_point.display(),
+                        // SAFETY: geteuid takes no arguments and cannot fail.
+                        unsafe { libc::geteuid() }
+                    ),
+                    errno: e.raw_os_error(),
+                }
+                .into());
             }
         }
     }
@@ -56,10 +71,14 @@ fn find_or_mount() -> Result<PathBuf> {
         // CAP_PERFMON simply lacks it, and saying "policy refuses" would send its operator
         // looking in the wrong place.
         if err.raw_os_error() == Some(libc::EPERM) && !has_sys_admin {
-            return Err(Error::Other(format!(
-                "tracefs is not mounted, and mounting it at {target} needs CAP_SYS_ADMIN, which this process \
-                 does not have (mount tracefs into the container, or rely on the raw tracepoints)"
-            )));
+            return Err(Unsupported {
+                why: format!(
+                    "tracefs is not mounted, and mounting it at {target} needs CAP_SYS_ADMIN, which this process \
+                     does not have (mount tracefs into the container, or rely on the raw tracepoints)"
+                ),
+                errno: err.raw_os_error(),
+            }
+            .into());
         }
         let what = format!("tracefs is not mounted and mounting it at {target} failed");
         return Err(crate::sys::os_error(crate::privileges::Syscall::Bpf, what, err));

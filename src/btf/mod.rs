@@ -9,6 +9,7 @@
 
 mod blob;
 mod error;
+mod header;
 mod kind;
 mod reader;
 

@@ -1,4 +1,4 @@
-//! Walking and querying one BTF blob.
+//! Walking and querying the types of one BTF blob (its header and string section: `header`).
 //!
 //! Layout (include/uapi/linux/btf.h): a header, then a type section of variable-length
 //! entries (type id N is the N-th entry, id 0 is the implicit `void`), then a section of
@@ -12,10 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::blob::Blob;
 use super::error::BtfError;
-use super::kind::{Kind, HEADER_LEN};
+use super::header::{check_strings, nul_position, read_u32, Header};
+use super::kind::Kind;
 
-const MAGIC: u16 = 0xeb9f;
-const VERSION: u8 = 1;
 /// `name_off`, `info`, `size`/`type` of `struct btf_type`.
 const TYPE_HEADER_LEN: usize = 12;
 /// Byte offset of the `type` field inside a FUNC_PROTO parameter record.
@@ -463,106 +462,6 @@ impl fmt::Debug for Btf {
     }
 }
 
-/// Section bounds from the header, as absolute offsets into the blob.
-struct Header {
-    type_start: usize,
-    type_end: usize,
-    str_start: usize,
-    str_len: usize,
-}
-
-impl Header {
-    fn read(data: &[u8]) -> Result<Header, BtfError> {
-        if data.len() < HEADER_LEN {
-            return Err(BtfError::Truncated { len: data.len() });
-        }
-        if u32::try_from(data.len()).is_err() {
-            return Err(BtfError::BadHeader {
-                detail: format!("blob of {} bytes exceeds the 4 GiB BTF offsets can address", data.len()),
-            });
-        }
-        let field = |at: usize| read_u32(data, at).ok_or(BtfError::Truncated { len: data.len() });
-        let magic = data.first().zip(data.get(1)).map(|(&lo, &hi)| u16::from_le_bytes([lo, hi]));
-        match magic {
-            Some(MAGIC) => {}
-            found => return Err(BtfError::BadMagic { found: found.unwrap_or(0) }),
-        }
-        let version = data.get(2).copied().unwrap_or(0);
-        if version != VERSION {
-            return Err(BtfError::BadVersion { found: version });
-        }
-        let hdr_len = field(4)? as usize;
-        if hdr_len < HEADER_LEN {
-            return Err(BtfError::BadHeader {
-                detail: format!("header length {hdr_len} at offset 4 is below {HEADER_LEN}"),
-            });
-        }
-        if hdr_len > data.len() {
-            return Err(BtfError::BadHeader {
-                detail: format!(
-                    "header length {hdr_len} at offset 4 runs past the end of the {}-byte blob",
-                    data.len()
-                ),
-            });
-        }
-        let section = |name: &str, off_at: usize| -> Result<(usize, usize), BtfError> {
-            let off = field(off_at)? as usize;
-            let len = field(off_at + 4)? as usize;
-            let start = hdr_len.checked_add(off);
-            let end = start.and_then(|s| s.checked_add(len));
-            match (start, end) {
-                (Some(start), Some(end)) if end <= data.len() => Ok((start, end)),
-                _ => Err(BtfError::BadHeader {
-                    detail: format!(
-                        "{name} section (offset {off} at offset {off_at}, length {len} at \
-                         offset {}) runs past the end of the {}-byte blob",
-                        off_at + 4,
-                        data.len()
-                    ),
-                }),
-            }
-        };
-        let (type_start, type_end) = section("type", 8)?;
-        let (str_start, str_end) = section("string", 16)?;
-        if type_start < str_end && str_start < type_end {
-            return Err(BtfError::BadHeader {
-                detail: format!(
-                    "type section [{type_start}, {type_end}) overlaps string section \
-                     [{str_start}, {str_end})"
-                ),
-            });
-        }
-        Ok(Header { type_start, type_end, str_start, str_len: str_end - str_start })
-    }
-}
-
-/// Checks what makes every in-range string offset resolve to a terminated string: the
-/// section ends with NUL, and base BTF starts with the empty string (name offset 0).
-fn check_strings(data: &[u8], h: &Header, split: bool) -> Result<(), BtfError> {
-    if h.str_len == 0 {
-        if split {
-            return Ok(());
-        }
-        return Err(BtfError::BadStrings {
-            detail: format!("section at offset {} is empty; base BTF needs at least \"\\0\"", h.str_start),
-        });
-    }
-    let first = data.get(h.str_start).copied();
-    let last_at = h.str_start.saturating_add(h.str_len - 1);
-    let last = data.get(last_at).copied();
-    if !split && first != Some(0) {
-        return Err(BtfError::BadStrings {
-            detail: format!("section at offset {} does not start with a NUL byte", h.str_start),
-        });
-    }
-    if last != Some(0) {
-        return Err(BtfError::BadStrings {
-            detail: format!("last byte of the section, at offset {last_at}, is not NUL"),
-        });
-    }
-    Ok(())
-}
-
 fn kind_bits(info: u32) -> u8 {
     // Bits 24-28; the mask makes the narrowing lossless.
     ((info >> 24) & 0x1f) as u8
@@ -581,28 +480,6 @@ fn read_entry(data: &[u8], offset: usize) -> Option<Entry> {
         vlen: (info & 0xffff) as usize,
         size_or_type,
     })
-}
-
-/// Index of the first NUL, 8 bytes per step: string lookups are most of the cost of
-/// indexing function names.
-fn nul_position(s: &[u8]) -> Option<usize> {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    let mut done = 0usize;
-    for c in &mut chunks {
-        let w = c.try_into().map_or(0, u64::from_le_bytes);
-        if w.wrapping_sub(LOW) & !w & HIGH != 0 {
-            return c.iter().position(|&b| b == 0).map(|p| done + p);
-        }
-        done += 8;
-    }
-    chunks.remainder().iter().position(|&b| b == 0).map(|p| done + p)
-}
-
-fn read_u32(data: &[u8], at: usize) -> Option<u32> {
-    let bytes = data.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// Hash of a function name, 8 bytes per step (FxHash's mixing): cheap on identifiers, and

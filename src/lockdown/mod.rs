@@ -28,9 +28,33 @@ mod threads;
 
 pub use threads::Bounding;
 
+use crate::metrics::Metric;
 use crate::privileges::{Held, Seccomp, CAP_BPF, CAP_SYS_ADMIN};
 use crate::seccomp::{steady_state, Action, SockFilter};
 use crate::{Error, Result};
+
+// In the application, not beside `Held` in the toolkit's `privileges`: the toolkit names no metric.
+impl Held {
+    /// `ktm_privileges{capabilities, cap_eff, no_new_privs, seccomp} 1`: what the running
+    /// sidecar holds, in every batch, so a dashboard sees a lock-down that did not happen.
+    pub fn metric(&self) -> Metric {
+        let seccomp = match self.seccomp {
+            Some(Seccomp::Disabled) => "0",
+            Some(Seccomp::Strict) => "1",
+            Some(Seccomp::Filter { .. }) => "2",
+            None => "unknown",
+        };
+        Metric::gauge(
+            "ktm_privileges",
+            "What the KTM process holds: effective capabilities, no_new_privs, seccomp mode (2: filtered)",
+            1.0,
+        )
+        .with_label("capabilities", self.capability_names())
+        .with_label("cap_eff", format!("{:016x}", self.effective))
+        .with_label("no_new_privs", if self.no_new_privs { "1" } else { "0" })
+        .with_label("seccomp", seccomp)
+    }
+}
 
 /// What the seccomp filter does with a call outside the allow-list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -321,5 +345,16 @@ mod tests {
     fn the_filter_assembles_for_every_mode() {
         assert!(filter(Filter::Enforce).unwrap().len() > 100);
         assert_eq!(filter(Filter::Enforce).unwrap().len(), filter(Filter::Log).unwrap().len());
+    }
+
+    #[test]
+    fn the_privileges_metric() {
+        let status = "CapPrm:\t0000008000000000\nCapEff:\t0000008000000000\nCapBnd:\t000000c000000000\n\
+                      NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        let m = Held::parse(status).unwrap().metric();
+        assert_eq!(m.label("capabilities"), Some("CAP_BPF"));
+        assert_eq!(m.label("cap_eff"), Some("0000008000000000"));
+        assert_eq!(m.label("no_new_privs"), Some("1"));
+        assert_eq!(m.label("seccomp"), Some("2"));
     }
 }

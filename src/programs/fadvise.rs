@@ -6,7 +6,7 @@ use super::emit::{add_imm, count_advice, counters, latency_enter, program, progr
 use super::exercise;
 use super::layout::{lane, tag};
 use super::plan::{fexit_ret, read_through, syscall_is, tp_field, KPROBES};
-use crate::attach::{Alternative, AttachPoint, Plan};
+use crate::attach::{Alternative, AttachPoint, Exercise, Plan};
 use crate::insn::{Asm, Label, Program, R1, R2, R6};
 use crate::Result;
 
@@ -164,6 +164,6 @@ pub(super) fn plan() -> Plan {
             Alternative::new(AttachPoint::raw_tracepoint("sys_enter"), fadvise_raw_enter)
                 .and(AttachPoint::raw_tracepoint("sys_exit"), fadvise_raw_exit),
         ],
-        exercise: Some(exercise::fadvise),
+        exercise: Some(Exercise::new("fadvise", exercise::fadvise)),
     }
 }

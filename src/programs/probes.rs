@@ -8,7 +8,7 @@ use super::exercise;
 use super::layout::{lane, tag};
 use super::plan::counting_calls;
 use super::{arch, fadvise, follow, latency, page_cache, reclaim};
-use crate::attach::Plan;
+use crate::attach::{Exercise, Plan};
 use crate::catalogue::{self as metric, MetricDef};
 
 /// A probe: its plan and the metrics it feeds (catalogue entries, so a misspelt metric does
@@ -37,7 +37,7 @@ pub fn probes() -> Vec<Probe> {
                 lane::READ,
                 tag::READ,
                 lane::READ_BYTES,
-                exercise::read,
+                Exercise::new("read", exercise::read),
             ),
             metrics: &[&metric::SYS_READ_LATENCY, &metric::SYS_READ_BYTES],
         },
@@ -49,7 +49,7 @@ pub fn probes() -> Vec<Probe> {
                 lane::PREAD,
                 tag::PREAD,
                 lane::PREAD_BYTES,
-                exercise::pread,
+                Exercise::new("pread", exercise::pread),
             ),
             metrics: &[&metric::SYS_PREAD_LATENCY, &metric::SYS_PREAD_BYTES],
         },
@@ -64,7 +64,7 @@ pub fn probes() -> Vec<Probe> {
                 "filemap_get_pages",
                 ("filemap", "mm_filemap_get_pages"),
                 lane::CACHE_ATTEMPTS,
-                exercise::cached_read,
+                Exercise::new("cached_read", exercise::cached_read),
             ),
             metrics: &[&metric::CACHE_READ_ATTEMPTS],
         },
@@ -74,7 +74,7 @@ pub fn probes() -> Vec<Probe> {
                 "page_cache_sync_ra",
                 ("readahead", "page_cache_sync_ra"),
                 lane::CACHE_MISSES,
-                exercise::cold_read,
+                Exercise::new("cold_read", exercise::cold_read),
             ),
             metrics: &[&metric::CACHE_MISSES],
         },

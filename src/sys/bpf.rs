@@ -101,12 +101,64 @@ fn obj_name(name: &str) -> [u8; OBJ_NAME_LEN] {
 /// `attr` must be the attribute layout the kernel expects for `cmd`, and every pointer in it
 /// must be valid for the access the command makes.
 unsafe fn sys_bpf<A>(cmd: u32, attr: &mut A) -> libc::c_long {
+    #[cfg(test)]
+    if let Some(ret) = fake::call(cmd, (attr as *mut A).cast(), size_of::<A>()) {
+        return ret;
+    }
     libc::syscall(
         libc::SYS_bpf,
         cmd as libc::c_long,
         attr as *mut A as *mut libc::c_void,
         size_of::<A>() as libc::c_long,
     )
+}
+
+/// The test seam (aya's `TEST_SYSCALL`): unit tests put a function in place of the kernel, on
+/// their own thread, so that the callers' ordering, fallbacks and reports are tested on a host
+/// without `bpf()` (or where it would answer differently).
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::cell::RefCell;
+
+    /// The kernel as a test plays it: `(cmd, attr, attr size)` to a return value (an fd the
+    /// fake opened, or 0) or an errno.
+    pub(crate) type Kernel = Box<dyn FnMut(u32, *mut u8, usize) -> Result<libc::c_long, i32>>;
+
+    thread_local! {
+        static KERNEL: RefCell<Option<Kernel>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` with `kernel` answering every `bpf()` this thread makes.
+    pub(crate) fn with<R>(kernel: Kernel, f: impl FnOnce() -> R) -> R {
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                KERNEL.with(|k| k.borrow_mut().take());
+            }
+        }
+        KERNEL.with(|k| *k.borrow_mut() = Some(kernel));
+        let _restore = Restore;
+        f()
+    }
+
+    /// An fd for a fake to return: /dev/null, closed by the caller's `OwnedFd` as a real one is.
+    pub(crate) fn fd() -> libc::c_long {
+        // SAFETY: a NUL-terminated path; the fd returned is owned by whoever the fake hands it to.
+        libc::c_long::from(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
+    }
+
+    /// The fake's answer, `None` where no fake is installed on this thread.
+    pub(super) fn call(cmd: u32, attr: *mut u8, size: usize) -> Option<libc::c_long> {
+        KERNEL.with(|k| {
+            let mut k = k.borrow_mut();
+            let answer = (k.as_mut()?)(cmd, attr, size);
+            Some(answer.unwrap_or_else(|errno| {
+                // SAFETY: errno is this thread's, always valid.
+                unsafe { *libc::__errno_location() = errno };
+                -1
+            }))
+        })
+    }
 }
 
 fn ptr<T>(p: *const T) -> u64 {
