@@ -348,6 +348,12 @@ catalogue! {
         help: "Log lines held back by the logger's rate limit (repeats of one statement).",
         kind: Kind::Counter, unit: Unit::Events, lanes: Lanes::None, labels: &[],
     };
+    PRIVILEGES = {
+        name: "ktm_privileges",
+        help: "What the KTM process holds: effective capabilities, no_new_privs, seccomp mode (2: filtered)",
+        kind: Kind::Gauge, unit: Unit::Info, lanes: Lanes::None,
+        labels: &[Label::open("capabilities"), Label::open("cap_eff"), Label::open("no_new_privs"), Label::open("seccomp")],
+    };
 }
 
 /// The metrics the iomonitor's programs count, in the order the module exports them.

@@ -354,7 +354,10 @@ fn hostile_clients_neither_break_serving_nor_delay_collection() {
     // All of it served by a KTM that locked itself down once attached (README, "Lock-down
     // after start"): no_new_privs, its seccomp filter, no capability (CAP_BPF alone where the
     // kernel refuses map reads without it).
-    let held = body.lines().find(|l| l.starts_with("ktm_privileges{")).unwrap_or_else(|| panic!("{body}"));
+    let held = body
+        .lines()
+        .find(|l| l.starts_with(&format!("{}{{", ktm::catalogue::PRIVILEGES.name)))
+        .unwrap_or_else(|| panic!("{body}"));
     assert!(held.contains("no_new_privs=\"1\"") && held.contains("seccomp=\"2\""), "{held}");
     assert!(held.contains("cap_eff=\"0000000000000000\"") || held.contains("cap_eff=\"0000008000000000\""), "{held}");
     let health = get(addr, "/healthz");

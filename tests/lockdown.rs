@@ -241,7 +241,7 @@ fn status_of_cgroup(cgroup: &std::path::Path) -> (u32, Held) {
 fn privileges_label(b: &Batch, label: &str) -> String {
     b.samples
         .iter()
-        .find(|s| s.name == "ktm_privileges")
+        .find(|s| s.name == ktm::catalogue::PRIVILEGES.name)
         .and_then(|s| s.labels.get(label).cloned())
         .unwrap_or_else(|| "missing".into())
 }
@@ -407,7 +407,7 @@ fn a_locked_down_ktm_run_leaves_nothing_at_stop() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let line = lines.next().expect("ktm run printed a locked-down batch").unwrap();
-        if line.starts_with("ktm_privileges{") && line.contains("seccomp=\"2\"") {
+        if line.starts_with(&format!("{}{{", ktm::catalogue::PRIVILEGES.name)) && line.contains("seccomp=\"2\"") {
             break;
         }
         assert!(Instant::now() < deadline, "no locked-down batch within 120 s");

@@ -44,15 +44,12 @@ impl Held {
             Some(Seccomp::Filter { .. }) => "2",
             None => "unknown",
         };
-        Metric::gauge(
-            "ktm_privileges",
-            "What the KTM process holds: effective capabilities, no_new_privs, seccomp mode (2: filtered)",
-            1.0,
-        )
-        .with_label("capabilities", self.capability_names())
-        .with_label("cap_eff", format!("{:016x}", self.effective))
-        .with_label("no_new_privs", if self.no_new_privs { "1" } else { "0" })
-        .with_label("seccomp", seccomp)
+        crate::catalogue::PRIVILEGES
+            .gauge(1.0)
+            .with_label("capabilities", self.capability_names())
+            .with_label("cap_eff", format!("{:016x}", self.effective))
+            .with_label("no_new_privs", if self.no_new_privs { "1" } else { "0" })
+            .with_label("seccomp", seccomp)
     }
 }
 
