@@ -9,7 +9,7 @@
 use super::arch::kprobe_regs;
 use super::emit::{comm_has_prefix, off, stack};
 use super::layout::{config, renamed, CONFIG, RENAMED};
-use super::plan::KPROBES;
+use super::plan::{probe_read_through, KPROBES};
 use crate::attach::{Alternative, AttachPoint, Plan};
 use crate::insn::{Asm, Helper, Program, R0, R1, R10, R2, R3, R4, R6, R7, R8, R9};
 use crate::Result;
@@ -230,17 +230,8 @@ pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Progra
     a.jeq(R1, 0, out);
     a.ldx_dw(R1, R7, off(config::MODE));
     a.jne(R1, config::MODE_CGROUP as i32, out);
-    for (base, at) in [(None, layout.kn), (Some(()), layout.id)] {
-        match base {
-            None => a.ldx_dw(R3, R6, cgroup_at),
-            Some(()) => a.ldx_dw(R3, R10, stack::READ_BUF),
-        };
-        a.add64(R3, at as i32);
-        a.stack_addr(R1, stack::READ_BUF);
-        a.mov64(R2, 8);
-        a.call(Helper::ProbeReadKernel);
-        a.jne(R0, 0, out);
-    }
+    probe_read_through(&mut a, out, R6, cgroup_at, layout.kn); // cgrp->kn
+    probe_read_through(&mut a, out, R10, stack::READ_BUF, layout.id); // kn->id
     a.ldx_dw(R1, R10, stack::READ_BUF);
     a.ldx_dw(R2, R7, off(config::CGROUP_ID));
     a.jne(R1, R2, out);

@@ -4,7 +4,7 @@
 
 use super::emit::{add_imm, counters, program, stack};
 use crate::attach::{tracepoint_field, Alternative, AttachPoint, Exercise, Plan};
-use crate::insn::{Asm, Helper, Label, Program, R0, R1, R10, R2, R3, R6};
+use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R6};
 use crate::{Error, Result};
 
 /// The offset of a tracepoint record field, or an error naming it.
@@ -80,11 +80,18 @@ pub(super) fn fexit_ret(func: &str) -> i16 {
 /// pointer the context holds, read with `bpf_probe_read_kernel` (a raw tracepoint's or a
 /// kprobe's pointer argument cannot be dereferenced directly), or `goto out`.
 pub(super) fn read_through(a: &mut Asm, out: Label, ptr_at: i16, at: u32) {
-    a.ldx_dw(R3, R6, ptr_at);
+    probe_read_through(a, out, R6, ptr_at, at);
+    a.ldx_dw(R1, R10, stack::READ_BUF);
+}
+
+/// `stack::READ_BUF = *(u64 *)(*(char **)(base + ptr_at) + at)`, or `goto out`: one link of a
+/// pointer chase, the pointer taken from the context (`base` R6) or from the previous link's
+/// read (`base` R10, `ptr_at` `stack::READ_BUF`).
+pub(super) fn probe_read_through(a: &mut Asm, out: Label, base: Reg, ptr_at: i16, at: u32) {
+    a.ldx_dw(R3, base, ptr_at);
     a.add64(R3, at as i32);
     a.stack_addr(R1, stack::READ_BUF);
     a.mov64(R2, 8);
     a.call(Helper::ProbeReadKernel);
     a.jne(R0, 0, out);
-    a.ldx_dw(R1, R10, stack::READ_BUF);
 }
