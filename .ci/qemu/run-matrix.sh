@@ -192,13 +192,17 @@ if [ "$prepare" = 1 ]; then
   for l in "${podman_labels[@]}"; do
     [[ " ${prep_labels[*]} " == *" $l "* ]] || prep_labels+=("$l")
   done
-  pids=()
+  # The kernels first and alone: the guests wait for all of them, while the two Debian roots
+  # are needed only later (the arm64 build, the podman guest), so they do not share the
+  # network with the kernels.
+  rc=0
   if [ ${#prep_labels[@]} -gt 0 ]; then
-    "$here/fetch-kernels.sh" "${refresh[@]}" "${prep_labels[@]}" >/dev/null & pids+=($!)
+    "$here/fetch-kernels.sh" "${refresh[@]}" "${prep_labels[@]}" >/dev/null || rc=1
+    echo "run-matrix: kernels fetched in $((SECONDS - start))s" >&2
   fi
+  pids=()
   if [[ " ${archs[*]} " == *" arm64 "* ]]; then "$here/cross-arm64.sh" --ensure & pids+=($!); fi
   if [ ${#podman_labels[@]} -gt 0 ]; then "$here/podman-root.sh" --ensure >/dev/null & pids+=($!); fi
-  rc=0
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
   echo "run-matrix: prepared (kernels ${prep_labels[*]}; $([[ " ${archs[*]} " == *" arm64 "* ]] && echo "arm64 chroot; ")$([ ${#podman_labels[@]} -gt 0 ] && echo "podman root; ")rc=$rc) in $((SECONDS - start))s" >&2
   exit "$rc"
