@@ -124,7 +124,7 @@ void ktm_batch_free(ktm_batch_t *batch);
 
 /* One collection of `module` (NULL: every module), as ktm_collect makes it, written to `path`
  * as Prometheus text the way `ktm run --output` writes it: a temporary file beside `path`,
- * mode 0644, fsynced and renamed over it (node-exporter's textfile collector never reads
+ * mode 0644, renamed over it (node-exporter's textfile collector never reads
  * part of a batch). */
 int ktm_write_textfile(ktm_t *ktm, const char *module, const char *path, char **error);
 

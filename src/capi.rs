@@ -473,7 +473,7 @@ fn collect(k: &Ktm, module: Option<&str>) -> Result<(Vec<Metric>, Vec<ModuleStat
 
 /// One collection as `ktm_collect` makes it, written to `path` as Prometheus text the way
 /// `ktm run --output` writes it (`textfile::FileRecorder`: a temporary file beside it, mode
-/// 0644, fsynced, renamed over it), so a C or Go host feeds node-exporter's textfile
+/// 0644, renamed over it), so a C or Go host feeds node-exporter's textfile
 /// collector without a renderer of its own.
 ///
 /// # Safety

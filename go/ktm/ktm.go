@@ -318,7 +318,7 @@ func (k *KTM) GetMetrics() []RawMetric {
 }
 
 // WriteTextfile collects now and writes the batch to path as Prometheus text, the way
-// `ktm run --output` does (a temporary file beside it, mode 0644, fsynced, renamed over it),
+// `ktm run --output` does (a temporary file beside it, mode 0644, renamed over it),
 // for node-exporter's textfile collector. After Stop the file holds only the state gauges.
 func (k *KTM) WriteTextfile(path string) error {
 	return k.call(func(h *C.ktm_t) error {

@@ -8,7 +8,7 @@
 //! [`Action::Log`]) redoes it on a new libc or kernel: the kernel logs each call the list
 //! misses. It covers the collector (discovery in `/proc`
 //! and cgroupfs, map reads and the scope map's updates through `bpf()`, the textfile's
-//! write, fsync and rename), logging to stderr, signal waiting, thread creation and the
+//! write and rename; fsync for the demo's cold file), logging to stderr, signal waiting, thread creation and the
 //! calls a std `TcpListener` HTTP server makes per connection.
 
 use super::cbpf::Action;
@@ -28,7 +28,7 @@ macro_rules! calls {
 
 /// The calls allowed whatever their arguments.
 pub const STEADY_STATE_SYSCALLS: &[(&str, libc::c_long)] = calls![
-    // files: /proc, cgroupfs, the textfile (written beside, fsynced, renamed over)
+    // files: /proc, cgroupfs, the textfile (written beside, renamed over), the demo's files
     SYS_read,
     SYS_write,
     SYS_readv,
