@@ -30,15 +30,18 @@ pub struct Workload {
 
 impl Workload {
     /// Starts `bin workload --comm COMM` and, when `cgroup` is given, moves it into that cgroup
-    /// v2 directory before it does anything.
+    /// v2 directory once it has answered its first command, and so before it does anything it
+    /// is told. Not earlier: the dynamic loader's and the runtime's own start-up I/O (glibc's
+    /// ld.so preads libc's program headers twice; Rust's runtime reads /proc/self/maps) would
+    /// race the move and land in a monitored cgroup on some runs and not on others.
     pub fn spawn(bin: &Path, comm: &str, cgroup: Option<&Path>) -> Result<Workload> {
         let mut cmd = Command::new(bin);
         cmd.args(["workload", "--comm", comm]);
         let mut w = Self::start(&mut cmd)?;
+        w.run("ping")?;
         if let Some(cg) = cgroup {
             w.move_to(cg)?;
         }
-        w.run("ping")?;
         Ok(w)
     }
 
