@@ -400,3 +400,41 @@ fn fadvise_helper_is_trusted_only_where_it_fires() {
     }
     common::matrix("fexit ksys_fadvise64_64 alone (self-test)", &cell);
 }
+
+/// The self-test drives each function probe's path through the monitor's own programs (a
+/// thread of this process, admitted by its comm for the moment): every probe attached by a
+/// function probe is checked, and not one of the exercise's events is left in the counters.
+#[test]
+fn the_self_test_checks_every_function_probe_and_leaves_nothing_counted() {
+    if !common::privileged("the_self_test_checks_every_function_probe_and_leaves_nothing_counted") {
+        return;
+    }
+    let (n0, _) = ktm::attach::self_test_time();
+    let monitor = IoMonitor::start(&Policy::from_env()).unwrap();
+    let checked = ktm::attach::self_test_time().0 - n0;
+    let by_function: Vec<String> = monitor
+        .reports()
+        .filter(|r| r.attached.as_ref().is_some_and(|p| ktm::attach::needs_check(p.mechanism())))
+        .inspect(|r| assert!(r.unchecked.is_empty(), "{r}"))
+        .map(|r| r.name.clone())
+        .collect();
+    // At least one check per such probe (more where a plan fell back past a silent one and its
+    // canaries checked the next, or where another test of this binary started a monitor
+    // meanwhile: the count is the process's).
+    assert!(checked >= by_function.len() as u64, "{checked} checks for {by_function:?}");
+    for m in monitor.snapshot().unwrap().metrics() {
+        match &m.value {
+            ktm::metrics::MetricValue::Counter(v) => assert_eq!(*v, 0, "{} {:?}", m.name, m.labels),
+            ktm::metrics::MetricValue::Histogram(h) => assert_eq!((h.count, h.sum), (0, 0.0), "{}", m.name),
+            other => panic!("{}: {other:?}", m.name),
+        }
+    }
+    common::matrix(
+        "self-test by the programs themselves",
+        &if by_function.is_empty() {
+            "no function probe attached here".to_string()
+        } else {
+            format!("{} probes checked, counters 0 after", by_function.len())
+        },
+    );
+}

@@ -60,7 +60,7 @@ bench_args="--bench --only guest-mechanisms --json -${*:+ $*}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 rc=0
-KTM_QEMU_OUT="$out" "$here/run-matrix.sh" --kernels "$kernels" --no-variants --no-host \
+KTM_QEMU_OUT="$out" "$here/run-matrix.sh" --kernels "$kernels" --no-variants --no-host --no-podman \
   --timeout "$timeout_s" --env "KTM_BENCH_ARGS=$bench_args" "${verbose[@]}" -- "$bin" >&2 || rc=$?
 
 # The bench's stdout from each console log: from its "# KTM overhead" line to the JSON.

@@ -129,7 +129,7 @@ pub fn attach_plan(
             report.failures.push((alt.point.clone(), why.to_string()));
             continue;
         }
-        match try_one(plan, alt, fd_of, &mut report.silent) {
+        match try_one(plan, alt, policy, fd_of, &mut report.silent) {
             Ok((attached, unchecked)) => {
                 log::debug!("{}: attached {:?}", plan.name, alt);
                 report.unchecked = unchecked;
@@ -155,6 +155,7 @@ pub fn attach_plan(
 fn try_one(
     plan: &Plan,
     alt: &Alternative,
+    policy: &Policy,
     fd_of: &dyn Fn(MapRef) -> Option<i32>,
     silent: &mut Vec<AttachPoint>,
 ) -> Result<(Attached, Vec<(AttachPoint, String)>)> {
@@ -173,7 +174,9 @@ fn try_one(
         let program = load::program(&spec, fd_of)?;
         // Checked once the program loads (so a kernel that refuses the mechanism pays
         // nothing for the check) and before it attaches (so it never sees the exercise).
-        if let Some(exercise) = plan.exercise.filter(|_| fires::needs_check(point.mechanism())) {
+        if let Some(exercise) =
+            plan.exercise.filter(|_| fires::needs_check(point.mechanism()) && !policy.disable_self_test)
+        {
             match fires::check(point, spec.attach, exercise) {
                 Verdict::Fired => {}
                 Verdict::Silent(why) => {

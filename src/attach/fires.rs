@@ -19,7 +19,9 @@ use crate::sys::bpf::AttachType;
 use crate::sys::AsRawFd;
 use crate::Result;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 /// Drives the path a plan measures once, from the calling thread (a pipe read for read(2), a
 /// cold read of a scratch file for a page-cache miss). `Err` says why it cannot here (no
@@ -55,7 +57,7 @@ pub enum Verdict {
 const CANARY: MapRef = MapRef("ktm_canary");
 
 /// Whether points of this mechanism need the check.
-pub(super) fn needs_check(m: Mechanism) -> bool {
+pub fn needs_check(m: Mechanism) -> bool {
     matches!(
         m,
         Mechanism::Fentry
@@ -65,6 +67,22 @@ pub(super) fn needs_check(m: Mechanism) -> bool {
             | Mechanism::KprobeMulti
             | Mechanism::KretprobeMulti
     )
+}
+
+static SPENT_NS: AtomicU64 = AtomicU64::new(0);
+static CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// How many self-tests this process has made and the time they took, in total: what the
+/// checks add to a start (the start-up bench reports it).
+pub fn spent() -> (u64, Duration) {
+    (CHECKS.load(Ordering::Relaxed), Duration::from_nanos(SPENT_NS.load(Ordering::Relaxed)))
+}
+
+/// Adds `checks` self-tests that took `took` to [`spent`] (the iomonitor's own are made
+/// without canaries, by its programs).
+pub fn account(checks: u64, took: Duration) {
+    SPENT_NS.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    CHECKS.fetch_add(checks, Ordering::Relaxed);
 }
 
 /// Checks `point` (its load target `attach` already resolved for the program it vouches for)
@@ -79,11 +97,13 @@ pub(super) fn check(point: &AttachPoint, attach: Option<(AttachType, u32)>, exer
     if let Some(v) = seen.get(&key) {
         return v.clone();
     }
+    let started = std::time::Instant::now();
     let verdict = match run(point, attach, exercise) {
         Ok(v) => v,
         Err(e) => Verdict::Unchecked(format!("canary could not attach: {e}")),
     };
-    log::debug!("{point}: self-test: {verdict:?}");
+    account(1, started.elapsed());
+    log::debug!("{point}: self-test: {verdict:?} in {:?}", started.elapsed());
     seen.insert(key, verdict.clone());
     verdict
 }
@@ -109,13 +129,18 @@ fn run(point: &AttachPoint, attach: Option<(AttachType, u32)>, exercise: Exercis
         return Ok(Verdict::Unchecked(why));
     }
     Ok(match after - before {
-        0 => Verdict::Silent(format!(
-            "attached, but never ran while this process drove the path it measures (the kernel \
-             does not call it there: inlined into its caller on this build?); {} would count nothing",
-            point.mechanism()
-        )),
+        0 => Verdict::Silent(silent_reason(point)),
         _ => Verdict::Fired,
     })
+}
+
+/// Why a function probe that attached but never ran while its path was driven is refused.
+pub fn silent_reason(point: &AttachPoint) -> String {
+    format!(
+        "attached, but never ran while this process drove the path it measures (the kernel does \
+         not call it there: inlined into its caller on this build?); {} would count nothing",
+        point.mechanism()
+    )
 }
 
 /// `tgid << 32 | tid` of the calling thread as `getpid()`/`gettid()` give them: in the process's

@@ -18,7 +18,7 @@ mod tracefs;
 pub use attachment::{attach_program, Attachment};
 pub use chain::{attach_plan, Alternative, Attached, Build, Plan, PlanReport};
 pub use features::{Feature, Link, Needs};
-pub use fires::Exercise;
+pub use fires::{account as account_self_tests, needs_check, silent_reason, spent as self_test_time, Exercise};
 pub use point::{AttachPoint, Mechanism, Policy};
 pub use tracefs::{
     field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,

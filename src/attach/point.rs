@@ -165,12 +165,16 @@ pub struct Policy {
     pub disable_kprobe_multi: bool,
     /// Classic and raw tracepoints alike.
     pub disable_tracepoint: bool,
+    /// Trust every function probe that attaches without driving its path first: only to
+    /// measure what the self-test costs (the start-up bench), since a probe the kernel never
+    /// calls there then counts nothing, silently.
+    pub disable_self_test: bool,
 }
 
 impl Policy {
     /// From `KTM_DISABLE_FENTRY=1`, `KTM_DISABLE_KPROBE=1`, `KTM_DISABLE_KPROBE_MULTI=1` and
     /// `KTM_DISABLE_TRACEPOINT=1`, which let CI exercise each fallback on kernels where the
-    /// preferred mechanism works.
+    /// preferred mechanism works, and `KTM_DISABLE_SELF_TEST=1`.
     pub fn from_env() -> Policy {
         let on = |k: &str| std::env::var(k).map(|v| v == "1" || v.eq_ignore_ascii_case("true")).unwrap_or(false);
         Policy {
@@ -178,6 +182,7 @@ impl Policy {
             disable_kprobe: on("KTM_DISABLE_KPROBE"),
             disable_kprobe_multi: on("KTM_DISABLE_KPROBE_MULTI"),
             disable_tracepoint: on("KTM_DISABLE_TRACEPOINT"),
+            disable_self_test: on("KTM_DISABLE_SELF_TEST"),
         }
     }
 

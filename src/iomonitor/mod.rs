@@ -9,6 +9,8 @@
 
 mod export;
 mod monitor;
+mod scope;
+mod selftest;
 pub mod stats;
 mod targeting;
 
