@@ -377,6 +377,12 @@ fn output_file_is_replaced_atomically_and_never_read_partial() {
     let reader = {
         let out = out.clone();
         std::thread::spawn(move || {
+            // The reads are timed from the first batch: a loaded host can take seconds to
+            // start, verify and self-test before the first one is written.
+            let start = Instant::now();
+            while !out.exists() && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let t = Instant::now();
             let mut reads = 0u64;
             let mut stamps = BTreeSet::new();
@@ -402,8 +408,7 @@ fn output_file_is_replaced_atomically_and_never_read_partial() {
     };
     // Meanwhile the target reads, so the counters move between batches.
     let mut scene = Scene::new(&p);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(2) {
+    while !reader.is_finished() {
         scene.pread(50, 50);
     }
     let (reads, batches, families) = reader.join().unwrap();
