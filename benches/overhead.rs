@@ -44,6 +44,8 @@ mod mechanisms;
 mod opts;
 #[path = "overhead/progs.rs"]
 mod progs;
+#[path = "overhead/scope_test.rs"]
+mod scope_test;
 #[path = "overhead/scopes.rs"]
 mod scopes;
 #[path = "overhead/slots.rs"]
@@ -198,6 +200,12 @@ fn run(opts: &Opts, t_main: u64) -> R<()> {
         let (t, j) = guest::group(&mut bench, opts, &ids)?;
         out.push_str(&t);
         js.set("guest_mechanisms", j);
+    }
+    if opts.runs("scope-test") {
+        eprintln!("cgroup helper vs BTF-typed loads (scope-test) ...");
+        let (t, j) = scope_test::group(&mut bench, opts, &ids)?;
+        out.push_str(&t);
+        js.set("scope_test", j);
     }
     drop(place);
     js.set("waited_for_quiet_s", bench.waited.as_secs_f64());

@@ -20,7 +20,8 @@ pub struct Opts {
 }
 
 /// The groups `--only` can pick.
-pub const GROUPS: [&str; 6] = ["startup", "collection", "workload", "mechanisms", "slots", "guest-mechanisms"];
+pub const GROUPS: [&str; 7] =
+    ["startup", "collection", "workload", "mechanisms", "slots", "guest-mechanisms", "scope-test"];
 
 /// Extra arguments, whitespace-separated, appended to the command line's: a QEMU guest runs
 /// every binary as `NAME --test-threads=1 --nocapture`, so `.ci/qemu/bench-guest.sh` selects

@@ -32,6 +32,10 @@ pub enum Test {
     ExitNr,
     /// `bpf_get_current_cgroup_id() == cfg[0]`.
     Cgroup,
+    /// The same id read through BTF-typed pointers, no cgroup helper (tracing programs only):
+    /// `bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id == cfg[0]`, at these byte
+    /// offsets (`task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`).
+    TaskCgroup([i16; 4]),
 }
 
 /// How a program counts once its tests pass.
@@ -104,6 +108,18 @@ pub fn program(body: &Body) -> R<Program> {
                     }
                     Test::Cgroup => {
                         a.call(Helper::GetCurrentCgroupId);
+                        a.ld_map_value(R1, CFG, 0);
+                        a.ldx_dw(R1, R1, 0);
+                        a.jne(R0, R1, out);
+                    }
+                    Test::TaskCgroup([cgroups, dfl_cgrp, kn, id]) => {
+                        // Each load through a BTF-typed pointer: the verifier types the
+                        // result and guards the load (a fault reads 0), so no helper is needed.
+                        a.call(Helper::GetCurrentTaskBtf);
+                        a.ldx_dw(R0, R0, *cgroups);
+                        a.ldx_dw(R0, R0, *dfl_cgrp);
+                        a.ldx_dw(R0, R0, *kn);
+                        a.ldx_dw(R0, R0, *id);
                         a.ld_map_value(R1, CFG, 0);
                         a.ldx_dw(R1, R1, 0);
                         a.jne(R0, R1, out);
