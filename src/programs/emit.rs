@@ -4,6 +4,7 @@
 //! thread id; r8 = this CPU's counters or the start slot; r9 = a value kept across helper
 //! calls. Stack slots are named in [`stack`].
 
+use super::current::TaskCgroup;
 use super::layout::{
     config, lane, slot, HistLanes, CONFIG, COUNTERS, HIST_SLOTS, LEARNED, START, START_SLOT, START_SLOTS, START_SPILLED,
 };
@@ -35,12 +36,32 @@ pub(crate) fn program(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
     program_after(|_, _| {}, body)
 }
 
+/// As [`program`], for a BTF-typed program (fentry, fexit): the scope test reads the cgroup
+/// id through the current task's BTF-typed pointers where the kernel allows it
+/// ([`TaskCgroup`]), else with the helper.
+pub(crate) fn tracing_program(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
+    let read = TaskCgroup::from_kernel().map_or(CgroupRead::Helper, CgroupRead::Btf);
+    unscoped(|a, out| {
+        scope(a, out, read);
+        body(a, out);
+    })
+}
+
+/// How the scope test reads the current task's cgroup id.
+#[derive(Clone, Copy, Debug)]
+enum CgroupRead {
+    /// `bpf_get_current_cgroup_id()`: every program type.
+    Helper,
+    /// Through `bpf_get_current_task_btf()`: BTF-typed programs only.
+    Btf(TaskCgroup),
+}
+
 /// As [`program`], with `test` first (r6 = ctx): a test cheaper than the scope test that
 /// most events fail, such as a raw `sys_enter`'s syscall number.
 pub(crate) fn program_after(test: impl FnOnce(&mut Asm, Label), body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
     unscoped(|a, out| {
         test(a, out);
-        scope(a, out);
+        scope(a, out, CgroupRead::Helper);
         body(a, out);
     })
 }
@@ -77,13 +98,18 @@ pub(crate) fn unscoped(body: impl FnOnce(&mut Asm, Label)) -> Result<Program> {
 ///     }
 /// } else return 0;
 /// ```
-fn scope(a: &mut Asm, out: Label) {
+fn scope(a: &mut Asm, out: Label, read: CgroupRead) {
     let comm = a.label("comm_mode");
     let pass = a.label("in_scope");
     a.ld_map_value(R7, CONFIG, 0);
     a.ldx_dw(R1, R7, off(config::MODE));
     a.jne(R1, config::MODE_CGROUP as i32, comm);
-    a.call(Helper::GetCurrentCgroupId);
+    match read {
+        CgroupRead::Helper => {
+            a.call(Helper::GetCurrentCgroupId);
+        }
+        CgroupRead::Btf(layout) => layout.load_id(a, R0),
+    }
     a.ldx_dw(R1, R7, off(config::CGROUP_ID));
     a.jne(R0, R1, out);
     a.ja(pass);
@@ -343,5 +369,8 @@ mod tests {
             count_advice(a);
         })
         .unwrap();
+        // The scope test of a BTF-typed program, with a made-up layout.
+        let layout = TaskCgroup { cgroups: 2000, dfl_cgrp: 80, kn: 256, id: 96 };
+        unscoped(|a, out| scope(a, out, CgroupRead::Btf(layout))).unwrap();
     }
 }

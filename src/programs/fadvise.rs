@@ -2,7 +2,9 @@
 //! where each mechanism keeps it (a record field, the saved user registers).
 
 use super::arch::{kprobe_regs, kretprobe_ret, nr, syscall_arg3, syscall_fn, FADVISE};
-use super::emit::{add_imm, count_advice, counters, latency_enter, program, program_after, take_start, unscoped};
+use super::emit::{
+    add_imm, count_advice, counters, latency_enter, program, program_after, take_start, tracing_program, unscoped,
+};
 use super::exercise;
 use super::layout::{lane, tag};
 use super::plan::{fexit_ret, read_through, syscall_is, tp_field, KPROBES};
@@ -51,7 +53,7 @@ fn fadvise_fexit(
     move || {
         let ret = fexit_ret(&func);
         let advice = advice()?;
-        program(move |a, out| {
+        tracing_program(move |a, out| {
             count_call(a, out, advice);
             success_if_zero(a, |a| {
                 a.ldx_dw(R2, R6, ret);

@@ -2,7 +2,7 @@
 //! and the bytes the exit sees returned. One exit program for every mechanism.
 
 use super::arch::{kretprobe_ret, syscall_fn};
-use super::emit::{add_positive_ret, latency_enter, latency_exit, program, program_after, unscoped};
+use super::emit::{add_positive_ret, latency_enter, latency_exit, program, program_after, tracing_program, unscoped};
 use super::layout::HistLanes;
 use super::plan::{fexit_ret, syscall_is, tp_field, KPROBES};
 use crate::attach::{Alternative, AttachPoint, Exercise, Plan};
@@ -46,6 +46,7 @@ pub(super) fn plan(
 ) -> Plan {
     let func = syscall_fn(syscall);
     let enter = move || program(move |a, out| latency_enter(a, out, tag));
+    let fentry_enter = move || tracing_program(move |a, out| latency_enter(a, out, tag));
     let raw_enter = move || program_after(syscall_is(nr), move |a, out| latency_enter(a, out, tag));
     // One exit program for every mechanism: it takes only a start its own enter stored, so
     // it may run at every syscall's exit (raw sys_exit). Only the return value's place
@@ -60,7 +61,7 @@ pub(super) fn plan(
     Plan {
         name: name.into(),
         alternatives: vec![
-            Alternative::new(AttachPoint::fentry(&func, false), enter)
+            Alternative::new(AttachPoint::fentry(&func, false), fentry_enter)
                 .and(AttachPoint::fentry(&func, true), exit(Box::new(move || Ok(fexit_ret(&fexit_func))))),
             // Tracepoints before kprobes: measured cheaper in every guest kernel, per read and
             // at a 10/20/70 syscall mix, despite the tax they put on every syscall (README).

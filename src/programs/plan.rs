@@ -2,8 +2,8 @@
 //! kprobe mechanisms in order, the raw `sys_enter` number test, where fexit finds a return
 //! value, and reading through a pointer the context holds.
 
-use super::emit::{add_imm, counters, program, stack};
-use crate::attach::{tracepoint_field, Alternative, AttachPoint, Exercise, Plan};
+use super::emit::{add_imm, counters, program, stack, tracing_program};
+use crate::attach::{tracepoint_field, Alternative, AttachPoint, Exercise, Mechanism, Plan};
 use crate::insn::{Asm, Helper, Label, Program, Reg, R0, R1, R10, R2, R3, R6};
 use crate::{Error, Result};
 
@@ -16,14 +16,19 @@ pub(super) fn tp_field(category: &str, name: &str, field: &str) -> Result<i16> {
 
 /// A program that adds one to `lane` for each target event.
 pub(super) fn count_one(lane: usize) -> Result<Program> {
-    program(move |a, out| {
-        counters(a, out);
-        add_imm(a, lane, 1);
-    })
+    program(move |a, out| count(a, out, lane))
 }
 
-/// An alternative counting one per event at `point`.
+fn count(a: &mut Asm, out: Label, lane: usize) {
+    counters(a, out);
+    add_imm(a, lane, 1);
+}
+
+/// An alternative counting one per event at `point` (a BTF-typed program at fentry).
 pub(super) fn counting(point: AttachPoint, lane: usize) -> Alternative {
+    if point.mechanism() == Mechanism::Fentry {
+        return Alternative::new(point, move || tracing_program(move |a, out| count(a, out, lane)));
+    }
     Alternative::new(point, move || count_one(lane))
 }
 
