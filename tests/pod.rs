@@ -118,6 +118,16 @@ struct Window {
     ref_before: Snapshot,
     ref_after: Snapshot,
     readall: u64,
+    /// Runs the kernel skipped of the reference's programs during the window: a classic
+    /// tracepoint or kprobe program is not run while another BPF user holds this CPU's
+    /// `bpf_prog_active` (a bpf() map access preempted on that CPU, for one), and the kernel
+    /// counts each skip as a recursion miss. Raw tracepoints and fentry never skip so.
+    ref_missed: u64,
+}
+
+/// The reference's skipped runs so far ([`Window::ref_missed`]).
+fn recursion_misses(reference: &IoMonitor) -> u64 {
+    reference.programs().filter_map(|p| p.info().ok()).map(|i| i.recursion_misses).sum()
 }
 
 /// Runs the known I/O in the target (x1), the other pod's BanyanDB (x5) and the decoy, and
@@ -131,6 +141,7 @@ fn window(
 ) -> Window {
     let idle = Instant::now();
     let before = sidecar.batch_after(idle, 3);
+    let missed_before = recursion_misses(reference);
     let ref_before = reference.snapshot().unwrap();
     for (i, o) in others.iter_mut().enumerate() {
         io(o, dir, &format!("other{i}"), 5);
@@ -140,9 +151,10 @@ fn window(
         io(o, dir, &format!("other{i}-after"), 5);
     }
     let ref_after = reference.snapshot().unwrap();
+    let ref_missed = recursion_misses(reference) - missed_before;
     let done = Instant::now();
     let after = sidecar.batch_after(done, 3);
-    Window { before, after, ref_before, ref_after, readall }
+    Window { before, after, ref_before, ref_after, readall, ref_missed }
 }
 
 /// The sidecar counted exactly the target's calls, and what the reference counted for the
@@ -160,7 +172,12 @@ fn check_exact(w: &Window, case: &str) {
         }
         let got = d(&name, &labels).unwrap_or_else(|| panic!("{case}: {name}{labels:?} missing from the batch"));
         let want = reference(&w.ref_after, &name, &labels) - reference(&w.ref_before, &name, &labels);
-        assert_eq!(got, want, "{case}: {name}{labels:?} ({mechanism}) against the reference monitor");
+        if w.ref_missed == 0 {
+            assert_eq!(got, want, "{case}: {name}{labels:?} ({mechanism}) against the reference monitor");
+        } else {
+            // The reference lost runs: only the exact counts below can judge the sidecar.
+            println!("{case}: the reference's programs skipped {} runs; {name}: {got} by the sidecar, {want} by the reference", w.ref_missed);
+        }
         if [c::CACHE_READ_ATTEMPTS.name, c::CACHE_MISSES.name].contains(&metric) {
             // The page-cache lookups and misses a least-privilege sidecar has only through
             // function probes where no tracepoint exists: shown in the log with their source.

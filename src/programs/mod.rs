@@ -26,5 +26,15 @@ mod probes;
 mod reclaim;
 
 pub use arch::syscall_fn;
+
+/// How this kernel's fentry and fexit programs read the current task's cgroup id for the
+/// scope test: `"BTF-typed loads"` ([`current`]'s path, 5.11+ with BTF) or
+/// `"bpf_get_current_cgroup_id()"`.
+pub fn fentry_cgroup_read() -> &'static str {
+    match current::TaskCgroup::from_kernel() {
+        Some(_) => "BTF-typed loads",
+        None => "bpf_get_current_cgroup_id()",
+    }
+}
 pub use follow::{JOIN_HOOK, RENAME_HOOK};
 pub use probes::{probes, Probe};
