@@ -6,10 +6,12 @@ use crate::metrics::Batch;
 use crate::recorder::FlightRecorder;
 use std::io::Write;
 
-/// The Prometheus text of one batch, headed by a comment with its time.
+/// The Prometheus text of one batch, headed by a comment with its time: whole seconds, then
+/// milliseconds in parentheses (a reader that must know whether a batch was collected before
+/// or after an event of its own needs more than seconds; `ktm run`'s tests do).
 pub fn exposition(batch: &Batch) -> String {
-    let ts = batch.timestamp.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("# batch at unix time {ts}\n{}\n", crate::prometheus::render(batch))
+    let t = batch.timestamp.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("# batch at unix time {} ({} ms)\n{}\n", t.as_secs(), t.as_millis(), crate::prometheus::render(batch))
 }
 
 /// Streams each batch as Prometheus text (stdout).

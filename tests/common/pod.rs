@@ -23,7 +23,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ktm::prometheus::Sample;
 use ktm::workload::Workload;
@@ -278,8 +278,16 @@ pub fn remove_tree(dir: &Path) {
 /// A received batch: when it arrived and its samples.
 #[derive(Clone, Debug)]
 pub struct Batch {
-    pub at: Instant,
+    /// When the batch was collected, by `ktm run`'s clock (its header's milliseconds): a
+    /// batch received late (the reading thread was not scheduled) is still placed right.
+    pub at: SystemTime,
     pub samples: Vec<Sample>,
+}
+
+/// The collection time in a `# batch at unix time S (MS ms)` header.
+fn collected_at(header: &str) -> Option<SystemTime> {
+    let ms = header.split('(').nth(1)?.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 impl Batch {
@@ -321,16 +329,18 @@ impl Sidecar {
         let shared = Arc::clone(&batches);
         std::thread::spawn(move || {
             let mut text = String::new();
+            let mut at = UNIX_EPOCH;
             for line in out.lines() {
                 let Ok(line) = line else { break };
                 if line.starts_with("# batch at") {
+                    at = collected_at(&line).expect("ktm run's batch header carries its milliseconds");
                     text.clear();
                 } else if line.is_empty() {
                     if !text.is_empty() {
                         let samples =
                             ktm::prometheus::parse_samples(&text).expect("ktm run printed valid exposition text");
                         let (lock, cv) = &*shared;
-                        lock.lock().unwrap().push(Batch { at: Instant::now(), samples });
+                        lock.lock().unwrap().push(Batch { at, samples });
                         cv.notify_all();
                     }
                     text.clear();
@@ -344,9 +354,15 @@ impl Sidecar {
         Sidecar { child, batches }
     }
 
-    /// The `n`th batch received after `after` (1 = the first): with `n` = 3 at least one
-    /// whole interval lies between `after` and its collection.
+    /// The `n`th batch collected after `after` (1 = the first), by `ktm run`'s own stamp, so
+    /// a batch this process reads late is never taken for a newer one: with `n` = 3 at least
+    /// one whole interval lies between `after` and its collection.
     pub fn batch_after(&mut self, after: Instant, n: usize) -> Batch {
+        self.batch_collected_after(SystemTime::now() - after.elapsed(), n)
+    }
+
+    /// The `n`th batch collected after `after` (by the header's milliseconds).
+    fn batch_collected_after(&mut self, after: SystemTime, n: usize) -> Batch {
         let deadline = Instant::now() + Duration::from_secs(30);
         let (lock, cv) = &*self.batches;
         let mut got = lock.lock().unwrap();
@@ -362,13 +378,13 @@ impl Sidecar {
         }
     }
 
-    /// The first batch received after now for which `ok` holds, within 20 s; panics with the last
+    /// The first batch collected after now for which `ok` holds, within 20 s; panics with the last
     /// state otherwise.
     pub fn wait_for(&mut self, what: &str, ok: impl Fn(&Batch) -> bool) -> Batch {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut from = Instant::now();
+        let mut from = SystemTime::now();
         loop {
-            let b = self.batch_after(from, 1);
+            let b = self.batch_collected_after(from, 1);
             if ok(&b) {
                 return b;
             }
@@ -446,7 +462,7 @@ impl ManualSidecar {
             }
         }
         let samples = ktm::prometheus::parse_samples(&text).expect("valid exposition text");
-        Batch { at: Instant::now(), samples }
+        Batch { at: SystemTime::now(), samples }
     }
 }
 
