@@ -31,7 +31,7 @@ impl Drop for DemoCgroup {
     }
 }
 
-/// The memory limit the demo puts on its workload, so that reading [`BIG_FILE`] bytes makes
+/// The memory limit the demo puts on its workload, so that reading `BIG_FILE` bytes makes
 /// the workload's own reclaim run (the LRU counters move).
 pub const MEMORY_LIMIT: u64 = 24 << 20;
 /// The file the workload reads each interval, twice the limit.

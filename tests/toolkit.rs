@@ -346,7 +346,7 @@ fn tracing_refusal_is_known_without_btf() {
     if !common::privileged("tracing_refusal_is_known_without_btf") {
         return;
     }
-    let refused = features::probe(Feature::TracingPrograms).err();
+    let refused = attach::probe(Feature::TracingPrograms).err();
     let real = attach::mechanisms().get(Mechanism::Fentry);
     println!("tracing_refused: {refused:?}; fentry probe: {real:?}");
     match (&real, refused) {
@@ -487,7 +487,7 @@ fn features_present_on_kernels_that_have_them() {
             println!("{f}: no minimum kernel known for {arch}");
             continue;
         };
-        let got = features::probe(f);
+        let got = attach::probe(f);
         let excluded: Vec<String> = f.needs().iter().filter_map(|n| n.unmet()).collect();
         println!("{f}: since {}.{}; {got:?}; host exclusions {excluded:?}", since.0, since.1);
         let row = match (&got, version >= since, excluded.is_empty()) {
@@ -506,7 +506,7 @@ fn features_present_on_kernels_that_have_them() {
     // Each exclusion is exact: lockdown refuses tracing with EPERM, a kernel without fprobe
     // answers EOPNOTSUPP; any other answer is a failure of its own.
     if Needs::NoLockdown.unmet().is_some() {
-        assert_eq!(features::probe(Feature::TracingPrograms).err().and_then(|u| u.errno), Some(libc::EPERM));
+        assert_eq!(attach::probe(Feature::TracingPrograms).err().and_then(|u| u.errno), Some(libc::EPERM));
     }
     if Needs::Kprobes.unmet().is_some() {
         assert!(attach::mechanisms().get(Mechanism::Kprobe).is_err(), "kprobes work without the kprobe PMU");

@@ -58,7 +58,7 @@ pub struct Plan {
     pub name: String,
     pub alternatives: Vec<Alternative>,
     /// Drives the measured path once, so that each fentry/fexit and kprobe part is trusted
-    /// only after a canary on its point saw it run ([`fires`]). `None`: the plan's builder
+    /// only after a canary on its point saw it run (`fires`). `None`: the plan's builder
     /// vouches that its function probes are on the path.
     pub exercise: Option<Exercise>,
 }

@@ -6,8 +6,14 @@
 //! it ([`Feature::since`]) and what a kernel of that age may still lack it for ([`Needs`]), so
 //! that a test can tell a fallback the kernel calls for from a feature that went missing (as
 //! cilium's `checkVersion`): tests/toolkit.rs asserts it in every guest of the matrix.
+//!
+//! The table and its cache are here, with the probes that need only `load` and `sys`: the link
+//! kinds, which `attachment` asks to choose its call, and whether tracing programs are
+//! allowed. The mechanism rows are tried by really attaching, so they are probed above
+//! `attachment`, by `mechanisms` (whose [`probe`](super::probe) answers every row), into the
+//! same cache.
 
-use super::point::{AttachPoint, Mechanism};
+use super::point::Mechanism;
 use crate::error::Unsupported;
 use crate::insn::{Asm, R0};
 use crate::load::{self, ProgramSpec};
@@ -110,7 +116,7 @@ impl Needs {
                 (!pmu.exists() && !events.as_deref().is_some_and(Path::exists))
                     .then(|| format!("built without kprobes: no {}, no tracefs kprobe_events", pmu.display()))
             }
-            Needs::Fprobe => match probe(Feature::Link(Link::KprobeMulti)) {
+            Needs::Fprobe => match link(Link::KprobeMulti) {
                 Err(u) if u.errno == Some(libc::EOPNOTSUPP) => Some(format!("built without CONFIG_FPROBE ({u})")),
                 _ => None,
             },
@@ -215,27 +221,26 @@ impl std::fmt::Display for Feature {
 static TABLE: [OnceLock<std::result::Result<(), Unsupported>>; MECHANISMS.len() + LINKS.len() + 1] =
     [const { OnceLock::new() }; MECHANISMS.len() + LINKS.len() + 1];
 
-/// Whether this kernel has `feature`, or why it is taken not to (with the kernel's errno).
-pub fn probe(feature: Feature) -> std::result::Result<(), Unsupported> {
-    TABLE[feature.index()]
-        .get_or_init(|| match feature {
-            Feature::Mechanism(m) => probe_mechanism(m),
-            Feature::Link(Link::PerfEvent) => probe_perf_link(),
-            Feature::Link(Link::Tracing) => probe_tracing_link(),
-            Feature::Link(Link::KprobeMulti) => probe_kprobe_multi_link(),
-            Feature::TracingPrograms => probe_tracing_programs(),
-        })
-        .clone()
+/// Row `feature` of the cache, asked of `probe` on its first use in this process.
+pub(super) fn cached(
+    feature: Feature,
+    probe: impl FnOnce() -> std::result::Result<(), Unsupported>,
+) -> std::result::Result<(), Unsupported> {
+    TABLE[feature.index()].get_or_init(probe).clone()
 }
 
-/// [`probe`] of a link kind.
+/// Whether this kernel has the link kind, or why it is taken not to (with the kernel's errno).
 pub fn link(link: Link) -> std::result::Result<(), Unsupported> {
-    probe(Feature::Link(link))
+    cached(Feature::Link(link), || match link {
+        Link::PerfEvent => probe_perf_link(),
+        Link::Tracing => probe_tracing_link(),
+        Link::KprobeMulti => probe_kprobe_multi_link(),
+    })
 }
 
-/// [`probe`] of a mechanism.
-pub fn mechanism(m: Mechanism) -> std::result::Result<(), Unsupported> {
-    probe(Feature::Mechanism(m))
+/// Whether tracing programs are allowed at all: [`Feature::TracingPrograms`].
+pub fn tracing_programs() -> std::result::Result<(), Unsupported> {
+    cached(Feature::TracingPrograms, probe_tracing_programs)
 }
 
 /// A trivial program of `spec`'s kind, loaded; the error says "cannot probe".
@@ -245,36 +250,6 @@ fn load_probe(spec: &ProgramSpec) -> std::result::Result<load::LoadedProgram, Un
 
 fn program_or_unsupported() -> std::result::Result<crate::insn::Program, Unsupported> {
     empty_program().map_err(|e| Unsupported::from_error(e.to_string(), &e))
-}
-
-/// The mechanism tried for real: a trivial program loaded for `vfs_read` (or a syscall
-/// tracepoint) and attached through [`super::attachment::attach_program`], then released.
-fn probe_mechanism(m: Mechanism) -> std::result::Result<(), Unsupported> {
-    let point = match m {
-        Mechanism::Fentry => AttachPoint::fentry("vfs_read", false),
-        Mechanism::Fexit => AttachPoint::fentry("vfs_read", true),
-        Mechanism::Kprobe => AttachPoint::kprobe("vfs_read", false),
-        Mechanism::Kretprobe => AttachPoint::kprobe("vfs_read", true),
-        Mechanism::KprobeMulti => AttachPoint::kprobe_multi("vfs_read", false),
-        Mechanism::KretprobeMulti => AttachPoint::kprobe_multi("vfs_read", true),
-        Mechanism::RawTracepoint => AttachPoint::raw_tracepoint("sys_enter"),
-        Mechanism::Tracepoint => AttachPoint::tracepoint("syscalls", "sys_enter_getppid"),
-    };
-    let tried = || -> Result<()> {
-        let spec = ProgramSpec {
-            name: format!("ktm_probe_{}", m.name()),
-            prog_type: point.prog_type(),
-            program: empty_program()?,
-            attach: point.load_target()?,
-        };
-        let prog = load::program(&spec, |_| None)?;
-        let _attached = super::attachment::attach_program(&prog, &point)?;
-        Ok(())
-    };
-    tried().map_err(|e| match e {
-        crate::Error::Unsupported(u) => u,
-        e => Unsupported::from_error(e.to_string(), &e),
-    })
 }
 
 /// libbpf's `probe_perf_link`: a trivial tracepoint program linked to perf fd -1 is refused
@@ -296,7 +271,7 @@ fn probe_perf_link() -> std::result::Result<(), Unsupported> {
 
 /// A trivial fentry program on `vfs_read`, linked with `BPF_LINK_CREATE` and at once released.
 fn probe_tracing_link() -> std::result::Result<(), Unsupported> {
-    probe(Feature::TracingPrograms).map_err(|u| u.context("cannot probe: tracing programs are refused"))?;
+    tracing_programs().map_err(|u| u.context("cannot probe: tracing programs are refused"))?;
     let func = crate::btf::find_kernel_func("vfs_read")
         .map_err(|e| Unsupported::new(format!("cannot probe: no BTF for function vfs_read: {e}")))?;
     let spec = ProgramSpec {

@@ -12,30 +12,17 @@ pub mod features;
 mod fires;
 mod kprobe;
 mod kprobe_multi;
+mod mechanisms;
 mod point;
+mod target;
 mod tracefs;
 
 pub use attachment::{attach_program, Attachment};
 pub use chain::{attach_plan, Alternative, Attached, Build, Plan, PlanReport};
 pub use features::{Feature, Link, Needs};
 pub use fires::{account as account_self_tests, needs_check, silent_reason, spent as self_test_time, Exercise};
+pub use mechanisms::{mechanisms, probe, MechanismTable};
 pub use point::{AttachPoint, Mechanism, Policy};
 pub use tracefs::{
     field as tracepoint_field, parse_field as parse_tracepoint_format, root as tracefs_root, tracepoint_id,
 };
-
-/// Each mechanism's row of the [`features`] table, as `ktm probe` lists them.
-#[derive(Clone, Copy, Debug)]
-pub struct MechanismTable;
-
-impl MechanismTable {
-    /// Whether `m` worked, or why not: [`features::mechanism`].
-    pub fn get(&self, m: Mechanism) -> std::result::Result<(), crate::Unsupported> {
-        features::mechanism(m)
-    }
-}
-
-/// The mechanisms' rows of the feature table (each probed on first use, once per process).
-pub fn mechanisms() -> &'static MechanismTable {
-    &MechanismTable
-}

@@ -1,10 +1,7 @@
 //! Where and how a program is hooked: the attach point, its mechanism, and the operator's
 //! policy over mechanisms.
 
-use super::features::{self, Feature, Link};
-use crate::error::Unsupported;
-use crate::sys::bpf::{AttachType, ProgType};
-use crate::Result;
+use crate::sys::bpf::ProgType;
 use std::fmt;
 
 /// How a program is hooked into the kernel.
@@ -106,31 +103,6 @@ impl AttachPoint {
             AttachPoint::RawTracepoint { .. } => ProgType::RawTracepoint,
             AttachPoint::Kprobe { .. } | AttachPoint::KprobeMulti { .. } => ProgType::Kprobe,
             AttachPoint::Fentry { .. } => ProgType::Tracing,
-        }
-    }
-
-    /// For fentry/fexit, the attach type and BTF id of the function, found in kernel BTF; for
-    /// kprobe_multi, its attach type (a kprobe program loaded without it cannot take that
-    /// link), or why this kernel has no such link.
-    pub fn load_target(&self) -> Result<Option<(AttachType, u32)>> {
-        match self {
-            AttachPoint::Fentry { func, exit } => {
-                features::probe(Feature::TracingPrograms).map_err(|u| u.context("tracing programs are refused"))?;
-                let loc = crate::btf::find_kernel_func(func)
-                    .map_err(|e| Unsupported::new(format!("no BTF for function {func}: {e}")))?;
-                if let Some(module) = loc.module {
-                    return Err(Unsupported::new(format!(
-                        "function {func} is in module {module}; fentry on module functions is not supported"
-                    ))
-                    .into());
-                }
-                Ok(Some((if *exit { AttachType::TraceFexit } else { AttachType::TraceFentry }, loc.type_id)))
-            }
-            AttachPoint::KprobeMulti { .. } => {
-                features::link(Link::KprobeMulti).map_err(|u| u.context("kprobe_multi links are unavailable"))?;
-                Ok(Some((AttachType::TraceKprobeMulti, 0)))
-            }
-            _ => Ok(None),
         }
     }
 

@@ -14,14 +14,14 @@ pub enum Scope {
     Comm(String),
     /// Comm mode inside a pid namespace: a sidecar sharing its pod's pid namespace counts
     /// only that pod's tasks with the prefix (`narrow`), and learns the cgroup id of thread
-    /// group `learn` (as numbered in `pidns`) from its first event ([`IoMonitor::learned_cgroup`]).
+    /// group `learn` (as numbered in `pidns`) from its first event ([`IoMonitor::learned_cgroup`](super::IoMonitor::learned_cgroup)).
     CommInPidNs { prefix: String, pidns: PidNs, narrow: bool, learn: Option<u32> },
     /// Cgroup mode on `id`, whose one process is thread group `target` (as numbered in
     /// `pidns`, the pod's), guarded by the rename hook: when a task of the pod takes a name
     /// with `prefix` in another cgroup (BanyanDB restarted or recreated), or a task of
     /// another name execs in this cgroup (a shell exec'd into BanyanDB's container), the
     /// hook switches to comm mode narrowed to the pod at once, and the collector
-    /// re-discovers ([`IoMonitor::renamed`]).
+    /// re-discovers ([`IoMonitor::renamed`](super::IoMonitor::renamed)).
     Guarded { id: u64, target: u32, prefix: String, pidns: PidNs },
 }
 

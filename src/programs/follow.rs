@@ -119,7 +119,7 @@ fn switch_to_comm(a: &mut Asm) {
     a.st_dw(R7, off(config::MODE), config::MODE_COMM as i32);
 }
 
-/// The name of the rename hook's plan ([`rename_hook`]): it feeds no metric, it keeps
+/// The name of the rename hook's plan (`rename_hook`): it feeds no metric, it keeps
 /// the scope on BanyanDB across restarts.
 pub const RENAME_HOOK: &str = "ktm_follow";
 
@@ -147,7 +147,7 @@ pub(super) fn rename_plan() -> Plan {
     }
 }
 
-/// The name of the join hook's plan ([`join_hook`]).
+/// The name of the join hook's plan (`join_hook`).
 pub const JOIN_HOOK: &str = "ktm_follow_join";
 
 /// The join hook's plan: the raw tracepoint `cgroup_attach_task` (after the move), else

@@ -28,7 +28,7 @@ mod reclaim;
 pub use arch::syscall_fn;
 
 /// How this kernel's fentry and fexit programs read the current task's cgroup id for the
-/// scope test: `"BTF-typed loads"` ([`current`]'s path, 5.11+ with BTF) or
+/// scope test: `"BTF-typed loads"` (`current`'s path, 5.11+ with BTF) or
 /// `"bpf_get_current_cgroup_id()"`.
 pub fn fentry_cgroup_read() -> &'static str {
     match current::TaskCgroup::from_kernel() {
