@@ -33,9 +33,9 @@ pub enum Test {
     /// `bpf_get_current_cgroup_id() == cfg[0]`.
     Cgroup,
     /// The same id read through BTF-typed pointers, no cgroup helper (tracing programs only):
-    /// `bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id == cfg[0]`, at these byte
-    /// offsets (`task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`).
-    TaskCgroup([i16; 4]),
+    /// `bpf_get_current_task_btf()->cgroups->dfl_cgrp->kn->id == cfg[0]`, as KTM's fentry
+    /// and fexit programs read it.
+    TaskCgroup(ktm::programs::TaskCgroup),
 }
 
 /// How a program counts once its tests pass.
@@ -112,14 +112,8 @@ pub fn program(body: &Body) -> R<Program> {
                         a.ldx_dw(R1, R1, 0);
                         a.jne(R0, R1, out);
                     }
-                    Test::TaskCgroup([cgroups, dfl_cgrp, kn, id]) => {
-                        // Each load through a BTF-typed pointer: the verifier types the
-                        // result and guards the load (a fault reads 0), so no helper is needed.
-                        a.call(Helper::GetCurrentTaskBtf);
-                        a.ldx_dw(R0, R0, *cgroups);
-                        a.ldx_dw(R0, R0, *dfl_cgrp);
-                        a.ldx_dw(R0, R0, *kn);
-                        a.ldx_dw(R0, R0, *id);
+                    Test::TaskCgroup(layout) => {
+                        layout.load_id(&mut a, R0);
                         a.ld_map_value(R1, CFG, 0);
                         a.ldx_dw(R1, R1, 0);
                         a.jne(R0, R1, out);

@@ -21,25 +21,12 @@ use super::scopes::Ids;
 use super::stats::stats_during;
 use super::table::{f0, f1, ratio, Table};
 use ktm::attach::AttachPoint;
-use ktm::btf::Kind;
-use ktm::programs::syscall_fn;
+use ktm::programs::{syscall_fn, TaskCgroup};
 
 const OPS: [Op; 2] = [Op::Pread, Op::Read];
 
-/// Byte offsets of `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`
-/// in the running kernel's BTF.
-fn offsets() -> Result<[i16; 4], String> {
-    let btf = ktm::btf::vmlinux().map_err(|e| format!("no vmlinux BTF: {e}"))?;
-    let at = |ty: &str, member: &str| -> Result<i16, String> {
-        let id = btf.find_type(Kind::Struct, ty).ok_or(format!("BTF has no struct {ty}"))?;
-        let bits = btf.member_offset_bits(id, member).ok_or(format!("BTF has no {ty}.{member}"))?;
-        i16::try_from(bits / 8).map_err(|_| format!("{ty}.{member} at byte {} is beyond a load's offset", bits / 8))
-    };
-    Ok([at("task_struct", "cgroups")?, at("css_set", "dfl_cgrp")?, at("cgroup", "kn")?, at("kernfs_node", "id")?])
-}
-
 /// The rows: (name, body, cgroup compared with, counts?).
-fn designs(ids: &Ids, off: [i16; 4]) -> Vec<(&'static str, Design)> {
+fn designs(ids: &Ids, off: TaskCgroup) -> Vec<(&'static str, Design)> {
     let design = |body: Body, cgroup: Option<u64>| {
         let mut d = Design::new(vec![cnt(true), cfg()]);
         for s in ["pread64", "read"] {
@@ -65,7 +52,7 @@ fn settle() {
 /// Runs the group; returns its tables and JSON.
 pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
     let title = "9. scope-test: the cgroup test in fentry programs, helper vs BTF-typed loads";
-    let off = match offsets() {
+    let off = match TaskCgroup::from_kernel() {
         Ok(o) => o,
         Err(why) => return Ok((format!("\n## {title}: unavailable: {why}\n"), J::obj().with("unavailable", why))),
     };
@@ -189,7 +176,7 @@ pub fn group(b: &mut Bench, opts: &Opts, ids: &Ids) -> R<(String, J)> {
         out.push_str(&format!("BPF statistics unavailable: {e}\n"));
     }
     out.push_str(&format!("counts exact: {}\n", exact.join(", ")));
-    j.set("offsets", off.iter().map(|&o| o as u64).collect::<Vec<_>>());
+    j.set("offsets", [off.cgroups, off.dfl_cgrp, off.kn, off.id].map(|o| o as u64).to_vec());
     j.set("exact", exact);
     Ok((out, j))
 }

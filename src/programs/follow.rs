@@ -7,6 +7,7 @@
 //! the next collection, costs nothing on the counting programs' hot paths: renames are rare.
 
 use super::arch::kprobe_regs;
+use super::current::CgroupIdLayout;
 use super::emit::{comm_has_prefix, off, stack};
 use super::layout::{config, renamed, CONFIG, RENAMED};
 use super::plan::{probe_read_through, KPROBES};
@@ -172,40 +173,6 @@ pub(super) fn join_plan() -> Plan {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn assembles() {
-        super::rename_hook(0, 8).unwrap();
-        super::join_hook(0, super::CgroupIdLayout { kn: 256, id: 96 }).unwrap();
-    }
-}
-
-/// Where the join hook finds a cgroup's id: `cgroup->kn` and `kernfs_node->id`, from the
-/// running kernel's BTF (`cgroup_id()` is an inline function).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CgroupIdLayout {
-    pub kn: u32,
-    pub id: u32,
-}
-
-impl CgroupIdLayout {
-    pub(crate) fn from_kernel() -> Result<CgroupIdLayout> {
-        use crate::btf::Kind;
-        use crate::Error;
-        let btf = crate::btf::vmlinux()
-            .map_err(|e| Error::Other(format!("a cgroup's id is read at offsets from kernel BTF: {e}")))?;
-        let member = |ty: &str, m: &str| {
-            btf.find_type(Kind::Struct, ty)
-                .and_then(|t| btf.member_offset_bits(t, m))
-                .filter(|bits| bits % 8 == 0)
-                .map(|bits| bits / 8)
-                .ok_or_else(|| Error::Other(format!("kernel BTF has no {ty}.{m}: a cgroup's id cannot be read")))
-        };
-        Ok(CgroupIdLayout { kn: member("cgroup", "kn")?, id: member("kernfs_node", "id")? })
-    }
-}
-
 /// The join hook: a task moved into the programmed cgroup (`cgroup_attach_task(struct
 /// cgroup *dst_cgrp, ...)`; the cgroup pointer at `cgroup_at` of the context) is a stranger
 /// until it execs under BanyanDB's name: `runc exec`'s init joins the container's cgroup and
@@ -241,4 +208,13 @@ pub(crate) fn join_hook(cgroup_at: i16, layout: CgroupIdLayout) -> Result<Progra
     a.mov64(R0, 0);
     a.exit();
     Ok(a.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn assembles() {
+        super::rename_hook(0, 8).unwrap();
+        super::join_hook(0, super::CgroupIdLayout { kn: 256, id: 96 }).unwrap();
+    }
 }

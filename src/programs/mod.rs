@@ -31,10 +31,11 @@ pub use arch::syscall_fn;
 /// scope test: `"BTF-typed loads"` (`current`'s path, 5.11+ with BTF) or
 /// `"bpf_get_current_cgroup_id()"`.
 pub fn fentry_cgroup_read() -> &'static str {
-    match current::TaskCgroup::from_kernel() {
-        Some(_) => "BTF-typed loads",
-        None => "bpf_get_current_cgroup_id()",
+    match TaskCgroup::from_kernel() {
+        Ok(_) => "BTF-typed loads",
+        Err(_) => "bpf_get_current_cgroup_id()",
     }
 }
+pub use current::TaskCgroup;
 pub use follow::{JOIN_HOOK, RENAME_HOOK};
 pub use probes::{probes, Probe};
