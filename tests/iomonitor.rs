@@ -450,13 +450,11 @@ fn the_self_test_checks_every_function_probe_and_leaves_nothing_counted() {
 #[test]
 fn fentry_programs_read_the_cgroup_id_through_btf_where_the_kernel_allows() {
     let how = ktm::programs::fentry_cgroup_read();
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse::<u32>().ok());
-    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() && (major, minor) >= (5, 11) {
-        assert_eq!(how, "BTF-typed loads", "{}", release.trim());
+    let version = ktm::attach::features::kernel_version().expect("uname release");
+    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() && version >= (5, 11) {
+        assert_eq!(how, "BTF-typed loads", "Linux {version:?}");
     } else {
-        assert_eq!(how, "bpf_get_current_cgroup_id()", "{}", release.trim());
+        assert_eq!(how, "bpf_get_current_cgroup_id()", "Linux {version:?}");
     }
     common::matrix("fentry/fexit scope test reads the cgroup id by", how);
 }
