@@ -4,7 +4,8 @@
 //! and atomic adds. [`probes`] lists them with their attach plans.
 //!
 //! From the ground up: `layout` (maps, lanes, the config record shared with user space),
-//! `current` (the current task's cgroup id through BTF-typed loads), `emit` (the snippets
+//! `current` (a cgroup's id layout from BTF; the current task's cgroup id through BTF-typed
+//! loads), `emit` (the snippets
 //! every program shares, its stack frame named), `arch` (per-architecture
 //! tables), `folio` (a folio's layout from BTF), `exercise` (the paths the self-tests drive),
 //! `plan` (what the families' plans share), one file per probe family: `latency` (read,
