@@ -5,9 +5,8 @@
 //!
 //! From the ground up: `layout` (maps, lanes, the config record shared with user space),
 //! `current` (a cgroup's id layout from BTF; the current task's cgroup id through BTF-typed
-//! loads), `emit` (the snippets
-//! every program shares, its stack frame named), `arch` (per-architecture
-//! tables), `folio` (a folio's layout from BTF), `exercise` (the paths the self-tests drive),
+//! loads), `emit` (the snippets every program shares, its stack frame named), `arch`
+//! (per-architecture tables), `folio` (a folio's layout from BTF), `exercise` (the paths the self-tests drive),
 //! `plan` (what the families' plans share), one file per probe family: `latency` (read,
 //! pread), `fadvise`, `page_cache`, `reclaim`, `follow` (the rename and join hooks), and
 //! `probes` (the list: each plan with the catalogue metrics it feeds).
